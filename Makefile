@@ -1,0 +1,49 @@
+# trakt-nb — `make run` and `make test` are all the set-up there is.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lab bench check-sync check-clean clean-notebooks export
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "setting up $(VENV) (first time takes about a minute)…"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## run today's pipeline on the built-in replay API and a DuckDB file
+run: setup
+	@$(BIN)/trakt-nb run
+
+## every check CI runs
+test: setup check-sync check-clean
+	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax
+
+## the library must be exactly the export of the notebooks
+check-sync: setup
+	@before=$$(find trakt_nb -name '*.py' | sort | xargs md5sum | md5sum); \
+	$(BIN)/nbdev-export; \
+	after=$$(find trakt_nb -name '*.py' | sort | xargs md5sum | md5sum); \
+	if [ "$$before" != "$$after" ]; then echo "trakt_nb/ was out of sync with notebooks/: run 'make export' and commit the result"; exit 1; fi; \
+	echo "library in sync with notebooks"
+
+## committed notebooks carry no outputs or execution counts
+check-clean: setup
+	@$(BIN)/python tests/check_clean.py notebooks
+
+## export the library and clean the notebooks (run before committing)
+export: setup
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root
+
+bench: setup
+	$(BIN)/python -m bench.replay

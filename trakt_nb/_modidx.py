@@ -98,6 +98,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'trakt_nb.contracts._build_shape': ('contracts.html#_build_shape', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._deref': ('contracts.html#_deref', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._format_fn': ('contracts.html#_format_fn', 'trakt_nb/contracts.py'),
+                                    'trakt_nb.contracts._message': ('contracts.html#_message', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._read_schema': ('contracts.html#_read_schema', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._short': ('contracts.html#_short', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._walk': ('contracts.html#_walk', 'trakt_nb/contracts.py'),

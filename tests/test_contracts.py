@@ -1,0 +1,218 @@
+"""Contracts: schema files, agreement of the fast and the explaining validator, quarantine text, replay payloads."""
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from jsonschema import Draft202012Validator
+
+import trakt_nb.contracts as contracts_mod
+from trakt_nb.contracts import (SCHEMAS_DIR, CheckResult, check_items, check_object, load_contracts,
+                                quarantine_text)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOURCES = {"comment", "ratings", "movie", "show", "trending_movie", "trending_show", "tmdb_movie", "tmdb_tv"}
+CONTRACTS = load_contracts()
+
+COMMENT = {
+    "id": 8, "parent_id": 0, "created_at": "2026-11-01T09:10:11.000Z", "updated_at": "2026-11-01T09:12:40.000Z",
+    "comment": "The score carries the whole second act.", "spoiler": False, "review": False, "replies": 1, "likes": 12,
+    "language": "en", "user_rating": 8, "user_stats": {"rating": 8, "play_count": 2, "completed_count": 1},
+    "user": {"username": "filmfan42", "private": False, "deleted": False, "name": "Alex Example", "vip": True,
+             "vip_ep": False, "director": False, "ids": {"slug": "filmfan42"}},
+}
+
+
+def test_schemas_dir_is_the_projects():
+    assert SCHEMAS_DIR == ROOT / "schemas"
+
+
+def test_every_resource_has_a_well_formed_v1():
+    assert set(CONTRACTS.resources) == RESOURCES
+    for r in RESOURCES:
+        path = ROOT / "schemas" / r / "v1.json"
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["$id"] == f"trakt-nb:{r}:v1" and schema["x-version"] == 1 and schema["title"]
+        assert CONTRACTS.version(r) == 1
+
+
+def _body(schema: dict) -> dict:
+    return {k: v for k, v in schema.items() if k in ("type", "required", "properties")}
+
+
+@pytest.mark.parametrize("kind", ["movie", "show"])
+def test_trending_embeds_the_same_title_schema(kind):
+    "trending_<kind> repeats the <kind> schema in $defs: the copies must not drift apart."
+    title = CONTRACTS[kind].schema
+    trending = CONTRACTS[f"trending_{kind}"].schema
+    assert trending["$defs"][kind] == _body(title)
+    assert trending["$defs"]["timestamp"] == title["$defs"]["timestamp"]
+
+
+def test_schemas_dir_found_from_another_working_directory(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "from trakt_nb.contracts import load_contracts as l; print(l().schemas_dir)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == ROOT / "schemas"
+
+
+# ---- the fast path and jsonschema must give the same verdict ------------------------------------------
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 20), st.floats(allow_nan=False, allow_infinity=False),
+                         st.sampled_from(["", "12", "en", "2026-11-01T09:10:11.000Z", "2026-11-01T09:10:11Z",
+                                          "2026-02-30T09:10:11.000Z", "2026-11-01T09:10:11.000Z\n", "2026-11-01",
+                                          "2026-11-01T25:10:11.000Z", "2026-11-01t09:10:11.000z", "9999-12-31T23:59:59.999Z"]))
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                   st.dictionaries(st.sampled_from(["slug", "rating", "x"]), inner, max_size=3)),
+                           max_leaves=6)
+PATHS = [("id",), ("parent_id",), ("created_at",), ("updated_at",), ("comment",), ("spoiler",), ("review",), ("replies",),
+         ("likes",), ("language",), ("user_rating",), ("user_stats",), ("user_stats", "rating"), ("user_stats", "play_count"),
+         ("user",), ("user", "username"), ("user", "private"), ("user", "name"), ("user", "ids"), ("user", "ids", "slug"),
+         ("extra",), ("user", "extra")]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(JSON_VALUES, st.just(KeyError))), min_size=1, max_size=3))
+def test_fast_path_agrees_with_jsonschema(edits):
+    c = CONTRACTS["comment"]
+    obj = copy.deepcopy(COMMENT)
+    for path, value in edits:
+        parent = obj
+        for k in path[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict): continue
+        if value is KeyError: parent.pop(path[-1], None)
+        else: parent[path[-1]] = value
+    try:
+        c._fast(obj); fast_ok = True
+    except contracts_mod.JsonSchemaValueException:
+        fast_ok = False
+    assert fast_ok == (c.errors(obj) == []), (obj, c.errors(obj))
+    assert c.is_valid(obj) == fast_ok
+
+
+TRICKY_TIMES = ["2026-11-01T09:10:11.000Z", "2026-02-30T09:10:11.000Z", "2025-02-29T09:10:11.000Z", "2024-02-29T09:10:11.000Z",
+                "2026-11-01T24:00:00.000Z", "2026-11-01T09:60:11.000Z", "2016-12-31T23:59:60.000Z", "2026-00-10T09:10:11.000Z",
+                "2026-11-01T09:10:11Z", "2026-11-01T09:10:11.000+00:00", "2026-11-01 09:10:11.000Z", "2026-11-01T09:10:11.000Z\n"]
+TRICKY_DATES = ["2026-03-14", "2026-02-30", "2024-02-29", "2025-02-29", "2026-13-01", "2026-3-14", "20260314", "", "2026-03-14\n"]
+
+
+@pytest.mark.parametrize("value", TRICKY_TIMES)
+@pytest.mark.parametrize("resource,path", [("comment", ("created_at",)), ("show", ("first_aired",)),
+                                           ("trending_movie", ("movie", "updated_at"))])
+def test_fast_path_agrees_on_timestamps(resource, path, value):
+    c = CONTRACTS[resource]
+    base = {"comment": COMMENT,
+            "show": {"title": "S", "year": 2025, "ids": {"trakt": 1, "slug": "s"}},
+            "trending_movie": {"watchers": 1, "movie": {"title": "M", "year": 2026, "ids": {"trakt": 2, "slug": "m"}}}}[resource]
+    obj = copy.deepcopy(base)
+    parent = obj
+    for k in path[:-1]: parent = parent[k]
+    parent[path[-1]] = value
+    assert c.is_valid(obj) == (c.errors(obj) == [])
+    try:
+        c._fast(obj); fast_ok = True
+    except contracts_mod.JsonSchemaValueException:
+        fast_ok = False
+    assert fast_ok == (c.errors(obj) == []), (value, c.errors(obj))
+
+
+@pytest.mark.parametrize("value", TRICKY_DATES)
+@pytest.mark.parametrize("resource,key", [("movie", "released"), ("tmdb_movie", "release_date"), ("tmdb_tv", "last_air_date")])
+def test_fast_path_agrees_on_dates(resource, key, value):
+    c = CONTRACTS[resource]
+    obj = {"title": "M", "year": 2026, "ids": {"trakt": 2, "slug": "m"}} if resource == "movie" else {"id": 5}
+    obj[key] = value
+    try:
+        c._fast(obj); fast_ok = True
+    except contracts_mod.JsonSchemaValueException:
+        fast_ok = False
+    assert fast_ok == (c.errors(obj) == []), (value, c.errors(obj))
+    assert fast_ok == (value in ("2026-03-14", "2024-02-29") or (value == "" and resource != "movie"))
+
+
+# ---- check_items over whole pages -----------------------------------------------------------------------
+
+def test_check_items_keeps_order_and_counts_drift_per_item():
+    c = CONTRACTS["comment"]
+    page = []
+    for i in range(1, 51):
+        x = dict(COMMENT, id=i)
+        if i % 10 == 0: x["likes"] = str(x["likes"])
+        if i % 7 == 0: x["user"] = dict(x["user"], karma=i)
+        page.append(x)
+    r = check_items(c, orjson.loads(orjson.dumps(page)))
+    assert [x["id"] for x in r.valid] == [i for i in range(1, 51) if i % 10]
+    assert [i for i, _, _ in r.invalid] == [9, 19, 29, 39, 49]
+    assert all(e == ["$.likes: '12' is not of type 'integer'"] for _, _, e in r.invalid)
+    assert r.drift == {("$.user.karma", "integer"): 7}  # items 7, 14, ..., 49: all of them valid
+    assert r.reason().startswith("5 invalid: item 9: $.likes")
+
+
+def test_check_object_result_shapes():
+    r = check_object(CONTRACTS["ratings"], {"rating": 0.0, "votes": 0, "distribution": {str(i): 0 for i in range(1, 11)}})
+    assert (r.valid != [], r.invalid, r.drift, r.reason()) == (True, [], {}, "")
+    r = check_object(CONTRACTS["ratings"], None)
+    assert r.invalid == [(-1, None, ["$: expected a JSON object of ratings, got null"])] and r.valid == []
+    assert isinstance(r, CheckResult)
+
+
+# ---- quarantine text --------------------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_quarantine_text_always_fits(raw):
+    old = contracts_mod.MAX_QUARANTINE_BYTES
+    contracts_mod.MAX_QUARANTINE_BYTES = 120
+    try:
+        text = quarantine_text(raw)
+        assert len(text.encode("utf-8")) <= 120
+        if len(raw) <= 40:
+            assert text == raw.decode("utf-8", errors="replace")
+        if len(raw) > 120:
+            assert text.endswith(f"[cut: {len(raw)} bytes in total]")
+    finally:
+        contracts_mod.MAX_QUARANTINE_BYTES = old
+
+
+def test_quarantine_text_keeps_valid_text_intact():
+    body = json.dumps({"comment": "café 映画 😂", "likes": "12"}, ensure_ascii=False).encode()
+    assert quarantine_text(body) == body.decode()
+
+
+# ---- the replay world's payloads satisfy the contracts -------------------------------------------------------
+
+@pytest.mark.slow
+def test_replay_world_payloads_are_valid():
+    rw = pytest.importorskip("trakt_nb.replay_world")
+    import numpy as np
+    w = rw.get_world(rw.WorldSpec(movies=4, shows=3, users=150, comments_per_title=60))
+    t = rw.to_epoch("2027-06-01")
+    wire = lambda x: orjson.loads(orjson.dumps(x, option=orjson.OPT_SERIALIZE_NUMPY))  # what a client decodes
+    r = check_items(CONTRACTS["comment"], wire(rw.comment_objects(w, np.arange(w.n_comments), t)))
+    assert r.invalid == [] and r.drift == {} and len(r.valid) == w.n_comments
+    for i in range(len(w.titles)):
+        kind = w.titles.kind.iloc[i]
+        for extended in (False, True):
+            r = check_object(CONTRACTS[kind], wire(rw.title_object(w, i, t, extended)))
+            assert (r.invalid, r.drift) == ([], {}), (kind, extended)
+        r = check_object(CONTRACTS["ratings"], wire(rw.ratings_object(w, i, t)))
+        assert (r.invalid, r.drift) == ([], {})
+
+
+# ---- the benchmark still runs ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_bench_validate_smoke(capsys):
+    sys.path.insert(0, str(ROOT))
+    from bench import validate
+    res = validate.main(["--n", "1500", "--repeat", "1"])
+    valid = [r["valid"] for r in res["rows"]]
+    assert valid[0] == 1500 and len(set(valid[1:])) == 1 and 1480 < valid[1] < 1500
+    assert "(d) + contracts.check_items" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 
 import trakt_nb.contracts as contracts_mod
 from trakt_nb.contracts import (SCHEMAS_DIR, CheckResult, check_items, check_object, load_contracts,
@@ -121,6 +121,18 @@ def test_fast_path_agrees_on_timestamps(resource, path, value):
     except contracts_mod.JsonSchemaValueException:
         fast_ok = False
     assert fast_ok == (c.errors(obj) == []), (value, c.errors(obj))
+
+
+TWO = st.integers(0, 99).map("{:02d}".format)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(["0000", "0001", "1900", "2000", "2016", "2024", "2025", "2100", "9999"]), TWO, TWO, TWO, TWO, TWO,
+       st.integers(0, 999))
+def test_fast_datetime_equals_reference_on_trakt_form(year, month, day, hour, minute, second, ms):
+    "The C-parser shortcut for YYYY-MM-DDTHH:MM:SS.mmmZ accepts exactly what jsonschema's RFC 3339 check accepts."
+    value = f"{year}-{month}-{day}T{hour}:{minute}:{second}.{ms:03d}Z"
+    assert contracts_mod._FAST_FORMATS["date-time"](value) == FormatChecker().conforms(value, "date-time"), value
 
 
 @pytest.mark.parametrize("value", TRICKY_DATES)

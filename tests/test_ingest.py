@@ -1,0 +1,327 @@
+"""Ingest against the replay world: ground truth, daily increments, skip/refresh, CLI errors, SIGKILL resume, rate limit, efficiency."""
+import datetime as dt
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from trakt_nb.bronze import connect, get_state
+from trakt_nb.cli import main
+from trakt_nb.config import load_settings
+from trakt_nb.ingest import end_of_day, ingest
+from trakt_nb.replay_api import ReplayAPI
+from trakt_nb.replay_world import WorldSpec, get_world, ground_truth, to_epoch
+
+REPLAY = {"seed": 5, "movies": 3, "shows": 2, "users": 300, "comments_per_title": 300}
+FAST_CLIENT = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "comments_limit": 50}
+D = dt.date(2026, 7, 10)  # a busy week of this small world (about 13 comments a day)
+DAY = dt.timedelta(days=1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_settings(tmp_path, url=None, name="w.duckdb", replay=None, client=None, **sections):
+    "Settings on the small world, a warehouse in tmp_path, fast client, optionally an external replay."
+    rep = {**REPLAY, **(replay or {}), **({"url": url} if url else {})}
+    return load_settings(env={}).replace(storage={"warehouse": tmp_path / name}, replay=rep,
+                                         titles={"trending_top_n": 2}, client={**FAST_CLIENT, **(client or {})}, **sections)
+
+
+def world_of(s):
+    return get_world(WorldSpec.from_settings(s))
+
+
+def replay_app(s, as_of, **kw) -> ReplayAPI:
+    "A replay app on the settings' world, rate limit out of the way unless asked."
+    kw.setdefault("rate_limit_calls", 10**9)
+    return ReplayAPI(world_of(s), as_of=as_of, **kw)
+
+
+def bronze_ids(s, run_date=None) -> set[int]:
+    q = """SELECT DISTINCT (unnest(from_json(payload, '["json"]'))->>'id')::BIGINT FROM bronze.trakt_pages
+           WHERE resource_kind IN ('comments', 'replies')""" + ("" if run_date is None else f" AND run_date = '{run_date}'")
+    con = connect(s, read_only=True)
+    try: return {r[0] for r in con.execute(q).fetchall()}
+    finally: con.close()
+
+
+def followed(s) -> list[int]:
+    con = connect(s, read_only=True)
+    try: return [r["trakt"] for r in get_state(con, "followed_titles")]
+    finally: con.close()
+
+
+def truth(s, t, trakt_ids):
+    "Ground truth (comments and replies) of the given titles as of `t`."
+    w = world_of(s)
+    return ground_truth(w, t, titles=[int(i) for i in np.flatnonzero(w.titles.trakt.isin(trakt_ids))])
+
+
+def truth_ids(s, t, trakt_ids) -> set[int]:
+    return set(truth(s, t, trakt_ids).comment_id.tolist())
+
+
+def quarantined_ids(s) -> set[int]:
+    "Ids of the comments inside quarantined payloads (parsable or not: ids are found by pattern)."
+    import re
+    con = connect(s, read_only=True)
+    try: rows = con.execute("SELECT payload FROM bronze.quarantine").fetchall()
+    finally: con.close()
+    return {int(m) for (p,) in rows for m in re.findall(r'"id":\s*(\d{6,})', p or "")}
+
+
+def state(url) -> dict:
+    return httpx.get(url + "/_replay/state").json()
+
+
+def write_ini(path: Path, sections: dict) -> Path:
+    path.write_text("".join(f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items()) for sec, kv in sections.items()))
+    return path
+
+
+# -- 1. ground truth, full then daily --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_full_then_daily_matches_ground_truth(tmp_path):
+    s = make_settings(tmp_path)
+    first = ingest(s, D, in_process=True, progress=False)
+    assert first.status == "succeeded" and first.titles == 4
+    ids = followed(s)
+    want = truth_ids(s, D, ids)
+    assert len(want) > 500
+    assert bronze_ids(s) == want
+    grew = []
+    for i in range(1, 6):
+        day = D + i * DAY
+        summary = ingest(s, day, in_process=True, progress=False)
+        assert summary.status == "succeeded"
+        now = truth_ids(s, day, ids)
+        got = bronze_ids(s)
+        assert now - got == set(), f"{day}: {len(now - got)} comments missing"
+        assert got - now == set(), f"{day}: comments not in the ground truth"
+        grew.append(len(now) - len(want)); want = now
+    print("comments+replies added per day:", grew)
+    assert sum(grew) >= 30  # the days chosen are busy ones
+    con = connect(s, read_only=True)
+    likes = con.execute("""WITH v AS (SELECT (unnest(from_json(payload, '["json"]'))->>'id')::BIGINT AS id,
+                                    (unnest(from_json(payload, '["json"]'))->>'likes')::BIGINT AS likes, fetched_at, run_date
+                                    FROM bronze.trakt_pages WHERE resource_kind IN ('comments', 'replies'))
+                           SELECT id, arg_min(likes, fetched_at) AS first, arg_max(likes, fetched_at) AS last,
+                                  max(run_date) AS seen FROM v GROUP BY id HAVING last > first""").fetchall()
+    con.close()
+    print(f"{len(likes)} comments with likes updated in a later run, e.g. {likes[:3]}")
+    assert likes and all(seen > D for _, _, _, seen in likes)
+    # the updated counters match the world as of the day they were read
+    g = truth(s, D + 5 * DAY, ids).set_index("comment_id")
+    cid, _, last, seen = max(likes, key=lambda r: r[3])
+    assert last == int(truth(s, seen, ids).set_index("comment_id").likes[cid])
+
+
+# -- 2. a finished date is skipped ----------------------------------------------------------------
+
+def test_rerun_is_skipped_without_calls_and_refresh_fetches(tmp_path, serve):
+    s0 = make_settings(tmp_path)
+    srv = serve(replay_app(s0, end_of_day(D)))
+    s = make_settings(tmp_path, url=srv.url)
+    first = ingest(s, D, progress=False)
+    assert first.status == "succeeded" and first.calls > 20
+    n = state(srv.url)["requests"]
+    assert n == first.calls
+    again = ingest(s, D, progress=False)
+    assert again.status == "skipped" and again.calls == 0
+    assert state(srv.url)["requests"] == n  # not a single call
+    assert "already done" in again.line()
+    refreshed = ingest(s, D, refresh=True, progress=False)
+    assert refreshed.status == "succeeded"
+    assert state(srv.url)["requests"] - n == refreshed.calls > 20
+    assert bronze_ids(s) == truth_ids(s, D, followed(s))
+
+
+# -- 5. user errors at the command line ------------------------------------------------------------
+
+def _cli(args, capfd):
+    code = main(args)
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_cli_invalid_key_leaves_no_warehouse(tmp_path, serve, capfd, monkeypatch):
+    s0 = make_settings(tmp_path)
+    srv = serve(replay_app(s0, end_of_day(D)))
+    wh = tmp_path / "fresh" / "w.duckdb"
+    ini = write_ini(tmp_path / "settings.ini", {"replay": {**REPLAY, "url": srv.url}, "storage": {"warehouse": wh},
+                                                "titles": {"trending_top_n": 2}, "client": FAST_CLIENT})
+    monkeypatch.setenv("TRAKT_CLIENT_ID", "wrong-key-marker")
+    code, out, err = _cli(["--settings", str(ini), "ingest", "--date", D.isoformat(), "--quiet"], capfd)
+    assert code == 2
+    lines = [l for l in err.splitlines() if l.startswith("trakt-nb:")]
+    assert len(lines) == 1 and "TRAKT_CLIENT_ID" in lines[0], err
+    assert "wrong-key-marker" not in out + err
+    assert not wh.exists()
+    assert state(srv.url)["by_status"] == {"403": 1}  # gave up on the first refusal
+
+
+@pytest.mark.xfail(strict=True, reason="trakt_nb/client.py (05_client) logs the rejected key at level error, which the CLI's "
+                                       "default log level (warning) prints to stderr before the one-sentence message")
+def test_cli_invalid_key_is_one_line(tmp_path, serve, capfd, monkeypatch):
+    srv = serve(replay_app(make_settings(tmp_path), end_of_day(D)))
+    ini = write_ini(tmp_path / "settings.ini", {"replay": {**REPLAY, "url": srv.url}, "storage": {"warehouse": tmp_path / "w.duckdb"},
+                                                "titles": {"trending_top_n": 2}, "client": FAST_CLIENT})
+    monkeypatch.setenv("TRAKT_CLIENT_ID", "wrong-key-marker")
+    code, out, err = _cli(["--settings", str(ini), "ingest", "--date", D.isoformat(), "--quiet"], capfd)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_unknown_title_and_bad_date(tmp_path, capfd):
+    wh = tmp_path / "w.duckdb"
+    ini = write_ini(tmp_path / "settings.ini", {"replay": REPLAY, "storage": {"warehouse": wh}, "titles": {"movies": "no-such-movie-9999"},
+                                                "client": FAST_CLIENT})
+    code, out, err = _cli(["--settings", str(ini), "ingest", "--date", D.isoformat(), "--quiet"], capfd)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and "no-such-movie-9999" in lines[0] and "[titles]" in lines[0], err
+    assert lines[0].count(". ") == 0 and lines[0].rstrip().endswith(".")  # one sentence
+    assert not wh.exists()
+    code, out, err = _cli(["--settings", str(ini), "ingest", "--date", "2026-02-30", "--quiet"], capfd)
+    assert code == 2 and "YYYY-MM-DD" in err and len(err.strip().splitlines()) == 1
+    assert not wh.exists()
+
+
+# -- 8. API-call efficiency of a daily run ---------------------------------------------------------
+
+def _lower_bound(s, day, ids, prev_detail: dict) -> tuple[int, dict]:
+    "Fewest calls an incremental run of `day` could make, per title."
+    w, limit, look = world_of(s), s.client.comments_limit, s.run.lookback_days * 86400
+    today, before = truth(s, day, ids), truth(s, day - DAY, ids)
+    per = {}
+    for kind, tid in ((k, t) for k, t in zip(w.titles.kind, w.titles.trakt) if t in ids):
+        key = f"{kind}:{tid}"
+        cutoff = prev_detail[key]["max_created_epoch"] - look
+        top = today[(today.title_id_trakt == tid) & (today.parent_id == 0)]
+        n = int((top.created_at.astype("int64") // 10**9 > cutoff).sum())
+        t_all, b = today[today.title_id_trakt == tid].set_index("comment_id"), before.set_index("comment_id").replies
+        changed = t_all[t_all.replies != b.reindex(t_all.index).fillna(0).astype(int)]
+        reply_pages = int(sum(math.ceil(r / limit) for r in changed.replies if r > 0))
+        per[key] = max(1, math.ceil(n / limit)) + 1 + reply_pages
+    return sum(per.values()), per
+
+
+@pytest.mark.slow
+def test_daily_run_call_efficiency(tmp_path, serve):
+    quiet = dt.date(2026, 11, 10)
+    s0 = make_settings(tmp_path)
+    app = replay_app(s0, end_of_day(quiet - DAY))
+    srv = serve(app)
+    s = make_settings(tmp_path, url=srv.url)
+    ingest(s, quiet - DAY, progress=False)
+    ids = followed(s)
+    con = connect(s, read_only=True)
+    import orjson
+    prev = {k.rsplit(":comments:done", 1)[0]: orjson.loads(d) for k, d in con.execute(
+        "SELECT unit_key, detail FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_key LIKE '%:comments:done'", [quiet - DAY]).fetchall()}
+    con.close()
+    httpx.post(srv.url + "/_replay/as_of", json={"as_of": end_of_day(quiet).isoformat()})
+    httpx.post(srv.url + "/_replay/reset", json={})
+    summary = ingest(s, quiet, progress=False)
+    calls = state(srv.url)["requests"]
+    bound, per = _lower_bound(s, quiet, ids, prev)
+    new_today = len(truth_ids(s, quiet, ids) - truth_ids(s, quiet - DAY, ids))
+    print(f"daily run {quiet}: {calls} calls, lower bound {bound} {per}, ratio {calls / bound:.3f}, {new_today} new comments/replies")
+    assert summary.status == "succeeded" and calls == summary.calls
+    assert bronze_ids(s) == truth_ids(s, quiet, ids)
+    assert calls / bound <= 1.1
+
+
+# -- 7. rate-limit adherence -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_rate_limit_adherence(tmp_path, serve):
+    limit = {"rate_limit_calls": 20, "rate_limit_period_s": 1}
+    s0 = make_settings(tmp_path)
+    srv = serve(replay_app(s0, end_of_day(D), rate_limit_calls=20, rate_limit_period_s=1))
+    s = make_settings(tmp_path, url=srv.url, replay=limit, tmdb={"enrich": False})
+    t0 = time.monotonic()
+    summary = ingest(s, D, progress=False)
+    wall = time.monotonic() - t0
+    st = state(srv.url)
+    n = st["requests"]
+    # the same crawl unthrottled: how long the last burst takes
+    srv2 = serve(replay_app(s0, end_of_day(D)))
+    s2 = make_settings(tmp_path, url=srv2.url, name="w2.duckdb", tmdb={"enrich": False})
+    t0 = time.monotonic(); free = ingest(s2, D, progress=False); free_wall = time.monotonic() - t0
+    bursts = math.ceil(n / 20)
+    fastest = (bursts - 1) + free_wall * (n - 20 * (bursts - 1)) / n
+    print(f"rate limit 20/s: {n} calls in {wall:.2f}s; fastest allowed {fastest:.2f}s (unthrottled {free_wall:.2f}s); "
+          f"ratio {wall / fastest:.3f}; by status {st['by_status']}")
+    assert summary.status == "succeeded" and free.calls == n and n >= 60
+    assert st["by_status"] == {"200": n}  # zero 429s
+    assert wall >= bursts - 1  # the limit was honoured
+    assert wall <= 1.1 * fastest
+
+
+# -- 6. SIGKILL and resume ------------------------------------------------------------------------
+
+def _ini_for(tmp_path, url, wh, name):
+    return write_ini(tmp_path / name, {"replay": {**REPLAY, "comments_per_title": 400, "url": url}, "storage": {"warehouse": wh},
+                                       "titles": {"trending_top_n": 2}, "client": {**FAST_CLIENT, "concurrency": 2}})
+
+
+def _spawn(ini):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAKT_NB_") and k != "TRAKT_CLIENT_ID"}
+    env["TRAKT_NB_SETTINGS"] = str(ini)
+    return subprocess.Popen([str(ROOT / ".venv/bin/trakt-nb"), "ingest", "--date", D.isoformat(), "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ini.parent)
+
+
+def _pages(s):
+    con = connect(s, read_only=True)
+    try:
+        rows = con.execute("""SELECT resource_kind, title_id_trakt, parent_comment_id, page, payload_sha256 FROM bronze.trakt_pages
+                              WHERE resource_kind IN ('comments', 'replies', 'ratings')""").fetchall()
+        dup = con.execute("""SELECT unit_key, count(*) FROM bronze.trakt_pages WHERE run_date = $1 AND unit_key IS NOT NULL
+                             GROUP BY unit_key HAVING count(*) > 1""", [D]).fetchall()
+        ledger = con.execute("SELECT count(*), count(DISTINCT unit_key) FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'", [D]).fetchone()
+    finally: con.close()
+    return rows, dup, ledger
+
+
+@pytest.mark.slow
+def test_sigkill_three_times_then_resume(tmp_path, serve):
+    s0 = make_settings(tmp_path, replay={"comments_per_title": 400})
+    app = replay_app(s0, end_of_day(D), faults="slow:1.0@0.08")
+    srv = serve(app)
+    wh = tmp_path / "killed.duckdb"
+    ini = _ini_for(tmp_path, srv.url, wh, "killed.ini")
+    kills = []
+    for threshold in (12, 40, 75):  # requests served by the replay when the process is killed
+        p = _spawn(ini)
+        deadline = time.monotonic() + 60
+        while state(srv.url)["requests"] < threshold and p.poll() is None and time.monotonic() < deadline: time.sleep(0.02)
+        assert p.poll() is None, f"finished before the kill at {threshold}: {p.communicate()}"
+        p.send_signal(signal.SIGKILL); p.wait()
+        kills.append(state(srv.url)["requests"])
+    p = _spawn(ini)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    total_killed = state(srv.url)["requests"]
+    s = load_settings(ini, env={})
+    # an uninterrupted run into another warehouse, same server
+    httpx.post(srv.url + "/_replay/reset", json={})
+    clean_ini = _ini_for(tmp_path, srv.url, tmp_path / "clean.duckdb", "clean.ini")
+    p = _spawn(clean_ini); p.communicate(timeout=120)
+    assert p.returncode == 0
+    clean_calls = state(srv.url)["requests"]
+    c = load_settings(clean_ini, env={})
+    rows, dup, (done, distinct_done) = _pages(s)
+    clean_rows, _, _ = _pages(c)
+    print(f"killed at {kills} requests; resumed run total {total_killed} requests vs {clean_calls} uninterrupted; "
+          f"{len(rows)} pages vs {len(clean_rows)}")
+    assert set(rows) == set(clean_rows)
+    assert dup == [] and done == distinct_done
+    want = truth_ids(s, D, followed(s))
+    assert want <= bronze_ids(s) and bronze_ids(s) == bronze_ids(c)

@@ -41,6 +41,7 @@ check-clean: setup
 export: setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
+	$(BIN)/python tests/check_clean.py --fix notebooks
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root

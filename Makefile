@@ -46,5 +46,8 @@ export: setup
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root
 
+## every benchmark in bench/ in turn (installs the bench extra: dlt for the ingest comparison)
 bench: setup
-	$(BIN)/python -m bench.replay
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	@set -e; for f in bench/*.py; do m=$$(basename $$f .py); [ "$$m" = __init__ ] && continue; \
+		echo "== python -m bench.$$m"; $(BIN)/python -m bench.$$m; done

@@ -1,0 +1,103 @@
+"""Ingest under each replay fault scenario: retries win, quarantine is exactly what it should be, a long wait stops cleanly."""
+import datetime as dt
+
+import httpx
+import pytest
+
+from test_ingest import D, bronze_ids, end_of_day, followed, make_settings, quarantined_ids, replay_app, state, truth_ids
+from trakt_nb.bronze import connect
+from trakt_nb.ingest import RunStopped, ingest
+
+T0 = end_of_day(D)
+
+
+def _run(tmp_path, serve, faults, client=None, **kw):
+    s0 = make_settings(tmp_path)
+    srv = serve(replay_app(s0, T0, faults=faults))
+    s = make_settings(tmp_path, url=srv.url, client={"max_attempts": 8, **(client or {})})
+    summary = ingest(s, D, progress=False, **kw)
+    return s, srv, summary
+
+
+def _q(s, sql):
+    con = connect(s, read_only=True)
+    try: return con.execute(sql).fetchall()
+    finally: con.close()
+
+
+SLOW = pytest.mark.slow
+RECOVERABLE = [pytest.param("quota_storm:0.05@0.3", None, marks=SLOW, id="quota_storm"),
+               pytest.param("cloudflare_429:0.3", None, marks=SLOW, id="cloudflare_429"),
+               pytest.param("cloudflare_403:0.3", None, id="cloudflare_403"),
+               pytest.param("server_errors:0.3", None, id="server_errors"),
+               pytest.param("slow:0.2@1.0", {"timeout_s": 0.5}, marks=SLOW, id="slow"),
+               pytest.param("truncated:0.3", None, id="truncated"),
+               pytest.param("page_shift:1.0@600", None, id="page_shift"),
+               pytest.param("wrong_item_count:0.5", None, id="wrong_item_count", marks=pytest.mark.xfail(strict=True, reason=
+                   "ingest counts an inflated X-Pagination-Item-Count as growth and adds boundary-recheck pages to pages_announced, "
+                   "so completeness drops below 1 (0.56) although nothing is lost"))]
+
+
+@pytest.mark.parametrize("faults,client", RECOVERABLE)
+def test_recoverable_fault_loses_nothing(tmp_path, serve, faults, client):
+    s, srv, summary = _run(tmp_path, serve, faults, client)
+    st = state(srv.url)
+    print(f"{faults}: {summary.line()} | replay by status {st['by_status']}")
+    assert summary.status == "succeeded"
+    assert summary.quarantined == 0 and _q(s, "SELECT count(*) FROM bronze.quarantine") == [(0,)]
+    assert set(summary.completeness.values()) == {1.0}
+    want = truth_ids(s, T0, followed(s))  # everything that existed at the server's starting instant
+    assert want - bronze_ids(s) == set()
+    if not faults.startswith(("page_shift", "wrong_item_count")):
+        assert summary.retries > 0  # the fault did bite
+        assert bronze_ids(s) == want
+
+
+@pytest.mark.xfail(strict=True, reason="resolve_titles calls client.get_json for trending without the quarantine guard: "
+                   "an always-truncated trending page raises InvalidBody and fails the run")
+def test_truncated_always_is_quarantined(tmp_path, serve):
+    s, srv, summary = _run(tmp_path, serve, "truncated_always:0.15")
+    assert summary.status == "succeeded" and summary.quarantined > 0
+    reasons = _q(s, "SELECT DISTINCT reason FROM bronze.quarantine")
+    assert reasons == [("invalid_json",)]
+    assert min(summary.completeness.values()) < 1
+    missing = truth_ids(s, T0, followed(s)) - bronze_ids(s)
+    assert missing and missing <= quarantined_ids(s)
+
+
+def test_drift_field_is_recorded_not_quarantined(tmp_path, serve):
+    s, srv, summary = _run(tmp_path, serve, "drift_field:0.3")
+    assert summary.status == "succeeded" and summary.quarantined == 0
+    paths = {p for (p,) in _q(s, "SELECT json_path FROM bronze.schema_drift")}
+    assert {"$.sentiment", "$.user.karma"} <= paths
+    assert bronze_ids(s) == truth_ids(s, T0, followed(s))
+
+
+@pytest.mark.xfail(strict=True, reason="replies under a quarantined comment are never fetched (its reply counter is not "
+                   "read), so some missing ids are not in any quarantined payload")
+def test_type_change_is_quarantined_as_invalid_schema(tmp_path, serve):
+    s, srv, summary = _run(tmp_path, serve, "type_change:0.05")
+    assert summary.status == "succeeded" and summary.quarantined > 0
+    assert _q(s, "SELECT DISTINCT reason FROM bronze.quarantine") == [("invalid_schema",)]
+    assert min(summary.completeness.values()) < 1
+    missing = truth_ids(s, T0, followed(s)) - bronze_ids(s)
+    assert missing and missing == quarantined_ids(s)
+
+
+@pytest.mark.xfail(strict=True, reason="resolve_titles runs outside ingest_async's try block: a RateLimitedUntil on the "
+                   "trending call escapes as RateLimitedUntil instead of RunStopped")
+def test_long_retry_after_stops_then_resumes(tmp_path, serve):
+    s0 = make_settings(tmp_path)
+    srv = serve(replay_app(s0, T0, faults="long_retry_after:0.2@3600"))
+    s = make_settings(tmp_path, url=srv.url, client={"retry_after_ceiling_s": 5})
+    with pytest.raises(RunStopped, match="rate limited until .* resume with the same command"):
+        ingest(s, D, progress=False)
+    stopped = _q(s, "SELECT status FROM bronze.runs")
+    assert stopped == [("stopped",)]
+    httpx.post(srv.url + "/_replay/faults", json={})
+    done = ingest(s, D, progress=False)
+    assert done.status == "succeeded"
+    clean_srv = serve(replay_app(s0, T0))
+    c = make_settings(tmp_path, url=clean_srv.url, name="clean.duckdb")
+    ingest(c, D, progress=False)
+    assert bronze_ids(s) == bronze_ids(c) == truth_ids(s, T0, followed(s))

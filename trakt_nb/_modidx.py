@@ -182,6 +182,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'trakt_nb/gold_engagement.py'),
                                           'trakt_nb.gold_engagement.events_memtable': ( 'engagement.html#events_memtable',
                                                                                         'trakt_nb/gold_engagement.py')},
+            'trakt_nb.gold_quadrant': { 'trakt_nb.gold_quadrant._quadrant_at': ('quadrant.html#_quadrant_at', 'trakt_nb/gold_quadrant.py'),
+                                        'trakt_nb.gold_quadrant.quadrant': ('quadrant.html#quadrant', 'trakt_nb/gold_quadrant.py')},
             'trakt_nb.ingest': { 'trakt_nb.ingest.Crawl': ('ingest.html#crawl', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.Crawl.__init__': ('ingest.html#crawl.__init__', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.Crawl._count': ('ingest.html#crawl._count', 'trakt_nb/ingest.py'),

@@ -190,6 +190,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'trakt_nb.gold_half_life.half_life': ('half_life.html#half_life', 'trakt_nb/gold_half_life.py'),
                                          'trakt_nb.gold_half_life.half_life_cohort_trend': ( 'half_life.html#half_life_cohort_trend',
                                                                                              'trakt_nb/gold_half_life.py')},
+            'trakt_nb.gold_hold_up': {'trakt_nb.gold_hold_up.hold_up': ('hold_up.html#hold_up', 'trakt_nb/gold_hold_up.py')},
             'trakt_nb.gold_quadrant': { 'trakt_nb.gold_quadrant._quadrant_at': ('quadrant.html#_quadrant_at', 'trakt_nb/gold_quadrant.py'),
                                         'trakt_nb.gold_quadrant.quadrant': ('quadrant.html#quadrant', 'trakt_nb/gold_quadrant.py')},
             'trakt_nb.ingest': { 'trakt_nb.ingest.Crawl': ('ingest.html#crawl', 'trakt_nb/ingest.py'),

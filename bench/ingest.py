@@ -82,16 +82,47 @@ def _app(cfg: dict, as_of: dt.date):
 
 
 # -- the server process ---------------------------------------------------------------------------
-def serve(cfg: dict, port: int):
+class Cached:
+    "An ASGI wrapper answering a repeated GET (same as_of, path and query) from memory, so a warmed server costs almost nothing."
+    def __init__(self, app):
+        self.app, self.store = app, {}
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith("/_replay/"): return await self.app(scope, receive, send)
+        from urllib.parse import parse_qsl
+        key = (self.app.as_of, scope["path"], tuple(sorted(parse_qsl(scope.get("query_string", b"").decode()))))
+        hit = self.store.get(key)
+        if hit is not None: self.app.requests += 1  # still counted by /_replay/state
+        else:
+            msgs = []
+            async def keep(m): msgs.append(m)
+            await self.app(scope, receive, keep)
+            hit = msgs
+            if msgs and msgs[0].get("status") in (200, 404): self.store[key] = msgs
+        for m in hit: await send(m)
+
+
+def serve(cfg: dict, port: int, cached: bool):
     "Serve the world as of cfg['day'] on loopback until killed."
     import uvicorn
     app = _app(cfg, dt.date.fromisoformat(cfg["day"]))
+    if cached: app = Cached(app)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, server_header=False, date_header=False)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def _proc_cpu(pid: int) -> float:
+    "User + system CPU seconds of a process so far."
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _admin(url: str, path: str, data: dict | None = None) -> dict:
@@ -109,15 +140,19 @@ def _comment_paths(cfg: dict) -> list[str]:
     return out
 
 
-def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool) -> dict:
+def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True) -> dict:
+    import trakt_nb.ingest
     from trakt_nb.ingest import ingest
+    if not replies:  # diagnostic only: the same crawl with reply threads skipped, to compare comment pages with comment pages
+        async def no_replies(*a, **k): return None
+        trakt_nb.ingest.crawl_replies = no_replies
     from trakt_nb.replay_world import get_world
     from trakt_nb.bronze import connect
     s = _settings(cfg, wd, "" if in_process else url)
     if in_process: get_world(_spec(cfg))  # built before the clock starts, as the server process's world is
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     summ = ingest(s, DAY, in_process=in_process, progress=False)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, _cpu() - c0
     con = connect(s, read_only=True)
     by_kind = dict(con.execute("""SELECT resource_kind, count(*) FROM bronze.trakt_pages GROUP BY 1""").fetchall())
     items = con.execute("""SELECT coalesce(sum(json_array_length(payload)), 0) FROM bronze.trakt_pages
@@ -125,8 +160,8 @@ def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool) -> dict:
     paths = [("/3" if k == "tmdb" else "") + p for k, p in
              con.execute("SELECT resource_kind, request_path FROM bronze.trakt_pages ORDER BY fetched_at").fetchall()]
     con.close()
-    (wd / "ingest_paths.json").write_text(json.dumps(paths))
-    return {"seconds": secs, "comments": summ.comments_seen, "comments_in_bronze": int(items), "pages": summ.pages,
+    if replies: (wd / "ingest_paths.json").write_text(json.dumps(paths))
+    return {"seconds": secs, "cpu_s": cpu, "comments": summ.comments_seen, "comments_in_bronze": int(items), "pages": summ.pages,
             "calls": summ.calls, "status": summ.status, "pages_by_kind": by_kind, "ingest_duration_s": summ.duration_s,
             "quarantined": summ.quarantined}
 
@@ -155,7 +190,7 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str]) ->
         mk = lambda: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60)
     async def run():
         async with mk() as c: return await _bare(paths, c, cfg["concurrency"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     got = asyncio.run(run())
     n = 0
     for _, body in got:
@@ -168,7 +203,7 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str]) ->
     con.execute("INSERT INTO pages SELECT * FROM df")
     con.close()
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "comments": n, "pages": len(got), "calls": len(got)}
+    return {"seconds": secs, "cpu_s": _cpu() - c0, "comments": n, "pages": len(got), "calls": len(got)}
 
 
 def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool) -> dict:
@@ -195,25 +230,27 @@ def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool) -> dic
                               "resources": resources})
     pipe = dlt.pipeline(pipeline_name=f"bench_{fmt or 'default'}{'_par' if parallel else ''}", pipelines_dir=str(wd / "dlt_pipelines"),
                         destination=dlt.destinations.duckdb(str(wd / "dlt.duckdb")), dataset_name="trakt")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     info = pipe.run(source, **({"loader_file_format": fmt} if fmt else {}))
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, _cpu() - c0
     with pipe.sql_client() as c:
         n = c.execute_sql("SELECT count(*) FROM comments")[0][0]
     files = [j.file_path for p in info.load_packages for j in p.jobs.get("completed_jobs", [])]
     used = sorted({Path(f).name.removesuffix(".gz").split(".")[-1] for f in files if Path(f).name.startswith("comments.")})
     tables = sorted(pipe.default_schema.data_table_names())
     ncols = len(pipe.default_schema.get_table_columns("comments"))
-    return {"seconds": secs, "comments": int(n), "pages": None, "calls": None, "file_format": ",".join(used) or (fmt or "jsonl"),
+    return {"seconds": secs, "cpu_s": cpu, "comments": int(n), "pages": None, "calls": None, "file_format": ",".join(used) or (fmt or "jsonl"),
             "tables": tables, "comment_columns": ncols}
 
 
 def run_variant(name: str, cfg: dict, wd: Path, url: str) -> dict:
     wd.mkdir(parents=True, exist_ok=True)
     if name == "ingest_loopback": out = v_ingest(cfg, wd, url, False)
+    elif name == "ingest_loopback_noreplies": out = v_ingest(cfg, wd, url, False, replies=False)
     elif name == "ingest_inprocess": out = v_ingest(cfg, wd, url, True)
     elif name == "bare_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg))
     elif name == "bare_inprocess": out = v_bare(cfg, wd, url, True, _comment_paths(cfg))
+    elif name == "bare_ingest_urls_inprocess": out = v_bare(cfg, wd, url, True, json.loads(Path(cfg["ingest_paths"]).read_text()))
     elif name == "bare_ingest_urls": out = v_bare(cfg, wd, url, False, json.loads(Path(cfg["ingest_paths"]).read_text()))
     elif name == "dlt_default": out = v_dlt(cfg, wd, url, None, False)
     elif name == "dlt_jsonl": out = v_dlt(cfg, wd, url, "jsonl", False)
@@ -241,9 +278,11 @@ def measure(name: str, cfg_path: Path, wd: Path, url: str) -> dict:
 LABELS = {
     "bare_loopback": "bare loop, loopback (httpx + json.loads + 1 bulk insert)",
     "bare_inprocess": "bare loop, in-process (ASGI transport)",
+    "bare_ingest_urls_inprocess": "bare loop over the URLs our ingest called, in-process",
     "bare_ingest_urls": "bare loop over the URLs our ingest called, loopback",
     "ingest_loopback": "trakt-nb ingest → bronze, loopback",
     "ingest_inprocess": "trakt-nb ingest → bronze, in-process",
+    "ingest_loopback_noreplies": "diagnostic: trakt-nb ingest without reply threads, loopback",
     "dlt_default": "dlt rest_api → duckdb, default [insert_values, append]",
     "dlt_jsonl": "dlt rest_api → duckdb [jsonl, append]",
     "dlt_parquet": "dlt rest_api → duckdb [parquet, append]",
@@ -252,23 +291,28 @@ LABELS = {
 
 
 def table(results: dict) -> str:
-    base = results.get("bare_loopback", {})
-    base_cps = base["comments"] / base["seconds"] if "seconds" in base else None
-    lines = [f"{'variant':58} {'s':>7} {'comments':>9} {'comments/s':>11} {'pages':>6} {'pages/s':>8} {'peak MB':>8} {'× bare':>7}"]
+    def cps_of(name):
+        b = results.get(name, {})
+        return b["comments"] / b["seconds"] if "seconds" in b else None
+    lines = [f"{'variant':62} {'s':>6} {'comments':>8} {'comments/s':>10} {'pages':>5} {'pages/s':>7} {'peak MB':>7} "
+             f"{'CPU s':>6} {'srv CPU s':>9} {'× bare':>6}",
+             "(× bare = the bare loop's comments/s over this row's, same transport: loopback or in-process)"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"{LABELS[name]:58} failed: {r['error']}"); continue
+            lines.append(f"{LABELS[name]:62} failed: {r['error']}"); continue
         cps = r["comments"] / r["seconds"]
         r["pages"] = r.get("pages") or r.get("server_requests")  # dlt: the GETs the server answered, one per page
         pps = f"{r['pages'] / r['seconds']:8.0f}" if r.get("pages") else f"{'—':>8}"
-        ratio = f"{base_cps / cps:7.2f}" if base_cps else f"{'—':>7}"
+        base_cps = cps_of("bare_inprocess" if "inprocess" in name else "bare_loopback")
+        ratio = f"{base_cps / cps:6.2f}" if base_cps else f"{'—':>6}"
+        srv = f"{r['server_cpu_s']:9.1f}" if "inprocess" not in name and "server_cpu_s" in r else f"{'(in proc)':>9}"
         label = LABELS[name]
         if name.startswith("dlt") and r.get("file_format") and f"[{r['file_format']}," not in label:
             label += f" (files written: {r['file_format']})"
-        lines.append(f"{label:58} {r['seconds']:7.2f} {r['comments']:9,} {cps:11,.0f} {r.get('pages') or '—':>6} {pps} {r['peak_mb']:8.0f} {ratio}")
-    ref = results.get("bare_ingest_urls", {})
+        lines.append(f"{label:62} {r['seconds']:6.2f} {r['comments']:8,} {cps:10,.0f} {r.get('pages') or '—':>5} {pps[1:]} {r['peak_mb']:7.0f} "
+                     f"{r.get('cpu_s', 0):6.1f} {srv} {ratio}")
     for name in ("ingest_loopback", "ingest_inprocess"):
-        r = results.get(name, {})
+        r, ref = results.get(name, {}), results.get("bare_ingest_urls" + ("_inprocess" if "inprocess" in name else ""), {})
         if "seconds" in r and "seconds" in ref:
             lines.append(f"like for like: {LABELS[name]} takes {r['seconds'] / ref['seconds']:.2f}× the time of the bare loop over "
                          f"the same {ref['calls']} URLs ({r['calls']} calls)")
@@ -324,10 +368,13 @@ def main(argv=None):
     ap.add_argument("--only", help="comma-separated variants to run (default: all)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--variant"); ap.add_argument("--cfg"); ap.add_argument("--workdir"); ap.add_argument("--url", default="")
+    ap.add_argument("--server", choices=["cached", "live"], default="cached",
+                    help="cached (default): the loopback server is warmed by one untimed crawl and then answers from memory, "
+                         "so the figures measure the clients; live: every response is generated by the replay world")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve:
-        serve(json.loads(Path(a.cfg).read_text()), a.serve); return
+        serve(json.loads(Path(a.cfg).read_text()), a.serve, a.server == "cached"); return
     if a.variant:
         out = run_variant(a.variant, json.loads(Path(a.cfg).read_text()), Path(a.workdir), a.url)
         print(json.dumps(out, default=str)); return
@@ -352,7 +399,7 @@ def main(argv=None):
           f"server: separate process (uvicorn) on 127.0.0.1", flush=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    srv = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", str(port), "--cfg", str(cfg_path)],
+    srv = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", str(port), "--cfg", str(cfg_path), "--server", a.server],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -361,14 +408,21 @@ def main(argv=None):
             except Exception:
                 if srv.poll() is not None or time.monotonic() > deadline: raise SystemExit("replay server did not start: " + srv.stderr.read().decode()[-2000:])
                 time.sleep(0.2)
-        order = ["bare_loopback", "ingest_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess",
+        order = ["bare_loopback", "ingest_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
                  "dlt_default", "dlt_jsonl", "dlt_parquet", "dlt_parquet_parallel"]
         if a.only: order = [v for v in order if v in a.only.split(",")]
         results = {}
+        if a.server == "cached":
+            t = time.perf_counter()
+            measure("ingest_loopback", cfg_path, wd / "warmup", url)  # fetches every URL any variant fetches
+            print(f"  server warmed by one untimed ingest crawl in {time.perf_counter() - t:.1f}s", flush=True)
         for name in order:
+            cpu0 = _proc_cpu(srv.pid)
             _admin(url, "/_replay/reset", {})
             results[name] = r = measure(name, cfg_path, wd, url)
-            if "error" not in r: r["server_requests"] = _admin(url, "/_replay/state")["requests"]
+            if "error" not in r:
+                r["server_requests"] = _admin(url, "/_replay/state")["requests"]
+                r["server_cpu_s"] = _proc_cpu(srv.pid) - cpu0
             if "error" in r: print(f"  {name}: FAILED {r['error']}\n{r.get('stderr', '')}", file=sys.stderr, flush=True)
             else: print(f"  {name}: {r['seconds']:.2f}s, {r['comments']:,} comments, {r['peak_mb']:.0f} MB"
                         + (f", {r['calls']} calls, pages {r.get('pages_by_kind')}" if name.startswith("ingest") else "")

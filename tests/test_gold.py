@@ -1,0 +1,171 @@
+"""Gold layer: properties on random small event tables (hypothesis), and every gold function on a real DuckDB file."""
+import datetime as dt
+import math
+
+import duckdb
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from trakt_nb.gold import daily_engagement, half_life, half_life_cohort_trend, hold_up, quadrant, rating_trend
+from trakt_nb.gold_engagement import events_memtable
+
+BASE = dt.date(2025, 1, 1)
+PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+QUAD = {(True, True): "Phenomenon", (True, False): "Mainstream", (False, True): "Cult", (False, False): "Quiet"}
+
+event = st.tuples(st.sampled_from(["movie", "show"]), st.integers(1, 3), st.integers(0, 60), st.sampled_from("abcde"),
+                  st.booleans(), st.integers(0, 300), st.integers(0, 5), st.integers(0, 3),
+                  st.one_of(st.none(), st.integers(1, 10)))
+events_st = st.lists(event, min_size=1, max_size=40)
+
+
+def _events(rows):
+    "An events memtable and the same events as a DataFrame (with `day`) from the generated tuples."
+    tuples = [(i + 1, 0 if not rep else 1, k, t, u, (dt.datetime.combine(BASE, dt.time(12)) + dt.timedelta(days=d)).isoformat(),
+               w, w >= 200, False, lk, rp, r) for i, (k, t, d, u, rep, w, lk, rp, r) in enumerate(rows)]
+    df = pd.DataFrame([dict(kind=k, title=t, day=BASE + dt.timedelta(days=d), user=u, reply=rep, likes=lk, replies=rp, rating=r)
+                       for k, t, d, u, rep, w, lk, rp, r in rows])
+    return events_memtable(tuples), df
+
+
+def _none(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA or x is pd.NaT else x
+
+
+@PROPS
+@given(events_st, st.integers(0, 70))
+def test_daily_engagement_sums_and_zero_fill(rows, as_of_off):
+    as_of = BASE + dt.timedelta(days=as_of_off)
+    ev, df = _events(rows)
+    de = daily_engagement(ev, as_of).to_pandas()
+    seen = df[df.day <= as_of]
+    assert de.comments.sum() == len(seen)
+    assert de.likes.sum() == seen.likes.sum() and de.replies_received.sum() == seen.replies.sum()
+    assert de.rating_count.sum() == seen.rating.notna().sum()
+    assert (de.top_level_comments + de.replies_posted == de.comments).all()
+    assert (de.distinct_commenters <= de.comments).all()
+    assert (de.rating_mean.isna() == (de.rating_count == 0)).all()
+    first = seen.groupby(["kind", "title"]).day.min()
+    rows_per_title = de.groupby(["title_kind", "title_id_trakt"]).size()
+    assert rows_per_title.to_dict() == {key: (as_of - d).days + 1 for key, d in first.items()}
+    assert not de.duplicated(["title_kind", "title_id_trakt", "day"]).any()
+
+
+@pytest.mark.slow
+@PROPS
+@given(events_st, st.integers(0, 70), st.integers(1, 4))
+def test_quadrant_labels_follow_thresholds(rows, as_of_off, min_comments):
+    as_of = BASE + dt.timedelta(days=as_of_off)
+    ev, df = _events(rows)
+    q = quadrant(daily_engagement(ev, as_of), as_of, window_days=14, min_comments=min_comments).to_pandas()
+    w = df[(df.day <= as_of) & (df.day > as_of - dt.timedelta(days=14))]
+    by_title = w.groupby(["kind", "title"]).size()
+    for r in q.itertuples():
+        assert r.comments_in_window == by_title.get((r.title_kind, r.title_id_trakt), 0)
+        assert bool(r.eligible) == (r.comments_in_window >= min_comments)
+        if not r.eligible:
+            assert _none(r.quadrant) is None and _none(r.breadth_pct) is None
+            continue
+        assert r.quadrant == QUAD[(r.breadth >= r.breadth_threshold, r.intensity >= r.intensity_threshold)]
+        assert 0 <= r.breadth_pct <= 1 and 0 <= r.intensity_pct <= 1
+    for kind, g in q[q.eligible].groupby("title_kind"):   # thresholds are per-kind medians of eligible titles
+        assert g.breadth_threshold.iloc[0] == pytest.approx(float(np.median(g.breadth)))
+        assert g.intensity_threshold.iloc[0] == pytest.approx(float(np.median(g.intensity)))
+
+
+@pytest.mark.slow
+@PROPS
+@given(events_st, st.integers(20, 70), st.integers(1, 15))
+def test_half_lives_are_finite_non_negative_or_null(rows, as_of_off, min_comments):
+    as_of = BASE + dt.timedelta(days=as_of_off)
+    ev, _ = _events(rows)
+    hl = half_life(daily_engagement(ev, as_of), as_of, horizon_days=30, min_weeks=2, min_comments=min_comments).to_pandas()
+    for r in hl.itertuples():
+        for v in (r.empirical_half_life_days, r.fitted_half_life_days):
+            v = _none(v)
+            assert v is None or (math.isfinite(v) and v >= 0)
+        enough = r.fit_weeks >= 2 and r.total_comments >= min_comments
+        assert (_none(r.decay) is not None) == enough
+        assert (_none(r.fitted_half_life_days) is not None) == (r.decay == "exponential")
+        assert bool(r.censored) == (pd.Timestamp(r.peak_day).date() + dt.timedelta(days=30) > as_of)
+        if _none(r.fit_r2) is not None: assert -1e-9 <= r.fit_r2 <= 1 + 1e-9
+    trend = half_life_cohort_trend(ibis.memtable(hl)).to_pandas()
+    assert trend.titles.sum() == len(hl)
+
+
+@PROPS
+@given(events_st, st.integers(0, 70))
+def test_hold_up_qualifies_only_without_overlap(rows, as_of_off):
+    as_of = BASE + dt.timedelta(days=as_of_off)
+    ev, _ = _events(rows)
+    hu = hold_up(daily_engagement(ev, as_of), as_of, window_days=10, min_ratings=2).to_pandas()
+    for r in hu.itertuples():
+        span = (as_of - pd.Timestamp(r.first_comment_day).date()).days
+        assert bool(r.qualifies) == (span >= 19)          # early ends on day 10, late starts 10 days before as_of
+        assert (_none(r.holds_up) is None) == (not r.qualifies)
+        assert 0 <= r.long_tail_share <= 1 and r.early_comments >= 1
+
+
+snapshot = st.tuples(st.sampled_from(["movie", "show"]), st.integers(1, 2), st.integers(0, 40),
+                     st.floats(1, 10, allow_nan=False), st.lists(st.integers(0, 20), min_size=10, max_size=10))
+
+
+@PROPS
+@given(st.lists(snapshot, min_size=1, max_size=20), st.integers(0, 45))
+def test_rating_trend_changes_need_a_baseline(snaps, as_of_off):
+    as_of = BASE + dt.timedelta(days=as_of_off)
+    df = pd.DataFrame([dict(title_kind=k, title_id_trakt=t, snapshot_date=BASE + dt.timedelta(days=d),
+                            fetched_at=pd.Timestamp(BASE + dt.timedelta(days=d), tz="UTC") + pd.Timedelta(seconds=i),
+                            rating=r, votes=sum(dist), **{f"dist_{j + 1}": v for j, v in enumerate(dist)})
+                       for i, (k, t, d, r, dist) in enumerate(snaps)])
+    rt = rating_trend(ibis.memtable(df), as_of).to_pandas()
+    for r in rt.itertuples():
+        mine = df[(df.title_kind == r.title_kind) & (df.title_id_trakt == r.title_id_trakt)]
+        for days, change in ((7, r.rating_change_7d), (28, r.rating_change_28d)):
+            has_base = (mine.snapshot_date <= as_of - dt.timedelta(days=days)).any()
+            assert (_none(change) is not None) == has_base
+        for share in (r.share_9_10, r.share_1_3):
+            assert _none(share) is None or 0 <= share <= 1
+    assert len(rt) == df[df.snapshot_date <= as_of].groupby(["title_kind", "title_id_trakt"]).ngroups
+
+
+def test_gold_runs_on_a_duckdb_file(tmp_path):
+    "Each gold function on tables of a DuckDB file gives what it gives on memtables, and its compiled SQL runs there."
+    rows = [("movie", 1, d % 50, "abcde"[d % 5], d % 3 == 0, 50, d % 4, d % 2, (d % 10) + 1 if d % 2 else None)
+            for d in range(0, 400, 3)] + [("show", 2, d, "ab"[d % 2], False, 10, 1, 0, 7) for d in range(0, 60, 2)]
+    ev, _ = _events(rows)
+    rd = pd.DataFrame([dict(title_kind="movie", title_id_trakt=1, snapshot_date=BASE + dt.timedelta(days=d),
+                            fetched_at=pd.Timestamp(BASE + dt.timedelta(days=d), tz="UTC"), rating=7 + d / 100, votes=10 + d,
+                            **{f"dist_{j}": j + d for j in range(1, 11)}) for d in range(0, 60, 5)])
+    path = tmp_path / "gold.duckdb"
+    as_of = BASE + dt.timedelta(days=59)
+    con = ibis.duckdb.connect(str(path))
+    con.create_table("events", ev.to_pyarrow())
+    con.create_table("rating_dist", rd)
+    eng = daily_engagement(con.table("events"), as_of)
+    con.create_table("engagement", eng)
+    e = con.table("engagement")
+    pairs = {
+        "daily_engagement": (eng, daily_engagement(ev, as_of)),
+        "quadrant": (quadrant(e, as_of), quadrant(daily_engagement(ev, as_of), as_of)),
+        "half_life": (half_life(e, as_of, min_weeks=2, min_comments=5), half_life(daily_engagement(ev, as_of), as_of, min_weeks=2, min_comments=5)),
+        "hold_up": (hold_up(e, as_of, window_days=20), hold_up(daily_engagement(ev, as_of), as_of, window_days=20)),
+        "rating_trend": (rating_trend(con.table("rating_dist"), as_of), rating_trend(ibis.memtable(rd), as_of)),
+    }
+    for name, (on_file, on_memtable) in pairs.items():
+        got, want = on_file.to_pandas(), on_memtable.to_pandas()
+        assert len(got) > 0, name
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, obj=name)
+    hl = pairs["half_life"][0].to_pandas()
+    assert hl.decay.notna().all()                          # the fit ran for both titles
+    con.create_table("half_life", pairs["half_life"][0])
+    trend = half_life_cohort_trend(con.table("half_life")).to_pandas()
+    assert trend.titles.sum() == 2 and trend.cohort.tolist() == ["2025Q1"]
+    con.disconnect()
+    raw = duckdb.connect(str(path), read_only=True)          # the compiled SQL (no memtables in it) runs on the file as is
+    for name in ["quadrant", "hold_up", "rating_trend"]:
+        sql = ibis.to_sql(pairs[name][0], dialect="duckdb")
+        assert len(raw.sql(sql).fetchall()) == len(pairs[name][1].to_pandas()), name
+    raw.close()

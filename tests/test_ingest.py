@@ -173,8 +173,6 @@ def test_cli_invalid_key_leaves_no_warehouse(tmp_path, serve, capfd, monkeypatch
     assert state(srv.url)["by_status"] == {"403": 1}  # gave up on the first refusal
 
 
-@pytest.mark.xfail(strict=True, reason="trakt_nb/client.py (05_client) logs the rejected key at level error, which the CLI's "
-                                       "default log level (warning) prints to stderr before the one-sentence message")
 def test_cli_invalid_key_is_one_line(tmp_path, serve, capfd, monkeypatch):
     srv = serve(replay_app(make_settings(tmp_path), end_of_day(D)))
     ini = write_ini(tmp_path / "settings.ini", {"replay": {**REPLAY, "url": srv.url}, "storage": {"warehouse": tmp_path / "w.duckdb"},

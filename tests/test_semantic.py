@@ -267,3 +267,10 @@ def test_gold_outputs_have_the_columns_metrics_read():
         if m.model in outputs:
             df = query(con, [m.name], by=list(m.grain)).to_pandas()
             assert len(df) >= 1, m.name
+
+
+def test_views_work_when_the_warehouse_is_attached_under_another_name(warehouse):
+    with duckdb.connect(":memory:") as con:
+        con.execute(f"ATTACH '{warehouse}' AS elsewhere (READ_ONLY)")
+        got = con.sql("SELECT title_kind, sum(comments) FROM elsewhere.metrics.comments GROUP BY 1 ORDER BY 1").fetchall()
+    assert got == [("movie", 10), ("show", 6)]

@@ -396,7 +396,7 @@ def main(argv=None):
           f"{cfg['top']:,} visible top-level comments + {cfg['replies']:,} replies "
           f"({sum(math.ceil(v / LIMIT) for v in cfg['listing'].values())} comment pages of {LIMIT}); planned in {time.perf_counter() - t:.1f}s")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; concurrency {a.concurrency}; "
-          f"server: separate process (uvicorn) on 127.0.0.1", flush=True)
+          f"server: separate process (uvicorn) on 127.0.0.1, {a.server}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     srv = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", str(port), "--cfg", str(cfg_path), "--server", a.server],
@@ -437,6 +437,7 @@ def main(argv=None):
                   f"(pages by kind {inc['day1']['pages_by_kind']}, {inc['day1']['new']} new comments); lower bound {inc['lower_bound']} "
                   f"= {lb['comment_pages']} comment pages + {lb['ratings']} ratings + {lb['reply_pages']} reply pages; "
                   f"calls / lower bound = {inc['ratio']:.2f}")
+        print(f"load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)")
         (wd / "results.json").write_text(json.dumps(results, default=str, indent=1))
     finally:
         srv.terminate(); srv.wait(timeout=10)

@@ -1,0 +1,592 @@
+"""What the model build costs: silver + gold through Ibis against the same work in hand-written DuckDB SQL, and an incremental day.
+
+For each size (comments created up to day D) it synthesises a bronze warehouse directly (no HTTP): comment and
+reply pages of 250 Trakt comment objects per title as seen on run date D (loads 1..4), 32 days of rating pages and
+a summary page per title, plus the next day's crawl (load 5, run date D+1: the comments created on D+1 and the
+pages of the 7-day lookback refetched with fresh likes/replies). The file is cached under bench/out/ by size, so
+reruns skip generation (its time is printed apart and is not part of any figure).
+
+Each measurement runs in a child process of its own on a fresh copy of that file (copying is not timed) and reports
+its wall time and peak RSS (ru_maxrss):
+  ibis full        build_silver(full_refresh=True) + build_gold(D)                 (the project's code)
+  sql full         the same silver and gold tables written by hand in DuckDB SQL     (same numpy decay fit)
+  ibis full D+1    full refresh over all five loads + build_gold(D+1)
+  ibis incr D+1    after silver/gold for D (untimed): build_silver incremental on load 5 + build_gold(D+1)
+The run fails unless (sql full) equals (ibis full) and (ibis incr D+1) equals (ibis full D+1), table by table
+(every row, floats to 9 significant digits).
+
+Run from the project root:  .venv/bin/python -m bench.model [--sizes 1e6,1e7] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+OUT = Path(__file__).resolve().parent / "out"
+D = dt.date(2026, 11, 25)  # the as-of day of the full builds; D+1 is the incremental day
+NEXT = D + dt.timedelta(days=1)
+LOOKBACK_DAYS = 7
+PAGE = 250
+LOADS = 4
+RATING_DAYS = 32
+GEN_VERSION = 1
+_DAY = 86400
+
+
+def _end_of(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp())
+
+
+# ---------------------------------------------------------------- generation
+
+def _spec(size: int):
+    from trakt_nb.replay_world import WorldSpec
+    titles = 100 if size < 500_000 else 1000
+    per_title = size / titles * 0.93  # replies add ~10 %, comments after D+1 are cut
+    return WorldSpec(movies=titles * 6 // 10, shows=titles * 4 // 10, users=max(4000, size // 250),
+                     comments_per_title=per_title, end_date=NEXT)
+
+
+def _texts(w, rows: np.ndarray, t: int) -> list[str]:
+    "comment_text(w, row, t) for every row, with the plain case sliced in bulk."
+    from trakt_nb.replay_world import LANGUAGES, comment_text
+    c = w.c
+    out = [None] * len(rows)
+    special = c["inline_spoiler"][rows] | (c["edit_at"][rows] <= t)
+    lang = c["lang"][rows]
+    for li, name in enumerate(LANGUAGES):
+        sel = np.flatnonzero((lang == li) & ~special)
+        if not len(sel): continue
+        corp = w.corpora[name]
+        m = len(corp.starts) - 1
+        n = c["words"][rows[sel]].astype(np.int64)
+        at = np.where(m > n, c["text_at"][rows[sel]] % np.maximum(m - n, 1), 0)
+        a, b = corp.starts[at].tolist(), (corp.starts[at + n] - 1).tolist()
+        text = corp.text
+        for j, x, y in zip(sel.tolist(), a, b): out[j] = text[x:y]
+    for j in np.flatnonzero(special).tolist(): out[j] = comment_text(w, int(rows[j]), t)
+    return out
+
+
+def _comment_columns(w, rows: np.ndarray, t: int) -> pa.Table:
+    "The fields of the Trakt comment objects of `rows` as of `t`, as columns (rendered to JSON in DuckDB)."
+    from trakt_nb.replay_world import LANGUAGES, likes_as_of, words_as_of
+    c = w.c
+    parent = c["parent"][rows]
+    edited = c["edit_at"][rows] <= t
+    lang = np.array(LANGUAGES, dtype=object)[c["lang"][rows]]
+    has_lang, null_lang = c["has_lang"][rows], c["null_lang"][rows]
+    rating = c["rating"][rows].astype(np.int64)
+    kids = np.flatnonzero((c["parent"] >= 0) & (c["created"] <= t))
+    replies = np.bincount(c["parent"][kids], minlength=w.n_comments)[rows]
+    titles = w.titles
+    return pa.table({
+        "id": c["id"][rows], "parent_id": np.where(parent >= 0, c["id"][np.maximum(parent, 0)], 0),
+        "created": c["created"][rows], "updated": np.where(edited, c["edit_at"][rows], c["created"][rows]),
+        "comment": pa.array(_texts(w, rows, t), pa.large_string()), "spoiler": c["spoiler"][rows],
+        "review": words_as_of(w, rows, t) >= 200, "replies": replies.astype(np.int64),
+        "likes": likes_as_of(w, rows, t), "has_lang": has_lang,
+        "language": pa.array(np.where(has_lang & ~null_lang, lang, None), pa.string()),
+        "has_user_rating": c["has_user_rating"][rows], "has_stats": c["has_stats"][rows],
+        "rating": pa.array(rating, mask=rating == 0), "play": c["play"][rows].astype(np.int64),
+        "completed": c["completed"][rows].astype(np.int64), "user": c["user"][rows].astype(np.int64),
+        "title": c["title"][rows].astype(np.int64), "is_reply": parent >= 0,
+        "title_kind": titles["kind"].to_numpy()[c["title"][rows]].astype(str),
+        "title_id_trakt": titles["trakt"].to_numpy()[c["title"][rows]].astype(np.int64),
+    })
+
+
+_PAGES_SQL = """
+INSERT INTO {target} BY NAME
+WITH obj AS (
+  SELECT c.*, to_json({{
+      'id': c.id, 'parent_id': c.parent_id,
+      'created_at': strftime(make_timestamp(c.created * 1000000), '%Y-%m-%dT%H:%M:%S.000Z'),
+      'updated_at': strftime(make_timestamp(c.updated * 1000000), '%Y-%m-%dT%H:%M:%S.000Z'),
+      'comment': c.comment, 'spoiler': c.spoiler, 'review': c.review, 'replies': c.replies, 'likes': c.likes,
+      'language': c.language, 'user_rating': CASE WHEN c.has_user_rating THEN c.rating END,
+      'user_stats': CASE WHEN c.has_stats THEN {{'rating': c.rating, 'play_count': c.play, 'completed_count': c.completed}} END,
+      'user': {{'username': u.username, 'private': u.private, 'ids': {{'slug': u.slug}}}}}})::VARCHAR AS o,
+    CASE WHEN c.is_reply THEN 'replies' ELSE 'comments' END AS resource_kind,
+    (row_number() OVER (PARTITION BY c.title, c.is_reply ORDER BY c.created DESC, c.id DESC) - 1) // {page} + 1 AS page,
+    count(*) OVER (PARTITION BY c.title, c.is_reply) AS item_count
+  FROM _c c JOIN _users u ON u.i = c.user),
+pages AS (
+  SELECT title, title_kind, title_id_trakt, resource_kind, page, any_value(item_count) AS item_count, count(*) AS n,
+         '[' || string_agg(o, ',' ORDER BY created DESC, id DESC) || ']' AS payload
+  FROM obj GROUP BY ALL)
+SELECT $run_id AS run_id, $run_date::DATE AS run_date, resource_kind, title_kind, title_id_trakt,
+       NULL::BIGINT AS parent_comment_id, 'newest' AS sort, page::INTEGER AS page,
+       ((item_count + {page} - 1) // {page})::INTEGER AS page_count, {page} AS page_limit, item_count::INTEGER AS item_count,
+       n::INTEGER AS items_delivered, $fetched::TIMESTAMPTZ + to_seconds(title) AS fetched_at, 200 AS http_status,
+       '/' || title_kind || 's/' || title_id_trakt || '/' || resource_kind || '/newest?page=' || page || '&limit={page}' AS request_path,
+       1 AS schema_version, payload::JSON AS payload, sha256(payload) AS payload_sha256,
+       {load} AS load_id, resource_kind || ':' || title_kind || ':' || title_id_trakt || ':' || page AS unit_key
+FROM pages
+"""
+
+
+def _insert_comment_pages(con, w, rows: np.ndarray, t: int, target: str, run_date: dt.date, load, fetched: dt.datetime,
+                          chunk_titles: int = 100):
+    "Render the comment/reply pages of `rows` as of `t` into `target`, a chunk of titles at a time."
+    title_of = w.c["title"][rows]
+    for lo in range(0, len(w.titles), chunk_titles):
+        sel = rows[(title_of >= lo) & (title_of < lo + chunk_titles)]
+        if not len(sel): continue
+        con.register("_c", _comment_columns(w, sel, t))
+        con.execute(_PAGES_SQL.format(target=target, page=PAGE, load=load),
+                    {"run_id": f"bench-{run_date}", "run_date": run_date, "fetched": fetched})
+        con.unregister("_c")
+
+
+def _other_pages(w, days: list[dt.date], summary_days: list[dt.date], load_of) -> list[dict]:
+    "Rating pages per title and day, and summary pages, as bronze rows."
+    from trakt_nb.replay_world import ratings_object, title_object
+    rows = []
+    for i, r in enumerate(w.titles.itertuples()):
+        for kind, when in [("ratings", d) for d in days] + [("summary", d) for d in summary_days]:
+            t = _end_of(when)
+            obj = ratings_object(w, i, t) if kind == "ratings" else title_object(w, i, t, extended=True)
+            payload = json.dumps(obj)
+            rows.append(dict(run_id=f"bench-{when}", run_date=when, resource_kind=kind, title_kind=r.kind, title_id_trakt=int(r.trakt),
+                             fetched_at=dt.datetime.combine(when + dt.timedelta(days=1), dt.time(6), dt.timezone.utc) + dt.timedelta(seconds=i),
+                             http_status=200, request_path=f"/{r.kind}s/{r.trakt}/{kind}", schema_version=1, payload=payload,
+                             payload_sha256="", load_id=load_of(i, when), unit_key=f"{kind}:{r.kind}:{r.trakt}"))
+    return rows
+
+
+def generate(size: int, path: Path) -> dict:
+    "Build the cached bronze file of `size` comments; returns what it holds."
+    from trakt_nb.bronze import ensure_bronze
+    from trakt_nb.replay_world import World
+    t0 = time.perf_counter()
+    w = World.build(_spec(size))
+    t_world = time.perf_counter() - t0
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    con.execute("SET TimeZone = 'UTC'")
+    ensure_bronze(con)
+    con.execute("CREATE SCHEMA bench_next; CREATE TABLE bench_next.trakt_pages AS SELECT * FROM bronze.trakt_pages LIMIT 0")
+    u = w.users
+    con.register("_users_df", pa.table({"i": np.arange(len(u)), "username": u["username"].astype(str), "private": u["private"].to_numpy(),
+                                         "slug": u["slug"].astype(str)}))
+    con.execute("CREATE TEMP TABLE _users AS SELECT * FROM _users_df")
+    c, tD, tN = w.c, _end_of(D), _end_of(NEXT)
+    vis_D = np.flatnonzero((c["created"] <= tD) & ~c["hidden"])
+    lb_start = _end_of(D - dt.timedelta(days=LOOKBACK_DAYS)) + 1  # start of D-6
+    vis_N = np.flatnonzero((c["created"] <= tN) & (c["created"] >= lb_start) & ~c["hidden"])
+    fetched_D = dt.datetime.combine(NEXT, dt.time(6), dt.timezone.utc)
+    _insert_comment_pages(con, w, vis_D, tD, "bronze.trakt_pages", D, f"(title % {LOADS}) + 1", fetched_D)
+    _insert_comment_pages(con, w, vis_N, tN, "bench_next.trakt_pages", NEXT, str(LOADS + 1), fetched_D + dt.timedelta(days=1))
+    days = [D - dt.timedelta(days=k) for k in range(RATING_DAYS - 1, -1, -1)]
+    other = _other_pages(w, days, [D], lambda i, when: i % LOADS + 1)
+    other_next = _other_pages(w, [NEXT], [NEXT], lambda i, when: LOADS + 1)
+    from trakt_nb.bronze import _PAGES_ARROW
+    for target, rows in (("bronze.trakt_pages", other), ("bench_next.trakt_pages", other_next)):
+        tab = pa.Table.from_pylist([{k: r.get(k) for k in _PAGES_ARROW.names} for r in rows], schema=_PAGES_ARROW)
+        tab = tab.append_column("load_id", pa.array([r["load_id"] for r in rows], pa.int64()))
+        con.register("_o", tab)
+        con.execute(f"INSERT INTO {target} BY NAME SELECT * REPLACE (sha256(payload) AS payload_sha256, payload::JSON AS payload) FROM _o")
+        con.unregister("_o")
+    info = {"size": size, "comments_D": int(len(vis_D)), "comments_next_load": int(len(vis_N)),
+            "new_on_next": int(((c["created"] > tD) & (c["created"] <= tN) & ~c["hidden"]).sum()),
+            "titles": len(w.titles), "world_s": round(t_world, 2)}
+    info["pages"] = con.execute("SELECT count(*) FROM bronze.trakt_pages").fetchone()[0]
+    info["next_pages"] = con.execute("SELECT count(*) FROM bench_next.trakt_pages").fetchone()[0]
+    con.execute("CHECKPOINT")
+    info["gen_s"] = round(time.perf_counter() - t0, 2)
+    con.execute("CREATE TABLE bench_next.meta AS SELECT $m::VARCHAR AS m", {"m": json.dumps(info)})
+    con.close()
+    info["file_mb"] = round(tmp.stat().st_size / 2**20)
+    tmp.rename(path)
+    return info
+
+
+def bronze_file(size: int) -> tuple[Path, dict, bool]:
+    "The cached bronze file of `size` (generated in a child process if missing), its info, and whether it was cached."
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bronze_{size}_v{GEN_VERSION}.duckdb"
+    cached = path.exists()
+    if not cached:
+        _child(["--generate", str(size), "--db", str(path)])
+    con = duckdb.connect(str(path), read_only=True)
+    info = json.loads(con.execute("SELECT m FROM bench_next.meta").fetchone()[0])
+    con.close()
+    info["file_mb"] = round(path.stat().st_size / 2**20)
+    return path, info, cached
+
+
+# ---------------------------------------------------------------- the same model in hand-written DuckDB SQL
+
+_ITEM = ('[{"id":"BIGINT","parent_id":"BIGINT","created_at":"VARCHAR","updated_at":"VARCHAR","comment":"VARCHAR",'
+         '"spoiler":"BOOLEAN","review":"BOOLEAN","replies":"BIGINT","likes":"BIGINT","language":"VARCHAR",'
+         '"user_rating":"BIGINT","user_stats":{"rating":"BIGINT"},"user":{"ids":{"slug":"VARCHAR"}}}]')
+
+HAND_SILVER = f"""
+CREATE SCHEMA IF NOT EXISTS hand;
+CREATE OR REPLACE TEMP TABLE flat AS
+SELECT i.id AS comment_id, i.parent_id, p.title_kind, p.title_id_trakt, i."user".ids.slug AS user_slug,
+       i.created_at::TIMESTAMPTZ AS created_at, i.updated_at::TIMESTAMPTZ AS updated_at, i.comment AS comment_text,
+       len(list_filter(regexp_split_to_array(regexp_replace(i.comment, '\\[/?spoiler\\]', ' ', 'g'), '\\s+'), w -> w <> ''))::INT AS word_count,
+       i.review AS is_review, i.spoiler OR contains(lower(i.comment), '[spoiler]') AS is_spoiler, i.likes, i.replies,
+       coalesce(i.user_stats.rating, i.user_rating)::INT AS user_rating, i.language,
+       p.run_date AS seen_date, p.fetched_at
+FROM (SELECT run_date, fetched_at, title_kind, title_id_trakt, unnest(from_json(payload, '{_ITEM}')) AS i
+      FROM bronze.trakt_pages WHERE resource_kind IN ('comments', 'replies') AND http_status = 200) p;
+CREATE OR REPLACE TABLE hand.stg_trakt__comment_event_history AS
+SELECT comment_id::VARCHAR || ':' || seen_date::VARCHAR AS version_key, comment_id, parent_id, parent_id <> 0 AS is_reply,
+       title_kind, title_id_trakt, user_slug, created_at, updated_at, created_at::DATE AS created_date, comment_text, word_count,
+       is_review, is_spoiler, likes, replies, user_rating, language, seen_date, fetched_at
+FROM flat
+QUALIFY row_number() OVER (PARTITION BY comment_id, seen_date ORDER BY greatest(created_at, updated_at) DESC, seen_date DESC, fetched_at DESC) = 1;
+CREATE OR REPLACE TABLE hand.stg_trakt__comment_event AS
+SELECT * EXCLUDE (version_key),
+       min(fetched_at) OVER (PARTITION BY comment_id) AS first_seen_at, max(fetched_at) OVER (PARTITION BY comment_id) AS last_seen_at
+FROM hand.stg_trakt__comment_event_history
+QUALIFY row_number() OVER (PARTITION BY comment_id ORDER BY greatest(created_at, updated_at) DESC, seen_date DESC, fetched_at DESC) = 1;
+DROP TABLE flat;
+CREATE OR REPLACE TABLE hand.stg_trakt__rating_dist AS
+SELECT title_kind, title_id_trakt, run_date AS snapshot_date, (payload->>'rating')::DOUBLE AS rating, (payload->>'votes')::BIGINT AS votes,
+       {", ".join(f"(payload->'distribution'->>'{k}')::BIGINT AS dist_{k}" for k in range(1, 11))}, fetched_at
+FROM bronze.trakt_pages WHERE resource_kind = 'ratings' AND http_status = 200
+QUALIFY row_number() OVER (PARTITION BY title_kind, title_id_trakt, run_date ORDER BY fetched_at DESC) = 1;
+CREATE OR REPLACE TABLE hand.dim_title AS
+WITH s AS (SELECT * FROM bronze.trakt_pages WHERE resource_kind = 'summary' AND http_status = 200
+           QUALIFY row_number() OVER (PARTITION BY title_kind, title_id_trakt ORDER BY fetched_at DESC) = 1),
+     t AS (SELECT * FROM bronze.trakt_pages WHERE resource_kind = 'tmdb' AND http_status IN (200, 404)
+           QUALIFY row_number() OVER (PARTITION BY title_kind, title_id_trakt ORDER BY fetched_at DESC) = 1)
+SELECT s.title_kind, s.title_id_trakt, s.payload->'ids'->>'slug' AS slug, s.payload->'ids'->>'imdb' AS imdb,
+       (s.payload->'ids'->>'tmdb')::BIGINT AS tmdb, (s.payload->'ids'->>'tvdb')::BIGINT AS tvdb, s.payload->>'title' AS title,
+       (s.payload->>'year')::INT AS year, coalesce(s.payload->>'released', left(s.payload->>'first_aired', 10))::DATE AS release_date,
+       from_json(s.payload->'genres', '["VARCHAR"]') AS genres, (s.payload->>'runtime')::INT AS runtime,
+       s.payload->>'language' AS language, s.payload->>'country' AS country, s.payload->>'status' AS status,
+       coalesce(t.http_status = 200, false) AS tmdb_known, (t.payload->>'popularity')::DOUBLE AS tmdb_popularity,
+       (t.payload->>'vote_average')::DOUBLE AS tmdb_vote_average, (t.payload->>'vote_count')::BIGINT AS tmdb_vote_count,
+       t.payload->>'original_language' AS tmdb_original_language
+FROM s LEFT JOIN t USING (title_kind, title_id_trakt);
+"""
+
+
+def _quadrant_sql(a: dt.date, window: int, min_comments: int) -> str:
+    start = a - dt.timedelta(days=window - 1)
+    return f"""(WITH w AS (
+  SELECT title_kind, title_id_trakt,
+         coalesce(sum(comments) FILTER (WHERE day >= DATE '{start}'), 0)::BIGINT AS comments_in_window,
+         coalesce(sum(likes + replies_received) FILTER (WHERE day >= DATE '{start}'), 0) AS reactions
+  FROM eng WHERE day <= DATE '{a}' GROUP BY ALL),
+people AS (SELECT title_kind, title_id_trakt, count(DISTINCT user_slug)::BIGINT AS people FROM events
+           WHERE created_date BETWEEN DATE '{start}' AND DATE '{a}' GROUP BY ALL),
+t AS (SELECT w.title_kind, w.title_id_trakt, comments_in_window, coalesce(people, 0) AS breadth,
+             reactions::DOUBLE / nullif(comments_in_window, 0) AS intensity, comments_in_window >= {min_comments} AS eligible
+      FROM w LEFT JOIN people USING (title_kind, title_id_trakt)),
+th AS (SELECT title_kind, quantile_cont(breadth, 0.5)::DOUBLE AS breadth_threshold, quantile_cont(intensity, 0.5)::DOUBLE AS intensity_threshold
+       FROM t WHERE eligible GROUP BY ALL),
+pc AS (SELECT title_kind, title_id_trakt, percent_rank() OVER (PARTITION BY title_kind ORDER BY breadth) AS breadth_pct,
+              percent_rank() OVER (PARTITION BY title_kind ORDER BY intensity) AS intensity_pct FROM t WHERE eligible)
+SELECT t.*, breadth_threshold, intensity_threshold, breadth_pct, intensity_pct,
+       CASE WHEN NOT eligible THEN NULL
+            WHEN breadth >= breadth_threshold AND intensity >= intensity_threshold THEN 'Phenomenon'
+            WHEN breadth >= breadth_threshold THEN 'Mainstream'
+            WHEN intensity >= intensity_threshold THEN 'Cult' ELSE 'Quiet' END AS quadrant
+FROM t LEFT JOIN th USING (title_kind) LEFT JOIN pc USING (title_kind, title_id_trakt))"""
+
+
+def hand_gold(con, a: dt.date, m) -> None:
+    "Every gold table as of `a` into schema `hand`, in plain DuckDB SQL (the decay fit is the project's numpy step)."
+    from trakt_nb.gold_half_life import _fit_decay
+    end = f"TIMESTAMPTZ '{a} 23:59:59+00'"
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE events AS
+SELECT * FROM hand.stg_trakt__comment_event_history WHERE seen_date <= DATE '{a}' AND created_at <= {end}
+QUALIFY row_number() OVER (PARTITION BY comment_id ORDER BY greatest(created_at, updated_at) DESC, seen_date DESC, fetched_at DESC) = 1;
+CREATE OR REPLACE TEMP TABLE eng AS
+WITH d AS (
+  SELECT title_kind, title_id_trakt, created_date AS day, count(*) AS comments, count(*) FILTER (WHERE NOT is_reply) AS top_level_comments,
+         count(*) FILTER (WHERE is_reply) AS replies_posted, count(*) FILTER (WHERE is_review) AS reviews,
+         count(*) FILTER (WHERE is_spoiler) AS spoilers, count(DISTINCT user_slug) AS distinct_commenters, sum(likes) AS likes,
+         sum(replies) AS replies_received, sum(word_count) AS words, sum(user_rating) AS rating_sum, count(user_rating) AS rating_count
+  FROM events WHERE created_date <= DATE '{a}' GROUP BY ALL),
+spine AS (SELECT title_kind, title_id_trakt, unnest(generate_series(min(day), DATE '{a}', INTERVAL 1 DAY))::DATE AS day FROM d GROUP BY ALL)
+SELECT s.title_kind, s.title_id_trakt, s.day,
+       {", ".join(f"coalesce(d.{c}, 0)::BIGINT AS {c}" for c in ("comments", "top_level_comments", "replies_posted", "reviews", "spoilers",
+                                                               "distinct_commenters", "likes", "replies_received", "words", "rating_sum", "rating_count"))},
+       coalesce(d.rating_sum, 0)::DOUBLE / nullif(coalesce(d.rating_count, 0), 0) AS rating_mean
+FROM spine s LEFT JOIN d USING (title_kind, title_id_trakt, day)
+ORDER BY s.title_kind, s.title_id_trakt, s.day;
+""")
+    prev = a - dt.timedelta(days=7)
+    con.execute(f"""
+CREATE OR REPLACE TABLE hand.mart_title_quadrant AS
+SELECT DATE '{a}' AS as_of_date, n.title_kind, n.title_id_trakt, n.comments_in_window, n.breadth, n.intensity, n.eligible,
+       n.breadth_threshold, n.intensity_threshold, n.breadth_pct, n.intensity_pct, n.quadrant, p.quadrant AS prev_quadrant
+FROM {_quadrant_sql(a, m.quadrant_window_days, m.quadrant_min_comments)} n
+LEFT JOIN {_quadrant_sql(prev, m.quadrant_window_days, m.quadrant_min_comments)} p USING (title_kind, title_id_trakt)
+ORDER BY n.title_kind, n.title_id_trakt;
+""")
+    H, min_weeks, min_c = m.half_life_horizon_days, max(m.half_life_min_weeks, 2), m.half_life_min_comments
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE hl AS
+WITH peak AS (SELECT title_kind, title_id_trakt, day AS peak_day FROM eng WHERE day <= DATE '{a}'
+              QUALIFY row_number() OVER (PARTITION BY title_kind, title_id_trakt ORDER BY comments DESC, day) = 1),
+st AS (SELECT title_kind, title_id_trakt, sum(comments)::BIGINT AS total_comments, min(day) FILTER (WHERE comments > 0) AS first_comment_day
+       FROM eng WHERE day <= DATE '{a}' GROUP BY ALL)
+SELECT st.*, peak_day, least({H}, DATE '{a}' - peak_day) AS last_offset, peak_day + INTERVAL {H} DAY > DATE '{a}' AS censored,
+       ((least({H}, DATE '{a}' - peak_day) + 1) // 7)::BIGINT AS fit_weeks,
+       ((least({H}, DATE '{a}' - peak_day) + 1) // 7) >= {min_weeks} AND total_comments >= {min_c} AS enough
+FROM st JOIN peak USING (title_kind, title_id_trakt);
+CREATE OR REPLACE TEMP TABLE post AS
+SELECT e.title_kind, e.title_id_trakt, e.comments, e.day - h.peak_day AS "offset", h.last_offset, h.fit_weeks
+FROM eng e JOIN hl h USING (title_kind, title_id_trakt) WHERE e.day <= DATE '{a}' AND h.enough;
+""")
+    weekly = con.sql("""
+WITH wk AS (SELECT title_kind, title_id_trakt, "offset" // 7 AS week, sum(comments) AS n FROM post
+            WHERE "offset" >= 0 AND "offset" < fit_weeks * 7 GROUP BY ALL),
+spine AS (SELECT title_kind, title_id_trakt, unnest(range(fit_weeks)) AS week FROM hl WHERE enough)
+SELECT s.title_kind, s.title_id_trakt, s.week, coalesce(wk.n, 0) AS n FROM spine s LEFT JOIN wk USING (title_kind, title_id_trakt, week)""").df()
+    con.register("fits", _fit_decay(weekly))
+    con.execute(f"""
+CREATE OR REPLACE TABLE hand.mart_title_half_life AS
+WITH emp AS (
+  SELECT title_kind, title_id_trakt, min("offset")::DOUBLE AS empirical_half_life_days FROM (
+    SELECT *, sum(comments) OVER (PARTITION BY title_kind, title_id_trakt ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS cum,
+              sum(comments) OVER (PARTITION BY title_kind, title_id_trakt) AS post_total
+    FROM post WHERE "offset" BETWEEN 1 AND last_offset)
+  WHERE post_total > 0 AND cum * 2 >= post_total GROUP BY ALL)
+SELECT DATE '{a}' AS as_of_date, h.title_kind, h.title_id_trakt, total_comments, peak_day, empirical_half_life_days, censored,
+       fitted_half_life_days, fit_r2, fit_weeks, decay, first_comment_day,
+       year(first_comment_day)::VARCHAR || 'Q' || quarter(first_comment_day)::VARCHAR AS cohort
+FROM hl h LEFT JOIN emp USING (title_kind, title_id_trakt) LEFT JOIN fits f USING (title_kind, title_id_trakt)
+ORDER BY h.title_kind, h.title_id_trakt;
+CREATE OR REPLACE TABLE hand.mart_half_life_cohort_trend AS
+SELECT as_of_date, cohort, count(*) AS titles, count(fitted_half_life_days) AS fitted_titles,
+       quantile_cont(fitted_half_life_days, 0.5) AS median_fitted_half_life_days,
+       count(empirical_half_life_days) AS empirical_titles, quantile_cont(empirical_half_life_days, 0.5) AS median_empirical_half_life_days
+FROM hand.mart_title_half_life GROUP BY ALL ORDER BY ALL;
+""")
+    con.unregister("fits")
+    W = m.hold_up_window_days
+    late = a - dt.timedelta(days=W - 1)
+    con.execute(f"""
+CREATE OR REPLACE TABLE hand.mart_title_hold_up AS
+WITH f AS (SELECT title_kind, title_id_trakt, min(day) FILTER (WHERE comments > 0) AS first_comment_day FROM eng WHERE day <= DATE '{a}' GROUP BY ALL),
+j AS (SELECT e.*, f.first_comment_day, e.day - f.first_comment_day AS "offset" FROM eng e JOIN f USING (title_kind, title_id_trakt) WHERE e.day <= DATE '{a}'),
+t AS (SELECT title_kind, title_id_trakt, first_comment_day,
+        coalesce(sum(comments) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}), 0)::BIGINT AS early_comments,
+        coalesce(sum(comments) FILTER (WHERE day >= DATE '{late}'), 0)::BIGINT AS late_comments,
+        sum(rating_sum) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}) AS early_rsum,
+        coalesce(sum(rating_count) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}), 0) AS early_rn,
+        sum(rating_sum) FILTER (WHERE day >= DATE '{late}') AS late_rsum,
+        coalesce(sum(rating_count) FILTER (WHERE day >= DATE '{late}'), 0) AS late_rn,
+        sum(comments) AS total, coalesce(sum(comments) FILTER (WHERE "offset" >= {W}), 0) AS after
+      FROM j GROUP BY ALL),
+u AS (SELECT *, first_comment_day + INTERVAL {W - 1} DAY < DATE '{late}' AS qualifies,
+        late_comments::DOUBLE / nullif(early_comments, 0) AS hold_up_ratio,
+        early_rsum::DOUBLE / nullif(early_rn, 0) AS early_rating_mean, late_rsum::DOUBLE / nullif(late_rn, 0) AS late_rating_mean,
+        after::DOUBLE / nullif(total, 0) AS long_tail_share FROM t),
+v AS (SELECT *, CASE WHEN early_rn >= {m.rating_min_count} AND late_rn >= {m.rating_min_count} THEN late_rating_mean - early_rating_mean END AS rating_drift FROM u)
+SELECT DATE '{a}' AS as_of_date, title_kind, title_id_trakt, first_comment_day, qualifies, early_comments, late_comments, hold_up_ratio,
+       early_rating_mean, late_rating_mean, rating_drift, long_tail_share,
+       CASE WHEN qualifies THEN hold_up_ratio >= {m.hold_up_min_ratio} AND (rating_drift IS NULL OR rating_drift >= {-m.hold_up_max_rating_drop}) END AS holds_up
+FROM v ORDER BY title_kind, title_id_trakt;
+""")
+    snap = lambda d: (f"(SELECT * FROM hand.stg_trakt__rating_dist WHERE snapshot_date <= DATE '{d}' QUALIFY row_number() OVER "
+                      f"(PARTITION BY title_kind, title_id_trakt ORDER BY snapshot_date DESC, fetched_at DESC) = 1)")
+    total = "nullif(" + " + ".join(f"n.dist_{k}" for k in range(1, 11)) + ", 0)::DOUBLE"
+    con.execute(f"""
+CREATE OR REPLACE TABLE hand.mart_title_rating_trend AS
+SELECT DATE '{a}' AS as_of_date, n.title_kind, n.title_id_trakt, n.rating, n.votes, n.rating - w7.rating AS rating_change_7d,
+       n.rating - w28.rating AS rating_change_28d, n.votes - w7.votes AS votes_change_7d, n.votes - w28.votes AS votes_change_28d,
+       (n.dist_9 + n.dist_10) / {total} AS share_9_10, (n.dist_1 + n.dist_2 + n.dist_3) / {total} AS share_1_3
+FROM {snap(a)} n LEFT JOIN {snap(a - dt.timedelta(days=7))} w7 USING (title_kind, title_id_trakt)
+LEFT JOIN {snap(a - dt.timedelta(days=28))} w28 USING (title_kind, title_id_trakt)
+ORDER BY n.title_kind, n.title_id_trakt;
+CREATE OR REPLACE TABLE hand.fct_title_daily_engagement AS SELECT *, DATE '{a}' AS as_of_date FROM eng;
+DROP TABLE events; DROP TABLE eng; DROP TABLE hl; DROP TABLE post;
+""")
+
+
+# ---------------------------------------------------------------- child processes
+
+def _child(args: list[str]) -> dict:
+    "Run `python -m bench.model <args>` and return the JSON of its last stdout line."
+    p = subprocess.run([sys.executable, "-m", "bench.model", *args], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-8000:])
+        raise SystemExit(f"child {' '.join(args)} failed")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+SILVER_OUT = ["stg_trakt__comment_event_history", "stg_trakt__comment_event", "stg_trakt__rating_dist", "dim_title"]
+GOLD_OUT = ["fct_title_daily_engagement", "mart_title_quadrant", "mart_title_half_life", "mart_title_hold_up",
+            "mart_title_rating_trend", "mart_half_life_cohort_trend"]
+
+
+def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
+    "One timed build on `db` (in this child process): 'ibis', 'ibis_incr' or 'sql'."
+    import warnings
+    warnings.filterwarnings("ignore")
+    from trakt_nb.bronze import connect
+    from trakt_nb.config import load_settings
+    from trakt_nb.model import build_gold
+    from trakt_nb.silver import build_silver
+    settings = load_settings()
+    con = connect(db)
+    base = _peak_mb()
+    t0 = time.perf_counter()
+    if kind == "sql":
+        con.execute(HAND_SILVER)
+        t1 = time.perf_counter()
+        hand_gold(con, as_of, settings.metrics)
+    else:
+        silver = build_silver(con, full_refresh=(kind == "ibis"))
+        t1 = time.perf_counter()
+        build_gold(con, as_of, settings)
+    t2 = time.perf_counter()
+    con.close()
+    return {"seconds": t2 - t0, "silver_s": t1 - t0, "gold_s": t2 - t1, "peak_mb": _peak_mb(), "start_mb": base}
+
+
+def _add_next_day(db: Path):
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO bronze.trakt_pages SELECT * FROM bench_next.trakt_pages; CHECKPOINT")
+    con.close()
+
+
+def compare(db_a: Path, schema_map_a: dict, db_b: Path, schema_map_b: dict, tables: list[str], where: str = "") -> dict:
+    "Rows of each table in A that B lacks and the reverse (doubles to 9 decimals): {table: (rows_a, rows_b, only_a, only_b)}."
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{db_a}' AS a (READ_ONLY); ATTACH '{db_b}' AS b (READ_ONLY)")
+    out = {}
+    for t in tables:
+        ta, tb = f"a.{schema_map_a[t]}.{t}", f"b.{schema_map_b[t]}.{t}"
+        cols = con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'a' AND schema_name = $1 "
+                           f"AND table_name = $2 AND column_name <> 'version_key' ORDER BY column_index", [schema_map_a[t], t]).fetchall()
+        sel = ", ".join(f"round({c}, 9) AS {c}" if ty == "DOUBLE" else f'"{c}"' for c, ty in cols)
+        w = where if where and any(c == "as_of_date" for c, _ in cols) else ""
+        qa, qb = f"SELECT {sel} FROM {ta} {w}", f"SELECT {sel} FROM {tb} {w}"
+        na, nb = (con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] for q in (qa, qb))
+        only_a = con.execute(f"SELECT count(*) FROM ({qa} EXCEPT ALL {qb})").fetchone()[0]
+        only_b = con.execute(f"SELECT count(*) FROM ({qb} EXCEPT ALL {qa})").fetchone()[0]
+        out[t] = (na, nb, only_a, only_b)
+    con.close()
+    return out
+
+
+def aggregates(db: Path, silver: str, gold: str, as_of: dt.date) -> dict:
+    "A few headline figures of a built file."
+    con = duckdb.connect(str(db), read_only=True)
+    q = lambda sql: con.execute(sql).fetchone()
+    r = {"events": q(f"SELECT count(*) FROM {silver}.stg_trakt__comment_event")[0],
+         "versions": q(f"SELECT count(*) FROM {silver}.stg_trakt__comment_event_history")[0],
+         "title_days": q(f"SELECT count(*) FROM {gold}.fct_title_daily_engagement")[0],
+         "comments_sum": q(f"SELECT sum(comments) FROM {gold}.fct_title_daily_engagement")[0],
+         "quadrants": dict(con.execute(f"SELECT coalesce(quadrant, '-'), count(*) FROM {gold}.mart_title_quadrant "
+                                       f"WHERE as_of_date = DATE '{as_of}' GROUP BY 1 ORDER BY 1").fetchall()),
+         "median_fitted_half_life": q(f"SELECT round(median(fitted_half_life_days), 2) FROM {gold}.mart_title_half_life WHERE as_of_date = DATE '{as_of}'")[0],
+         "holds_up": q(f"SELECT count(*) FILTER (WHERE holds_up) FROM {gold}.mart_title_hold_up WHERE as_of_date = DATE '{as_of}'")[0]}
+    con.close()
+    return r
+
+
+def _child_main(a) -> dict:
+    if a.generate:
+        return generate(int(a.generate), Path(a.db))
+    if a.run:
+        return _run_variant(a.run, a.db, dt.date.fromisoformat(a.as_of))
+    raise SystemExit("nothing to do")
+
+
+def _measure(kind: str, db: Path, as_of: dt.date) -> dict:
+    return _child(["--run", kind, "--db", str(db), "--as-of", as_of.isoformat()])
+
+
+def run_size(size: int, incremental: bool, keep: bool) -> list[dict]:
+    "Every variant of one size; checks that the variants agree."
+    src, info, cached = bronze_file(size)
+    print(f"\n{size:,}: {info['comments_D']:,} comments up to {D} in {info['pages']:,} pages ({info['file_mb']:,} MB); "
+          f"next day: {info['new_on_next']:,} new, {info['comments_next_load']:,} in {info['next_pages']:,} refetched pages; "
+          f"generation {info['gen_s']} s{' (cached, not redone)' if cached else ''}", flush=True)
+    work = OUT / "work"
+    work.mkdir(exist_ok=True)
+    rows = []
+    f_ibis, f_sql = work / f"ibis_{size}.duckdb", work / f"sql_{size}.duckdb"
+    shutil.copy(src, f_ibis); shutil.copy(src, f_sql)
+    r_ibis = _measure("ibis", f_ibis, D); rows.append(dict(size=size, variant=f"ibis full @D", **r_ibis))
+    r_sql = _measure("sql", f_sql, D); rows.append(dict(size=size, variant=f"sql full @D", **r_sql))
+    silver_gold = {**{t: "silver" for t in SILVER_OUT}, **{t: "gold" for t in GOLD_OUT}}
+    cmp = compare(f_ibis, silver_gold, f_sql, {t: "hand" for t in SILVER_OUT + GOLD_OUT}, SILVER_OUT + GOLD_OUT)
+    bad = {t: v for t, v in cmp.items() if v[2] or v[3] or v[0] != v[1]}
+    print("  sql vs ibis:", "identical in every table (" + ", ".join(f"{t} {v[0]:,}" for t, v in cmp.items()) + ")" if not bad else f"DIFFER {bad}")
+    print("  aggregates ibis:", aggregates(f_ibis, "silver", "gold", D))
+    print("  aggregates sql: ", aggregates(f_sql, "hand", "hand", D))
+    rows[-1]["ratio"] = r_sql["seconds"] / r_sql["seconds"]
+    rows[-2]["ratio"] = r_ibis["seconds"] / r_sql["seconds"]
+    rows[-2]["vs"] = rows[-1]["vs"] = "sql full"
+    f_sql.unlink()
+    if bad: raise SystemExit("the hand-written SQL and the Ibis path disagree")
+    if incremental:
+        f_full = work / f"full_next_{size}.duckdb"
+        shutil.copy(src, f_full); _add_next_day(f_full)
+        r_full = _measure("ibis", f_full, NEXT); rows.append(dict(size=size, variant="ibis full @D+1", **r_full))
+        _add_next_day(f_ibis)  # the ibis file holds silver and gold as of D: the state an incremental day starts from
+        r_inc = _measure("ibis_incr", f_ibis, NEXT); rows.append(dict(size=size, variant="ibis incremental @D+1", **r_inc))
+        rows[-1]["ratio"], rows[-2]["ratio"] = r_inc["seconds"] / r_full["seconds"], 1.0
+        rows[-1]["vs"] = rows[-2]["vs"] = "ibis full @D+1"
+        cmp = compare(f_ibis, silver_gold, f_full, silver_gold, SILVER_OUT + GOLD_OUT, where=f"WHERE as_of_date = DATE '{NEXT}'")
+        bad = {t: v for t, v in cmp.items() if v[2] or v[3] or v[0] != v[1]}
+        print("  incremental vs full @D+1:", "identical in every table" if not bad else f"DIFFER {bad}")
+        if not keep: f_full.unlink()
+        if bad: raise SystemExit("the incremental day and the full build disagree")
+    if not keep: f_ibis.unlink()
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1e6,1e7", help="comma-separated comment counts (e.g. 1e6,3e6)")
+    ap.add_argument("--quick", action="store_true", help="one 100k size, for a smoke run")
+    ap.add_argument("--incremental", default="largest", help="sizes that also measure the incremental day: largest | all | none")
+    ap.add_argument("--keep", action="store_true", help="keep the built warehouse files under bench/out/work")
+    ap.add_argument("--generate", help=argparse.SUPPRESS)
+    ap.add_argument("--run", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--as-of", dest="as_of", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.generate or a.run:
+        print(json.dumps(_child_main(a), default=str))
+        return
+    sizes = [100_000] if a.quick else [int(float(x)) for x in a.sizes.split(",")]
+    print(f"python {platform.python_version()} · duckdb {duckdb.__version__} · {os.cpu_count()} cores · load {os.getloadavg()[0]:.2f}")
+    print(f"D = {D}; each figure is one child process on a fresh copy of the cached bronze file (copy not timed)")
+    rows = []
+    for s in sizes:
+        inc = a.incremental == "all" or (a.incremental == "largest" and s == max(sizes))
+        rows += run_size(s, inc, a.keep)
+    print()
+    print(f"{'size':>11}  {'variant':<22} {'seconds':>8} {'silver s':>9} {'gold s':>7} {'peak MB':>8}  ratio")
+    print(f"{'-' * 11}  {'-' * 22} {'-' * 8} {'-' * 9} {'-' * 7} {'-' * 8}  {'-' * 22}")
+    for r in rows:
+        print(f"{r['size']:>11,}  {r['variant']:<22} {r['seconds']:>8.2f} {r['silver_s']:>9.2f} {r['gold_s']:>7.2f} "
+              f"{r['peak_mb']:>8,.0f}  {r['ratio']:.2f}x {r['vs']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../notebooks/29_gold.ipynb #2dfc108f
+# %% ../notebooks/29_gold.ipynb #f944d6c4
 from .gold_engagement import TITLE_KEY, as_date, daily_engagement
 from .gold_quadrant import quadrant
 from .gold_half_life import half_life, half_life_cohort_trend

@@ -1,0 +1,121 @@
+"""Every chart builder renders to SVG offline on realistic frames, and text from the API cannot escape a chart's JSON."""
+import asyncio
+import datetime as dt
+import json
+import re
+
+import altair as alt
+import pandas as pd
+import pytest
+import vl_convert as vlc
+
+from trakt_nb import charts
+
+DAY = dt.date(2026, 11, 28)
+EVIL = "<script>alert(1)</script>"
+
+
+def _builders(f: dict, day: dt.date) -> dict:
+    "Every builder applied to frames shaped like the reports' semantic queries."
+    lead = f["half_life"][f["half_life"].fitted_half_life.notna()].head(4)
+    weekly = charts.weekly_since_peak(f["daily"].merge(lead[["title_kind", "title_id_trakt"]]), day)
+    return {"quadrant_scatter": charts.quadrant_scatter(f["quadrant"], f["thresholds"]),
+            "quadrant_counts": charts.quadrant_counts(f["counts"]),
+            "movers": charts.movers(f["quadrant"]),
+            "top_titles": charts.top_titles(f["quadrant"]),
+            "half_life_distribution": charts.half_life_distribution(f["half_life"]),
+            "decay_curves": charts.decay_curves(weekly, lead[["title_kind", "title_id_trakt", "title", "fitted_half_life"]]),
+            "cohort_trend": charts.cohort_trend(f["cohort"]),
+            "hold_up_leaderboard": charts.hold_up_leaderboard(f["hold_up"]),
+            "rating_polarisation": charts.rating_polarisation(f["rating"])}
+
+
+def _svg_ok(chart) -> str:
+    svg = vlc.vegalite_to_svg(chart.to_dict())
+    assert svg.startswith("<svg") and "<path" in svg
+    return svg
+
+
+def _spec_json(html: str) -> str:
+    return re.search(r'<script type="application/json" data-for="([^"]+)">(.*?)</script>', html, re.S).group(2)
+
+
+@pytest.mark.parametrize("name", list(_builders(charts.demo_frames(), dt.date(2026, 7, 1))))
+def test_builder_renders_on_demo_frames(name):
+    chart = _builders(charts.demo_frames(), dt.date(2026, 7, 1))[name]
+    spec = chart.to_dict()
+    assert spec["datasets"] and any(len(v) for v in spec["datasets"].values())
+    assert "tooltip" in json.dumps(spec)
+    _svg_ok(chart)
+
+
+def test_title_text_appears_in_svg_as_text_not_markup():
+    q = charts.demo_frames()["quadrant"]
+    q.loc[q.index[1], "title"] = EVIL
+    chart = charts.top_titles(q, n=20)
+    svg = _svg_ok(chart)
+    assert "<script" not in svg and "&lt;script&gt;alert(1)" in svg  # Vega draws it as text, escaped
+
+
+def test_hostile_title_stays_inside_the_json_element():
+    f = charts.demo_frames()
+    for frame in ("quadrant", "hold_up", "rating", "half_life"):
+        f[frame].loc[f[frame].index[3], "title"] = EVIL
+    for name, chart in _builders(f, dt.date(2026, 7, 1)).items():
+        html = charts.chart_html(chart)
+        assert html.count("</script>") == 2 and html.lower().count("<script") == 2, name  # only the two elements the embed needs
+        body = _spec_json(html)
+        assert "<" not in body and ">" not in body and "&" not in body, name
+        if name not in ("cohort_trend", "quadrant_counts"):  # frames without titles
+            assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in body, name
+            assert EVIL in json.dumps(json.loads(body)), name  # JSON.parse gives the title back unchanged
+        assert charts.remote_fetches(html) == [], name
+
+
+def test_show_displays_both_forms(capsys):
+    bundle = charts.mimebundle(charts.rating_polarisation(charts.demo_frames()["rating"]))
+    assert set(bundle) == {"application/vnd.vegalite.v5+json", "text/html"}
+    assert bundle["application/vnd.vegalite.v5+json"]["mark"]["type"] == "circle"
+    assert 'class="trakt-chart"' in bundle["text/html"] and "vegaEmbed(" in bundle["text/html"]
+
+
+def test_bundle_defines_vega_embed_and_fetches_nothing():
+    script = charts.vega_bundle_script()
+    assert script.startswith("<script>") and script.endswith("</script>") and script.count("</script") == 1
+    assert "window.vegaEmbed=" in script and charts.remote_fetches(script) == []
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    from trakt_nb.config import load_settings
+    from trakt_nb.ingest import ingest_async
+    from trakt_nb.model import build_model
+    from trakt_nb.bronze import connect
+    s = load_settings(None).replace(storage={"warehouse": str(tmp_path_factory.mktemp("charts") / "w.duckdb")})
+    asyncio.run(ingest_async(s, DAY, progress=False))
+    build_model(s, DAY)
+    con = connect(s, read_only=True)
+    yield con
+    con.close()
+
+
+@pytest.mark.slow
+def test_every_builder_renders_on_warehouse_frames(warehouse):
+    from trakt_nb.semantic import query
+    q = lambda m, by, **kw: query(warehouse, m, by=by, as_of=kw.pop("as_of", DAY), **kw).to_pandas()
+    title = ["title_kind", "title_id_trakt", "title", "year"]
+    f = {"quadrant": q(["breadth", "intensity"], title + ["quadrant", "prev_quadrant", "eligible"]),
+         "thresholds": q(["breadth", "intensity"], ["title_kind"], where={"eligible": True}),
+         "counts": q(["quadrant_titles", "quadrant_movers"], ["title_kind", "quadrant"]),
+         "half_life": q(["fitted_half_life", "empirical_half_life"], title + ["cohort", "censored", "decay"]),
+         "daily": q(["comments"], ["title_kind", "title_id_trakt", "day"]),
+         "cohort": q(["fitted_half_life", "empirical_half_life"], ["as_of_date", "cohort"], as_of="all"),
+         "hold_up": q(["hold_up_ratio", "rating_drift", "long_tail_share"], title + ["holds_up"]),
+         "rating": q(["share_9_10", "share_1_3", "latest_rating", "votes"], title)}
+    assert all(len(v) for v in f.values())
+    for name, chart in _builders(f, DAY).items():
+        _svg_ok(chart)
+        assert charts.remote_fetches(charts.chart_html(chart)) == [], name
+    facts = charts.run_facts(warehouse, DAY)
+    assert facts["titles"] > 0 and 0 < facts["completeness_min"] <= facts["completeness_median"] <= 1
+    assert facts["newest_comment"].date() == DAY and 0 <= facts["lag_hours"] < 24

@@ -140,8 +140,6 @@ def test_hashes_see_a_change():
     assert _hashes(con) != h
 
 
-@pytest.mark.xfail(strict=True, reason="trakt_nb.gold_half_life._fit_decay (notebook 22_half_life) sums in the row order DuckDB returns the weekly "
-                   "series in, so re-running a date can change fit_r2 / fitted_half_life_days in the last bits; it should sort by title and week first")
 def test_decay_fit_does_not_depend_on_row_order():
     from trakt_nb.gold_half_life import _fit_decay
     weeks = np.arange(52)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lab bench check-sync check-clean clean-notebooks export
+.PHONY: setup browser run test lab bench check-sync check-clean clean-notebooks export
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,12 +16,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+## headless Chromium for the browser tests (Debian's package; needs root, as CI has)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-headless-shell >/dev/null || { \
+	  echo "installing Chromium (Debian package) for the browser tests…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 ## run today's pipeline on the built-in replay API and a DuckDB file
 run: setup
 	@$(BIN)/trakt-nb run
 
 ## every check CI runs
-test: setup check-sync check-clean
+test: setup browser check-sync check-clean
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax
 

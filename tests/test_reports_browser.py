@@ -1,0 +1,104 @@
+"""The published reports in a real browser: headless Chromium opens every page from disk.
+
+Each chart must draw marks, the console must stay free of errors, no request may leave the machine,
+no script may run from data (an injected `alert` would open a dialog), and every link between pages
+must lead to a page that exists. Screenshots land in reports/screenshots/ for people to look at."""
+import datetime as dt
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse, unquote
+
+import pytest
+
+from test_run import DAY, small_settings
+from trakt_nb.run import run_day
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", "--disable-quic", "--disable-default-apps", "--mute-audio"]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Chromium is missing: `make test` installs the Debian package")]
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    tmp = tmp_path_factory.mktemp("browser")
+    s = small_settings(tmp, mp)
+    run_day(s, DAY)
+    yield s.storage.reports_dir
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                                                   viewport={"width": 1280, "height": 900})
+        yield ctx
+        ctx.close()
+
+
+def visit(browser, path: Path, shot: Path):
+    "Open `path`; return (page, console errors, off-machine requests, dialogs)."
+    page = browser.new_page()
+    errors, remote, dialogs = [], [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file://", "data:", "about:", "blob:")) else None)
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_timeout(300)
+    charts = page.locator(".trakt-chart")
+    for i in range(charts.count()):  # wait until every chart has drawn
+        charts.nth(i).locator("svg, canvas").first.wait_for(state="attached", timeout=15000)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    return page, errors, remote, dialogs
+
+
+def pages_of(reports: Path) -> list[Path]:
+    day = reports / DAY.isoformat()
+    return [reports / "index.html", day / "30_quadrants.html", day / "31_half_life.html", day / "10_ingest.html",
+            day / "20_model.html", reports / "latest" / "30_quadrants.html"]
+
+
+def test_every_page_renders_offline(reports, browser):
+    shots = ROOT / "reports" / "screenshots"
+    for path in pages_of(reports):
+        assert path.exists(), path
+        page, errors, remote, dialogs = visit(browser, path, shots / f"{path.parent.name}-{path.stem}.png")
+        assert errors == [], (path.name, errors)
+        assert remote == [], (path.name, remote)
+        assert dialogs == [], (path.name, dialogs)
+        n = page.locator(".trakt-chart").count()
+        if path.stem in ("30_quadrants", "31_half_life"):
+            assert n >= 3, (path.name, n)
+        for i in range(n):  # every chart has marks drawn from data
+            marks = page.locator(".trakt-chart").nth(i).locator("svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, "
+                                                                  "svg .mark-area path, svg .mark-text text, svg .mark-rule line")
+            assert marks.count() > 0, (path.name, i)
+        page.close()
+
+
+def test_links_between_pages_work(reports, browser):
+    for path in pages_of(reports):
+        page = browser.new_page()
+        page.goto(path.as_uri())
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        page.close()
+        local = [h for h in hrefs if h.startswith("file://") and "#" not in h]
+        assert local, path
+        for h in local:
+            assert Path(unquote(urlparse(h).path)).exists(), (path.name, h)
+
+
+def test_data_text_cannot_run_as_script(reports, browser):
+    "The replay's comments include <script>alert(\"boo\")</script>; wherever text from the API shows, it stays text."
+    for path in pages_of(reports):
+        page, errors, remote, dialogs = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        assert dialogs == []
+        page.close()
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""The daily run end to end: papermill steps, pages, index, latest, failures, backfills — and no secret anywhere."""
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trakt_nb.bronze import connect
+from trakt_nb.config import load_settings
+from trakt_nb.run import STEPS, StepFailed, backfill, run_day
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = "marker-secret-5c1e7a90"
+DAY = dt.date(2026, 7, 10)
+SMALL = {"TRAKT_NB_REPLAY_SEED": "5", "TRAKT_NB_REPLAY_MOVIES": "4", "TRAKT_NB_REPLAY_SHOWS": "3", "TRAKT_NB_REPLAY_USERS": "300",
+         "TRAKT_NB_REPLAY_COMMENTS_PER_TITLE": "300", "TRAKT_NB_TITLES_TRENDING_TOP_N": "3"}
+
+
+def small_settings(tmp: Path, monkeypatch, **env):
+    "Settings of a small replay world in `tmp`, also exported so the notebooks' kernels see them."
+    for k, v in {**SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp / "reports"),
+                 "TRAKT_CLIENT_ID": MARKER, **env}.items():
+        monkeypatch.setenv(k, v)
+    return load_settings()
+
+
+def remote_refs(text: str) -> list[str]:
+    "URLs a browser would fetch: src/href attributes and CSS url() pointing off the machine."
+    return re.findall(r'(?:src|href)\s*=\s*["\'](?:https?:)?//[^"\']+', text) + re.findall(r'url\(\s*["\']?(?:https?:)?//', text)
+
+
+def secret_hits(s, root: Path) -> list[str]:
+    "Every file under `root` and every text column of the warehouse that contains the marker."
+    hits = [str(p) for p in root.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
+    con = connect(s, read_only=True)
+    try:
+        cols = con.execute("""SELECT table_schema, table_name, column_name FROM information_schema.columns
+                              WHERE data_type IN ('VARCHAR', 'JSON') AND table_schema NOT IN ('information_schema', 'pg_catalog')""").fetchall()
+        for sch, tab, col in cols:
+            n = con.execute(f'SELECT count(*) FROM "{sch}"."{tab}" WHERE CAST("{col}" AS VARCHAR) LIKE ?', [f"%{MARKER}%"]).fetchone()[0]
+            if n: hits.append(f"{sch}.{tab}.{col}")
+    finally:
+        con.close()
+    return hits
+
+
+@pytest.mark.slow
+def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
+    s = small_settings(tmp_path, monkeypatch)
+    res = run_day(s, DAY)
+    assert res.status == "succeeded" and [st.name for st in res.steps] == list(STEPS)
+    assert res.completeness["min"] == 1.0 and res.completeness["titles"] == 6
+    out = s.storage.reports_dir / DAY.isoformat()
+    for step in STEPS:
+        assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "succeeded" and run["fresh"] is False  # D is months past: its 09:00 Chicago deadline on D+1 has gone
+    index = (s.storage.reports_dir / "index.html").read_text()
+    assert f'{DAY.isoformat()}/30_quadrants.html' in index
+    assert sorted(p.name for p in (s.storage.reports_dir / "latest").iterdir()) == sorted(p.name for p in out.iterdir())
+    for html in s.storage.reports_dir.rglob("*.html"):
+        assert remote_refs(html.read_text()) == [], html
+    # the executed notebooks carry the parameters, never the key
+    for nb in out.glob("*.ipynb"):
+        params = json.loads(nb.read_text())["metadata"]["papermill"]["parameters"]
+        assert MARKER not in json.dumps(params) and params["run_date"] == DAY.isoformat()
+    assert secret_hits(s, tmp_path) == []
+    # same date again: ingest makes no call, gold is unchanged
+    con = connect(s, read_only=True); before = con.sql("SELECT * FROM gold.mart_title_quadrant ORDER BY ALL").df(); con.close()
+    run_day(s, DAY)
+    con = connect(s, read_only=True); after = con.sql("SELECT * FROM gold.mart_title_quadrant ORDER BY ALL").df(); con.close()
+    assert before.equals(after)
+    assert "already done" in (out / "10_ingest.html").read_text()
+
+
+def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):
+    s = small_settings(tmp_path, monkeypatch, TRAKT_NB_TITLES_MOVIES="no-such-movie-4242")
+    with pytest.raises(StepFailed) as e:
+        run_day(s, DAY, steps=("10_ingest", "20_model"))
+    msg = str(e.value)
+    assert msg.startswith("step 10_ingest failed in cell ") and "no-such-movie-4242" in msg and "run the same command again" in msg
+    run = json.loads((s.storage.reports_dir / DAY.isoformat() / "run.json").read_text())
+    assert run["status"] == "failed" and [st["status"] for st in run["steps"]] == ["failed"]
+    assert not (s.storage.reports_dir / "latest").exists()  # a failed run is not "latest"
+
+
+def test_cli_run_failure_exits_nonzero(tmp_path):
+    env = {**SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp_path / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp_path / "r"),
+           "TRAKT_NB_TITLES_MOVIES": "no-such-movie-4242", "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([str(Path(sys.executable).parent / "trakt-nb"), "run", "--date", DAY.isoformat()], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "trakt-nb: step 10_ingest failed in cell" in p.stderr, p.stderr
+
+
+@pytest.mark.slow
+def test_backfill_runs_each_day_once_and_resumes(tmp_path, monkeypatch):
+    s = small_settings(tmp_path, monkeypatch)
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    lines = []
+    runs = backfill(s, days[0], days[1], echo=lines.append)
+    assert [r.run_date for r in runs] == [d.isoformat() for d in days]
+    assert any("backfill 1/2" in l for l in lines) and any("[4/4] 31_half_life" in l for l in lines)
+    mtimes = [(s.storage.reports_dir / d.isoformat() / "run.json").stat().st_mtime for d in days]
+    lines.clear()
+    assert backfill(s, days[0], days[1], echo=lines.append) == []
+    assert lines == [f"backfill 1/2 {days[0]}: already done", f"backfill 2/2 {days[1]}: already done"]
+    assert mtimes == [(s.storage.reports_dir / d.isoformat() / "run.json").stat().st_mtime for d in days]

@@ -119,3 +119,22 @@ def test_every_builder_renders_on_warehouse_frames(warehouse):
     facts = charts.run_facts(warehouse, DAY)
     assert facts["titles"] > 0 and 0 < facts["completeness_min"] <= facts["completeness_median"] <= 1
     assert facts["newest_comment"].date() == DAY and 0 <= facts["lag_hours"] < 24
+
+
+@pytest.mark.slow
+def test_report_notebooks_under_papermill(warehouse, tmp_path, monkeypatch):
+    import papermill as pm
+    from pathlib import Path
+    monkeypatch.setenv("TRAKT_CLIENT_ID", "marker-secret-5d2e8b")  # must not be needed, and must not leak into the output
+    wh = warehouse.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0]
+    pipeline = Path(__file__).resolve().parents[1] / "notebooks" / "pipeline"
+    for name in ("30_quadrants", "31_half_life"):
+        out = tmp_path / f"{name}.ipynb"
+        pm.execute_notebook(str(pipeline / f"{name}.ipynb"), str(out), cwd=str(pipeline), progress_bar=False,
+                            parameters={"run_date": DAY.isoformat(), "warehouse": wh})
+        text = out.read_text()
+        assert "marker-secret-5d2e8b" not in text
+        assert "Run 2026-11-28 · freshness: newest comment 2026-11-28" in text
+        nb = json.loads(text)
+        html = [o["data"]["text/html"] for c in nb["cells"] for o in c.get("outputs", []) if "application/vnd.vegalite.v5+json" in o.get("data", {})]
+        assert len(html) >= 4 and all(charts.remote_fetches("".join(h)) == [] for h in html)

@@ -7,7 +7,7 @@ pages of the 7-day lookback refetched with fresh likes/replies). The file is cac
 reruns skip generation (its time is printed apart and is not part of any figure).
 
 Each measurement runs in a child process of its own on a fresh copy of that file (copying is not timed) and reports
-its wall time and peak RSS (ru_maxrss):
+its wall time and peak RSS (VmHWM of the child):
   ibis full        build_silver(full_refresh=True) + build_gold(D)                 (the project's code)
   sql full         the same silver and gold tables written by hand in DuckDB SQL     (same numpy decay fit)
   ibis full D+1    full refresh over all five loads + build_gold(D+1)
@@ -431,6 +431,9 @@ def _child(args: list[str]) -> dict:
 
 
 def _peak_mb() -> float:
+    "Peak RSS of this process image in MB (VmHWM: unlike ru_maxrss it does not inherit the parent's peak across fork/exec)."
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"): return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

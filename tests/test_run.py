@@ -108,3 +108,23 @@ def test_backfill_runs_each_day_once_and_resumes(tmp_path, monkeypatch):
     assert backfill(s, days[0], days[1], echo=lines.append) == []
     assert lines == [f"backfill 1/2 {days[0]}: already done", f"backfill 2/2 {days[1]}: already done"]
     assert mtimes == [(s.storage.reports_dir / d.isoformat() / "run.json").stat().st_mtime for d in days]
+    # the same days run one by one, into another warehouse, end with the same silver and gold
+    daily = small_settings(tmp_path / "daily", monkeypatch)
+    for d in days: run_day(daily, d)
+    assert tables_content(s) == tables_content(daily)
+
+
+def tables_content(s) -> dict:
+    "Every silver and gold table's rows (fetch times and load bookkeeping left out), sorted."
+    con = connect(s, read_only=True)
+    try:
+        out = {}
+        for sch, tab in con.execute("""SELECT table_schema, table_name FROM information_schema.tables
+                                       WHERE table_schema IN ('silver', 'gold') AND table_name != 'load_state' ORDER BY ALL""").fetchall():
+            cols = [c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                                              [sch, tab]).fetchall() if c not in ("fetched_at", "first_seen_at", "last_seen_at")]
+            sel = ", ".join(f'"{c}"' for c in cols)
+            out[f"{sch}.{tab}"] = con.execute(f'SELECT {sel} FROM "{sch}"."{tab}" ORDER BY ALL').fetchall()
+        return out
+    finally:
+        con.close()

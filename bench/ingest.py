@@ -140,7 +140,7 @@ def _comment_paths(cfg: dict) -> list[str]:
     return out
 
 
-def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True) -> dict:
+def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False) -> dict:
     import trakt_nb.ingest
     from trakt_nb.ingest import ingest
     if not replies:  # diagnostic only: the same crawl with reply threads skipped, to compare comment pages with comment pages
@@ -152,6 +152,9 @@ def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = Tr
     if in_process: get_world(_spec(cfg))  # built before the clock starts, as the server process's world is
     t0, c0 = time.perf_counter(), _cpu()
     summ = ingest(s, DAY, in_process=in_process, progress=False)
+    if silver:  # like for like with dlt's typed, flattened table: bronze plus the typed comment events
+        from trakt_nb.silver import build_silver
+        con = connect(s); build_silver(con); con.close()
     secs, cpu = time.perf_counter() - t0, _cpu() - c0
     con = connect(s, read_only=True)
     by_kind = dict(con.execute("""SELECT resource_kind, count(*) FROM bronze.trakt_pages GROUP BY 1""").fetchall())
@@ -248,6 +251,7 @@ def run_variant(name: str, cfg: dict, wd: Path, url: str) -> dict:
     if name == "ingest_loopback": out = v_ingest(cfg, wd, url, False)
     elif name == "ingest_loopback_noreplies": out = v_ingest(cfg, wd, url, False, replies=False)
     elif name == "ingest_inprocess": out = v_ingest(cfg, wd, url, True)
+    elif name == "ingest_silver_loopback": out = v_ingest(cfg, wd, url, False, silver=True)
     elif name == "bare_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg))
     elif name == "bare_inprocess": out = v_bare(cfg, wd, url, True, _comment_paths(cfg))
     elif name == "bare_ingest_urls_inprocess": out = v_bare(cfg, wd, url, True, json.loads(Path(cfg["ingest_paths"]).read_text()))
@@ -282,6 +286,7 @@ LABELS = {
     "bare_ingest_urls": "bare loop over the URLs our ingest called, loopback",
     "ingest_loopback": "trakt-nb ingest → bronze, loopback",
     "ingest_inprocess": "trakt-nb ingest → bronze, in-process",
+    "ingest_silver_loopback": "trakt-nb ingest → bronze + silver comment events, loopback",
     "ingest_loopback_noreplies": "diagnostic: trakt-nb ingest without reply threads, loopback",
     "dlt_default": "dlt rest_api → duckdb, default [insert_values, append]",
     "dlt_jsonl": "dlt rest_api → duckdb [jsonl, append]",
@@ -408,7 +413,7 @@ def main(argv=None):
             except Exception:
                 if srv.poll() is not None or time.monotonic() > deadline: raise SystemExit("replay server did not start: " + srv.stderr.read().decode()[-2000:])
                 time.sleep(0.2)
-        order = ["bare_loopback", "ingest_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
+        order = ["bare_loopback", "ingest_loopback", "ingest_silver_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
                  "dlt_default", "dlt_jsonl", "dlt_parquet", "dlt_parquet_parallel"]
         if a.only: order = [v for v in order if v in a.only.split(",")]
         results = {}

@@ -475,7 +475,7 @@ def page_paths(world, n: int, sort="newest") -> list[str]:
 
 def test_every_fault_is_tested():
     tested = {"quota_storm", "long_retry_after", "cloudflare_429", "cloudflare_403", "server_errors", "slow", "truncated",
-              "truncated_always", "drift_field", "type_change", "page_shift", "wrong_item_count"}
+              "truncated_always", "drift_field", "type_change", "page_shift", "wrong_item_count", "missing_day"}
     assert set(FAULTS) == tested
 
 
@@ -651,6 +651,16 @@ def test_wrong_item_count(small_world, make_app, inproc):
         assert wrong.headers["x-pagination-item-count"] == str(3 * n + 17)
         assert wrong.content == right.content and wrong.headers["x-pagination-page-count"] == right.headers["x-pagination-page-count"]
         assert call.get(p).headers["x-pagination-item-count"] == str(3 * n + 17)  # not transient
+
+
+def test_missing_day(small_world, make_app, inproc):
+    "Part of the as-of day's comments vanish from listings; older days are untouched."
+    path = f"{listing_path(small_world, busiest(small_world), 'newest')}?page=1&limit=250"
+    day = inproc(make_app()).get(path).json()[0]["created_at"][:10]  # the title's newest comment's day: serve as of then
+    clean = [o["created_at"][:10] for o in inproc(make_app(as_of=day)).get(path).json()]
+    faulty = [o["created_at"][:10] for o in inproc(make_app(as_of=day, faults="missing_day:1")).get(path).json()]
+    assert clean.count(day) > 0 and faulty.count(day) == 0
+    assert [d for d in clean if d != day] == [d for d in faulty if d != day]
 
 
 MIXED = "cloudflare_429:0.1, cloudflare_403:0.1, server_errors:0.3, long_retry_after:0.05, truncated:0.2, wrong_item_count:0.3, type_change:0.3"

@@ -476,7 +476,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.slo._table': ('slo.html#_table', 'trakt_nb/slo.py'),
                               'trakt_nb.slo._tgt': ('slo.html#_tgt', 'trakt_nb/slo.py'),
                               'trakt_nb.slo._ts': ('slo.html#_ts', 'trakt_nb/slo.py'),
-                              'trakt_nb.slo._write_run': ('slo.html#_write_run', 'trakt_nb/slo.py'),
                               'trakt_nb.slo.check': ('slo.html#check', 'trakt_nb/slo.py'),
                               'trakt_nb.slo.read_completeness': ('slo.html#read_completeness', 'trakt_nb/slo.py'),
                               'trakt_nb.slo.read_runs': ('slo.html#read_runs', 'trakt_nb/slo.py'),

@@ -205,6 +205,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'trakt_nb.contracts._format_fn': ('contracts.html#_format_fn', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._invalid_fields': ('contracts.html#_invalid_fields', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._is_declared': ('contracts.html#_is_declared', 'trakt_nb/contracts.py'),
+                                    'trakt_nb.contracts._load_resource': ('contracts.html#_load_resource', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._main_type': ('contracts.html#_main_type', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._message': ('contracts.html#_message', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._missing_fields': ('contracts.html#_missing_fields', 'trakt_nb/contracts.py'),

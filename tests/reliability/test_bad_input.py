@@ -1,0 +1,106 @@
+"""Bad input to `trakt-nb run`: each answered with one clear sentence, exit code 2, nothing written — and hostile bodies refused
+without exhausting memory."""
+import os
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from conftest import D, SECRETS, Site, make_app, record
+
+BAD_INPUT_REASON = ("A user error raised inside a pipeline notebook (unknown title, no key in live mode) reaches `trakt-nb run` as a "
+                    "failed step: exit 1, a multi-part 'step 10_ingest failed in cell N (UserError: …)' message, and reports/D/ "
+                    "(run.json, 10_ingest.ipynb/.html, index.html) plus the warehouse lock file are written.")
+
+
+def one_sentence(err: str) -> bool:
+    "stderr is one line `trakt-nb: <Sentence ending in a period>` with no traceback."
+    lines = [l for l in err.splitlines() if l.strip() and "IPKernelApp" not in l]
+    return len(lines) == 1 and lines[0].startswith("trakt-nb: ") and lines[0].rstrip().endswith(".") and "Traceback" not in err
+
+
+def written(site: Site) -> list[str]:
+    "Everything a command left in the site folder besides its settings."
+    return sorted(str(p.relative_to(site.root)) for p in site.root.rglob("*") if p.name != "settings.ini")
+
+
+@pytest.fixture
+def site(tmp_path):
+    return Site(tmp_path / "site", url="http://127.0.0.1:9")  # nothing listens there: no bad input may get as far as a call
+
+
+@pytest.mark.parametrize("date", ["2026-13-45", "2026-07-10/../../x", "../../../tmp/escape", "10/07/2026", "-1"])
+def test_bad_date_is_one_sentence_and_writes_nothing(site, date):
+    p = site.cli("run", "--date", date)
+    assert p.returncode == 2 and one_sentence(p.stderr) and "YYYY-MM-DD" in p.stderr, p.stderr
+    assert written(site) == []
+    assert not list(site.root.parent.glob("escape*")) and not (site.root.parent.parent / "escape").exists()
+    record(f"bad date {date!r}", "run --date", "exit 2, one sentence, nothing written", 0, 0)
+
+
+@pytest.mark.parametrize("text", ["[client\ntimeout_s = 3\n", "[client]\ntimeout_s = soon\n", "[nosuch]\nx = 1\n",
+                                  "[client]\nmax_attempts = 3\nmax_attempts = 4\n"])
+def test_malformed_settings_is_one_sentence_and_writes_nothing(site, text):
+    site.ini.write_text(text)
+    p = site.run()
+    assert p.returncode == 2 and one_sentence(p.stderr) and "settings.ini" in p.stderr, p.stderr
+    assert written(site) == []
+    record("malformed settings.ini", repr(text[:24]), "exit 2, one sentence, nothing written", 0, 0)
+
+
+def test_missing_settings_file_is_one_sentence(site):
+    p = site.run(env=site.env(TRAKT_NB_SETTINGS=str(site.root / "nope.ini")))
+    assert p.returncode == 2 and one_sentence(p.stderr) and "nope.ini" in p.stderr
+    assert written(site) == []
+
+
+def _live_env(site):
+    env = site.env()
+    del env["TRAKT_CLIENT_ID"]
+    return env
+
+
+def test_missing_key_in_live_mode_stops_before_any_call(site):
+    p = site.cli("run", "--source", "trakt", "--date", D.isoformat(), env=_live_env(site), timeout=120)
+    assert p.returncode != 0 and "export TRAKT_CLIENT_ID" in p.stderr and "Traceback" not in p.stderr
+    assert not site.warehouse.exists()
+    record("missing key in live mode", "source = trakt, no TRAKT_CLIENT_ID", f"exit {p.returncode}, names the fix", 0, 0)
+
+
+@pytest.mark.xfail(strict=True, reason=BAD_INPUT_REASON)
+def test_missing_key_in_live_mode_exit_2_nothing_written(site):
+    p = site.cli("run", "--source", "trakt", "--date", D.isoformat(), env=_live_env(site), timeout=120)
+    assert p.returncode == 2 and one_sentence(p.stderr) and written(site) == [], (p.returncode, p.stderr, written(site))
+
+
+FULL = pytest.mark.reliability_full
+SLUGS = [pytest.param("../../../../tmp/escape-slug", id="dotdot"), pytest.param("no-such-movie-4242", marks=FULL, id="unknown"),
+         pytest.param("..%2F..%2Fescape", marks=FULL, id="encoded"), pytest.param("/etc/passwd", marks=FULL, id="absolute"),
+         pytest.param("inception-2010/../../x", marks=FULL, id="inner-dotdot")]
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_unknown_or_hostile_slug_never_becomes_a_path(tmp_path, serve, world, slug):
+    srv = serve(make_app(world))
+    site = Site(tmp_path / "a" / "b" / "site", url=srv.url, titles={"movies": slug, "trending_top_n": 0})
+    before = set(tmp_path.rglob("*"))
+    p = site.run(timeout=120)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "Trakt has no movie" in p.stderr and "fix [titles] movies" in p.stderr, p.stderr
+    # the slug went to the API as one quoted path segment and to no file name anywhere
+    new = set(tmp_path.rglob("*")) - before
+    assert all(p.is_relative_to(site.root) for p in new), new
+    assert not any("escape" in str(p) or "passwd" in str(p) for p in new)
+    assert {p.relative_to(site.reports).parts[0] for p in site.reports.rglob("*")} <= {D.isoformat(), "index.html"}
+    assert not site.warehouse.exists()  # nothing fetched, nothing stored
+    record(f"slug {slug!r}", "[titles] movies", f"exit {p.returncode}, one named error, no path outside reports/D", 0, 0)
+
+
+@FULL
+@pytest.mark.xfail(strict=True, reason=BAD_INPUT_REASON)
+def test_unknown_title_exit_2_nothing_written(tmp_path, serve, world):
+    srv = serve(make_app(world))
+    site = Site(tmp_path / "site", url=srv.url, titles={"movies": "no-such-movie-4242", "trending_top_n": 0})
+    p = site.run(timeout=120)
+    assert p.returncode == 2 and one_sentence(p.stderr) and written(site) == [], (p.returncode, p.stderr, written(site))

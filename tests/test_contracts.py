@@ -228,3 +228,47 @@ def test_bench_validate_smoke(capsys):
     valid = [r["valid"] for r in res["rows"]]
     assert valid[0] == 1500 and len(set(valid[1:])) == 1 and 1480 < valid[1] < 1500
     assert "(d) + contracts.check_items" in capsys.readouterr().out
+
+
+# -- promotion ---------------------------------------------------------------
+
+SEGMENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(SEGMENT, min_size=1, max_size=4))
+def test_silver_column_is_a_lower_snake_identifier(parts):
+    from trakt_nb.contracts import as_field_path, silver_column
+    path = "$." + ".".join(parts)
+    assert as_field_path(path) == path == as_field_path(".".join(parts))
+    try: col = silver_column(path)
+    except contracts_mod.UserError as e:
+        assert "not a valid identifier" in str(e); return
+    assert col.isidentifier() and col == col.lower() and "__" not in col and len(col) <= 63
+
+
+def _drift_con(*rows):
+    import duckdb
+    from trakt_nb.bronze import ensure_bronze
+    con = ensure_bronze(duckdb.connect())
+    for path, t in rows:
+        con.execute("INSERT INTO bronze.schema_drift VALUES ('comment', $1, $2, now(), now(), 3)", [path, t])
+    return con
+
+
+def test_promote_changes_only_the_promoted_property(tmp_path):
+    import shutil
+    from trakt_nb.contracts import promote, promoted_fields
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    con = _drift_con(("$.user.karma", "integer"), ("$.user.karma", "null"))
+    path = promote("comment", "$.user.karma", schemas_dir=tmp_path / "schemas", con=con)
+    v1, v2 = CONTRACTS["comment"].schema, json.loads(path.read_text())
+    Draft202012Validator.check_schema(v2)
+    karma = v2["$defs"]["user"]["properties"].pop("karma")
+    assert karma["type"] == ["integer", "null"] and karma["x-promoted"] == {"since": 2, "json_path": "$.user.karma", "silver_column": "user_karma"}
+    assert {k: v for k, v in v2.items() if k not in ("$id", "x-version")} == {k: v for k, v in v1.items() if k not in ("$id", "x-version")}
+    assert "karma" not in v2["$defs"]["user"].get("required", [])
+    c2 = load_contracts(tmp_path / "schemas")["comment"]
+    assert [f["silver_column"] for f in promoted_fields(c2)] == ["user_karma"]
+    assert c2.is_valid(COMMENT) and c2.is_valid({**COMMENT, "user": {**COMMENT["user"], "karma": None}})
+    assert not c2.is_valid({**COMMENT, "user": {**COMMENT["user"], "karma": 1.5}})

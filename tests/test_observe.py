@@ -307,3 +307,20 @@ def test_grafana_dashboard_uses_only_metrics_the_textfile_defines(manifest):
     assert used <= defined, used - defined
     assert {"trakt_nb_freshness_lag_seconds", "trakt_nb_page_completeness", "trakt_nb_rows", "trakt_nb_rate_limited_total",
             "trakt_nb_retries_total", "trakt_nb_run_duration_seconds", "trakt_nb_quality_failures", "trakt_nb_slo_ok"} <= used
+
+
+def test_manifest_takes_the_slo_status_object(wh, tmp_path):
+    from trakt_nb.slo import slo_status
+    rd = wh.storage.reports_dir / DAY.isoformat()
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "run.json").write_text(json.dumps(run_dict()))
+    st = slo_status(wh, DAY + dt.timedelta(days=3))
+    con = connect(wh, read_only=True)
+    try: m = build_manifest(wh, run_dict(), con, slo=st)
+    finally: con.close()
+    assert m["slo"]["ok"] == st.ok and m["slo"]["breaches"] == list(st.breaches)
+    assert m["slo"]["slos"]["freshness"] == {"ratio": st.freshness_ratio, "target": st.freshness_target, "ok": st.freshness_ok}
+    assert m["slo"]["slos"]["completeness"]["ratio"] == st.completeness_ratio
+    json.dumps(m)  # the manifest stays plain JSON
+    v = sample_values(write_prometheus(m, tmp_path / "slo.prom").read_text())
+    assert v[("trakt_nb_slo_ok", (("slo", "all"),))] == int(st.ok)

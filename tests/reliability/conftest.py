@@ -154,8 +154,9 @@ def page_keys(site: Site) -> set:
 
 def bronze_pages_kept(site: Site) -> bool:
     "Every page a finished ingest counted is stored in bronze."
-    rows = site.q("""SELECT r.run_id, (r.summary->>'pages')::INT, (SELECT count(*) FROM bronze.trakt_pages p WHERE p.run_id = r.run_id)
-                     FROM bronze.runs r WHERE r.status IN ('succeeded', 'stopped') AND r.summary->>'pages' IS NOT NULL""")
+    rows = site.q("""SELECT r.run_id, CAST(json_extract_string(r.summary, '$.pages') AS INTEGER),
+                            (SELECT count(*) FROM bronze.trakt_pages p WHERE p.run_id = r.run_id)
+                     FROM bronze.runs r WHERE r.status IN ('succeeded', 'stopped') AND json_extract_string(r.summary, '$.pages') IS NOT NULL""")
     return all(counted == stored for _, counted, stored in rows)
 
 

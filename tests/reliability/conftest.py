@@ -27,10 +27,11 @@ SECRETS = {"TRAKT_CLIENT_ID": MARKER, "TMDB_API_TOKEN": TMDB_MARKER, "TRAKT_ACCE
 REPLAY = {"seed": 5, "movies": 4, "shows": 3, "users": 300, "comments_per_title": 300}
 SPEC = WorldSpec(seed=5, movies=4, shows=3, users=300, comments_per_title=300)
 CLIENT = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 0.5, "retry_after_ceiling_s": 5, "max_attempts": 8}
-RESULTS = ROOT / "tests" / "reliability" / ".results.jsonl"  # one line per scenario of the last run (README's table)
+RESULTS = Path(os.environ.get("TRAKT_NB_RELIABILITY_RESULTS", ROOT / "tests" / "reliability" / ".results.jsonl"))  # README's table
 
 
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"): RESULTS.unlink(missing_ok=True)  # the table is of this run only
     config.addinivalue_line("markers", "reliability_full: a fault-matrix scenario run only by `make test-reliability` (not in CI's quick subset)")
 
 

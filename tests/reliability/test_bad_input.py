@@ -1,8 +1,11 @@
 """Bad input to `trakt-nb run`: each answered with one clear sentence, exit code 2, nothing written — and hostile bodies refused
 without exhausting memory."""
+import json
 import os
 import re
 import subprocess
+import threading
+import time
 
 import httpx
 import pytest
@@ -104,3 +107,79 @@ def test_unknown_title_exit_2_nothing_written(tmp_path, serve, world):
     site = Site(tmp_path / "site", url=srv.url, titles={"movies": "no-such-movie-4242", "trending_top_n": 0})
     p = site.run(timeout=120)
     assert p.returncode == 2 and one_sentence(p.stderr) and written(site) == [], (p.returncode, p.stderr, written(site))
+
+
+# -- hostile bodies: refused without exhausting memory ------------------------------------------------------------------------------
+
+_LISTING = re.compile(r"^/movies/[^/]+/comments")
+
+
+class Hostile:
+    "The replay API, except that every movie's first comments page is a hostile body (`huge` streamed, or `nested`)."
+    def __init__(self, inner, kind: str, huge_mb: int = 256):
+        self.inner, self.kind, self.huge_mb, self.served = inner, kind, huge_mb, 0
+
+    async def __call__(self, scope, receive, send):
+        qs = scope.get("query_string", b"").decode()
+        if scope["type"] != "http" or not _LISTING.match(scope["path"]) or re.search(r"(^|&)page=([2-9]|\d\d)", qs):
+            return await self.inner(scope, receive, send)
+        self.served += 1
+        h = [(b"content-type", b"application/json; charset=utf-8"), (b"x-pagination-page", b"1"), (b"x-pagination-limit", b"250"),
+             (b"x-pagination-page-count", b"1"), (b"x-pagination-item-count", b"1")]
+        if self.kind == "nested":
+            body = b"[" * 100_000 + b"]" * 100_000
+            await send({"type": "http.response.start", "status": 200, "headers": h + [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        chunk = b"[" + b'{"id": 1, "comment": "' + b"x" * (1 << 20) + b'"},'  # ~1 MB per chunk, as a JSON array that never ends
+        await send({"type": "http.response.start", "status": 200, "headers": h})  # no content-length: the client must count
+        for _ in range(self.huge_mb):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"{}]"})
+
+
+def _hwm_mb(pid: int) -> int | None:
+    try: return int(re.search(r"VmHWM:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1)) // 1024
+    except (OSError, AttributeError): return None
+
+
+def _ingest_peak_rss(site: Site) -> tuple[int, int, str]:
+    "Run `trakt-nb ingest` as a child; its exit code, peak RSS in MB (the child's own VmHWM, polled) and stderr."
+    p = site.popen("ingest", "--date", D.isoformat(), "--quiet")
+    peak = [0]
+    def watch():
+        while p.poll() is None:
+            v = _hwm_mb(p.pid)
+            if v: peak[0] = max(peak[0], v)
+            time.sleep(0.02)
+    t = threading.Thread(target=watch, daemon=True); t.start()
+    out, err = p.communicate(timeout=300)
+    t.join(5)
+    site.logs += [out, err]
+    return p.returncode, peak[0], err
+
+
+@pytest.mark.parametrize("kind", ["huge", "nested"])
+def test_hostile_body_is_refused_within_memory(tmp_path, serve, world, kind):
+    base = Site(tmp_path / "base", url=serve(make_app(world)).url, client={"max_response_mb": 1})
+    code, base_rss, err = _ingest_peak_rss(base)
+    assert code == 0, err
+    app = Hostile(make_app(world), kind)
+    site = Site(tmp_path / "hostile", url=serve(app).url, client={"max_response_mb": 1})
+    code, rss, err = _ingest_peak_rss(site)
+    assert app.served >= 1
+    assert "Traceback" not in err and "RecursionError" not in err, err
+    assert rss < base_rss + 64, (rss, base_rss)  # a 256 MB body or 100k-deep nesting costs no more than 64 MB over a clean crawl
+    if code == 0:  # the title's page is quarantined and the run goes on, its completeness showing the gap
+        reasons = {r for (r,) in site.q("SELECT DISTINCT reason FROM bronze.quarantine")}
+        assert reasons and site.q("SELECT count(*) FROM bronze.quarantine WHERE strlen(payload) > 1100000") == [(0,)]
+        comp = json.loads(site.q("SELECT summary FROM bronze.runs WHERE status = 'succeeded'")[0][0])["completeness"]
+        assert min(comp.values()) < 1
+        outcome = f"quarantined ({', '.join(sorted(reasons))}), run goes on, completeness min {min(comp.values()):.0%}"
+    else:
+        assert one_sentence(err), err
+        outcome = f"refused: exit {code}, {err.strip()[:80]}"
+    assert site.secret_leaks() == []
+    record(f"{'oversized' if kind == 'huge' else 'deeply nested'} response body",
+           "256 MB streamed body, cap 1 MB" if kind == "huge" else "JSON nested 100,000 deep",
+           f"{outcome}; peak RSS {rss} MB vs {base_rss} MB clean", 0, 0)

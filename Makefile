@@ -57,3 +57,7 @@ bench: setup
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	@set -e; for f in bench/*.py; do m=$$(basename $$f .py); [ "$$m" = __init__ ] && continue; \
 		echo "== python -m bench.$$m"; $(BIN)/python -m bench.$$m; done
+
+## the whole fault matrix (tests/reliability/, every scenario incl. the 30-day backfill; CI runs the quick subset in `make test`)
+test-reliability: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability --durations=0

@@ -62,7 +62,7 @@ def visit(browser, path: Path, shot: Path):
 def pages_of(reports: Path) -> list[Path]:
     day = reports / DAY.isoformat()
     return [reports / "index.html", day / "30_quadrants.html", day / "31_half_life.html", day / "10_ingest.html",
-            day / "20_model.html", reports / "latest" / "30_quadrants.html"]
+            day / "20_model.html", day / "health.html", reports / "latest" / "30_quadrants.html"]
 
 
 def test_every_page_renders_offline(reports, browser):

@@ -22,6 +22,7 @@ SMALL = {"TRAKT_NB_REPLAY_SEED": "5", "TRAKT_NB_REPLAY_MOVIES": "4", "TRAKT_NB_R
 def small_settings(tmp: Path, monkeypatch, **env):
     "Settings of a small replay world in `tmp`, also exported so the notebooks' kernels see them."
     for k, v in {**SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp / "reports"),
+                 "TRAKT_NB_STORAGE_STATE_DIR": str(tmp / "state"),
                  "TRAKT_CLIENT_ID": MARKER, **env}.items():
         monkeypatch.setenv(k, v)
     return load_settings()
@@ -51,11 +52,17 @@ def secret_hits(s, root: Path) -> list[str]:
 def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
     s = small_settings(tmp_path, monkeypatch)
     res = run_day(s, DAY)
-    assert res.status == "succeeded" and [st.name for st in res.steps] == list(STEPS)
+    assert res.status == "succeeded" and [st.name for st in res.steps] == ["10_ingest", "20_model", "quality", "30_quadrants", "31_half_life"]
     assert res.completeness["min"] == 1.0 and res.completeness["titles"] == 6
     out = s.storage.reports_dir / DAY.isoformat()
     for step in STEPS:
         assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["run_date"] == DAY.isoformat()
+    assert (out / "health.html").exists() and "health.html" in (s.storage.reports_dir / "index.html").read_text()
+    prom = (s.storage.state_dir / "metrics" / "trakt_nb.prom").read_text()
+    assert "trakt_nb_run_success 1.0" in prom
+    assert list((s.storage.state_dir / "lineage").glob("*.ndjson"))
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "succeeded" and run["fresh"] is False  # D is months past: its 09:00 Chicago deadline on D+1 has gone
     index = (s.storage.reports_dir / "index.html").read_text()
@@ -128,3 +135,19 @@ def tables_content(s) -> dict:
         return out
     finally:
         con.close()
+
+
+def test_data_test_error_fails_the_run_after_the_reports(tmp_path, monkeypatch):
+    "An error-level data test fails the run, but only once every report page has been written."
+    import trakt_nb.quality as quality
+    bad = quality.TestResult("volume_anomaly:silver.stg_trakt__comment_event", "silver.stg_trakt__comment_event", "volume_anomaly",
+                             "error", "fail", "-4.8", "3.0", "new comments 51 vs 117.5 expected (z = -4.8)")
+    monkeypatch.setattr(quality, "check_day", lambda s, day, run_id=None: [bad])
+    s = small_settings(tmp_path, monkeypatch)
+    with pytest.raises(StepFailed, match=r"data tests failed: volume_anomaly.*health\.html"):
+        run_day(s, DAY)
+    out = s.storage.reports_dir / DAY.isoformat()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed" and [st["name"] for st in run["steps"]][-2:] == ["30_quadrants", "31_half_life"]
+    assert all((out / f"{n}.html").exists() for n in STEPS) and (out / "health.html").exists()
+    assert not (s.storage.reports_dir / "latest").exists()

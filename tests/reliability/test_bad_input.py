@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from conftest import D, SECRETS, Site, make_app, record
+from .conftest import D, SECRETS, Site, make_app, record
 
 BAD_INPUT_REASON = ("A user error raised inside a pipeline notebook (unknown title, no key in live mode) reaches `trakt-nb run` as a "
                     "failed step: exit 1, a multi-part 'step 10_ingest failed in cell N (UserError: …)' message, and reports/D/ "

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import (D, Site, bronze_pages_kept, make_app, page_keys, record, silver_vs_truth, end_of_day)
+from .conftest import (D, Site, bronze_pages_kept, make_app, page_keys, record, silver_vs_truth, end_of_day)
 
 FULL = pytest.mark.reliability_full
 SEED = int(os.environ.get("TRAKT_NB_RELIABILITY_SEED", "20261128"))

@@ -82,7 +82,7 @@ def test_type_change_is_quarantined_and_run_continues(tmp_path, serve, world, cl
     held = {int(m) for (pl,) in site.q("SELECT payload FROM bronze.quarantine") for m in re.findall(r'"id":\s*(\d{6,})', pl or "")}
     missing = v["lost"]
     assert v["duplicated"] == 0 and v["unexpected"] == 0 and v["stale"] == 0
-    from conftest import followed_indexes, servable_truth
+    from .conftest import followed_indexes, servable_truth
     silver_ids = {r[0] for r in site.q("SELECT comment_id FROM silver.stg_trakt__comment_event")}
     truth_ids = set(servable_truth(world, D, followed_indexes(site, world)).comment_id)
     lost = truth_ids - silver_ids - held  # missing from silver and not held in quarantine either

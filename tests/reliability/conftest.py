@@ -182,3 +182,18 @@ def record(scenario: str, injected: str, outcome: str, lost, duplicated, resume_
     row = {"scenario": scenario, "injected": injected, "outcome": outcome, "lost": lost, "duplicated": duplicated,
            "resume_s": None if resume_s is None else round(resume_s, 1), **extra}
     with RESULTS.open("a") as f: f.write(json.dumps(row, default=str) + "\n")
+
+
+def results_table(path: Path = RESULTS) -> str:
+    "The README's table from a run's results (one row per scenario, same-named rows merged)."
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+    out = ["| scenario | what was injected | outcome | comments lost | comments duplicated | resume time |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cell = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
+        out.append(f"| {cell(r['scenario'])} | {cell(r['injected'])} | {cell(r['outcome'])} | {r['lost']} | {r['duplicated']} | "
+                   f"{'' if r['resume_s'] is None else str(r['resume_s']) + ' s'} |")
+    return "\n".join(out) + "\n"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if RESULTS.exists(): RESULTS.with_suffix(".md").write_text(results_table())

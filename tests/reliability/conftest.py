@@ -31,7 +31,8 @@ RESULTS = Path(os.environ.get("TRAKT_NB_RELIABILITY_RESULTS", ROOT / "tests" / "
 
 
 def pytest_configure(config):
-    if not hasattr(config, "workerinput"): RESULTS.unlink(missing_ok=True)  # the table is of this run only
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
+        RESULTS.unlink(missing_ok=True)  # the table is of this run only
     config.addinivalue_line("markers", "reliability_full: a fault-matrix scenario run only by `make test-reliability` (not in CI's quick subset)")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trakt_nb.bronze import connect
-from trakt_nb.config import load_settings
+from trakt_nb.config import UserError, load_settings
 from trakt_nb.run import STEPS, StepFailed, backfill, run_day
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,22 +84,43 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):
-    s = small_settings(tmp_path, monkeypatch, TRAKT_NB_TITLES_MOVIES="no-such-movie-4242")
+    "A step that breaks stops the run with the notebook and cell named, and leaves the executed notebook to read."
+    import nbformat
+    import trakt_nb.run as runner
+    pipe = tmp_path / "pipeline"; pipe.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise RuntimeError('the model broke')")],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
+    nbformat.write(nb, str(pipe / "20_model.ipynb"))
+    monkeypatch.setattr(runner, "PIPELINE_DIR", pipe)
+    s = small_settings(tmp_path, monkeypatch)
     with pytest.raises(StepFailed) as e:
-        run_day(s, DAY, steps=("10_ingest", "20_model"))
+        run_day(s, DAY, steps=("20_model",))
     msg = str(e.value)
-    assert msg.startswith("step 10_ingest failed in cell ") and "no-such-movie-4242" in msg and "run the same command again" in msg
+    # cell 3 of the executed notebook it points to (papermill adds the injected-parameters cell)
+    assert msg.startswith("step 20_model failed in cell 3 (RuntimeError: the model broke)") and "run the same command again" in msg
     run = json.loads((s.storage.reports_dir / DAY.isoformat() / "run.json").read_text())
     assert run["status"] == "failed" and [st["status"] for st in run["steps"]] == ["failed"]
+    assert (s.storage.reports_dir / DAY.isoformat() / "20_model.ipynb").exists()
     assert not (s.storage.reports_dir / "latest").exists()  # a failed run is not "latest"
 
 
-def test_cli_run_failure_exits_nonzero(tmp_path):
+def test_unknown_title_is_bad_input_and_writes_nothing(tmp_path, monkeypatch):
+    s = small_settings(tmp_path, monkeypatch, TRAKT_NB_TITLES_MOVIES="no-such-movie-4242")
+    with pytest.raises(UserError, match="no-such-movie-4242"):
+        run_day(s, DAY, steps=("10_ingest", "20_model"))
+    assert not s.storage.reports_dir.exists() and not s.storage.warehouse.exists()
+    assert not list(tmp_path.glob("**/*.lock"))
+
+
+def test_cli_run_bad_input_exits_2_with_one_sentence(tmp_path):
     env = {**SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp_path / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp_path / "r"),
            "TRAKT_NB_TITLES_MOVIES": "no-such-movie-4242", "PATH": "/usr/bin:/bin"}
     p = subprocess.run([str(Path(sys.executable).parent / "trakt-nb"), "run", "--date", DAY.isoformat()], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1 and "trakt-nb: step 10_ingest failed in cell" in p.stderr, p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.startswith("trakt-nb:")]
+    assert p.returncode == 2 and len(lines) == 1 and "no-such-movie-4242" in lines[0] and "Traceback" not in p.stderr, p.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w.duckdb").exists()
 
 
 @pytest.mark.slow

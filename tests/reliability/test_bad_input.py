@@ -71,7 +71,6 @@ def test_missing_key_in_live_mode_stops_before_any_call(site):
     record("missing key in live mode", "source = trakt, no TRAKT_CLIENT_ID", f"exit {p.returncode}, names the fix", 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=BAD_INPUT_REASON)
 def test_missing_key_in_live_mode_exit_2_nothing_written(site):
     p = site.cli("run", "--source", "trakt", "--date", D.isoformat(), env=_live_env(site), timeout=120)
     assert p.returncode == 2 and one_sentence(p.stderr) and written(site) == [], (p.returncode, p.stderr, written(site))
@@ -101,7 +100,6 @@ def test_unknown_or_hostile_slug_never_becomes_a_path(tmp_path, serve, world, sl
 
 
 @FULL
-@pytest.mark.xfail(strict=True, reason=BAD_INPUT_REASON)
 def test_unknown_title_exit_2_nothing_written(tmp_path, serve, world):
     srv = serve(make_app(world))
     site = Site(tmp_path / "site", url=srv.url, titles={"movies": "no-such-movie-4242", "trending_top_n": 0})

@@ -266,7 +266,6 @@ def test_disk_full_mid_run_then_resume_with_space(tmp_path, serve, world, clean)
 
 @FULL
 @NEEDS_ROOT
-@pytest.mark.xfail(strict=True, reason=DISK_FULL_REASON)
 def test_disk_full_message_names_the_disk(tmp_path, serve, world):
     srv = serve(make_app(world))
     with SmallDisk(tmp_path / "disk", 3) as disk:

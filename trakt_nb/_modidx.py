@@ -216,6 +216,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'trakt_nb.contracts._optional_paths': ('contracts.html#_optional_paths', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._parent_object': ('contracts.html#_parent_object', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._read_schema': ('contracts.html#_read_schema', 'trakt_nb/contracts.py'),
+                                    'trakt_nb.contracts._ref_target': ('contracts.html#_ref_target', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._reserved': ('contracts.html#_reserved', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._resolve_mut': ('contracts.html#_resolve_mut', 'trakt_nb/contracts.py'),
                                     'trakt_nb.contracts._scan': ('contracts.html#_scan', 'trakt_nb/contracts.py'),

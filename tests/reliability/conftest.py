@@ -51,17 +51,6 @@ def make_app(world, day=D, **kw) -> ReplayAPI:
     return ReplayAPI(world, as_of=end_of_day(day), api_keys={REPLAY_DEV_KEY, MARKER}, tmdb_tokens={REPLAY_TMDB_TOKEN, TMDB_MARKER}, **kw)
 
 
-@pytest.fixture
-def serve():
-    "Factory starting replay apps on 127.0.0.1 in a thread; stopped after the test."
-    servers = []
-    def start(app):
-        servers.append(serve_in_thread(app))
-        return servers[-1]
-    yield start
-    for s in servers: s.stop()
-
-
 def write_ini(path: Path, sections: dict) -> Path:
     path.write_text("".join(f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items()) for sec, kv in sections.items()))
     return path

@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from test_ingest import quarantined_ids
 from .conftest import (D, Site, bronze_pages_kept, make_app, page_keys, record, silver_vs_truth, end_of_day)
 
 FULL = pytest.mark.reliability_full
@@ -80,7 +81,7 @@ def test_type_change_is_quarantined_and_run_continues(tmp_path, serve, world, cl
     assert run["status"] == "succeeded" and run["completeness"]["min"] < 1.0  # completeness reflects the quarantined pages
     assert site.q("SELECT DISTINCT reason FROM bronze.quarantine") == [("invalid_schema",)]
     v = silver_vs_truth(site, world)
-    held = {int(m) for (pl,) in site.q("SELECT payload FROM bronze.quarantine") for m in re.findall(r'"id":\s*(\d{6,})', pl or "")}
+    held = quarantined_ids(site.settings)
     missing = v["lost"]
     assert v["duplicated"] == 0 and v["unexpected"] == 0 and v["stale"] == 0
     from .conftest import followed_indexes, servable_truth

@@ -272,3 +272,21 @@ def test_promote_changes_only_the_promoted_property(tmp_path):
     assert [f["silver_column"] for f in promoted_fields(c2)] == ["user_karma"]
     assert c2.is_valid(COMMENT) and c2.is_valid({**COMMENT, "user": {**COMMENT["user"], "karma": None}})
     assert not c2.is_valid({**COMMENT, "user": {**COMMENT["user"], "karma": 1.5}})
+
+
+def _formats_used(node) -> set[str]:
+    if isinstance(node, dict): return ({node["format"]} if isinstance(node.get("format"), str) else set()) | set().union(*map(_formats_used, node.values()))
+    if isinstance(node, list): return set().union(*map(_formats_used, node))
+    return set()
+
+
+def test_loading_the_contracts_skips_the_iri_grammar_and_keeps_the_formats_the_schemas_use():
+    "The IRI checker's grammar (seconds per process) is kept out, and every format our schemas name is still checked."
+    used = set().union(*(_formats_used(json.loads(p.read_text())) for p in SCHEMAS_DIR.rglob("v*.json")))
+    assert {"date", "date-time"} <= used and not used & {"iri", "iri-reference"}
+    code = ("import sys, json, trakt_nb.contracts; from jsonschema import FormatChecker; "
+            "print(json.dumps([sys.modules.get('rfc3987_syntax') is None, sorted(FormatChecker().checkers)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    skipped, checkers = json.loads(out)
+    assert skipped is True
+    assert used <= set(checkers) and "iri" not in checkers

@@ -34,7 +34,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-LIMIT = 100
+LIMIT = 100  # default page size, as in the calibration; --limit changes it for every variant alike
 HEADERS = {"Content-Type": "application/json", "trakt-api-version": "2", "User-Agent": "trakt-nb-bench/1"}
 DAY = dt.date(2026, 3, 14)  # the run day D (mid-span, so day D+1 brings a realistic trickle of new comments)
 
@@ -70,7 +70,7 @@ def _settings(cfg: dict, wd: Path, url: str = ""):
                 "rate_limit_calls": 10**9, "rate_limit_period_s": 1, "url": url, "faults": ""},
         titles={"movies": [str(t) for k, t in cfg["titles"] if k == "movie"], "shows": [str(t) for k, t in cfg["titles"] if k == "show"],
                 "trending_top_n": 0},
-        client={"comments_limit": LIMIT, "concurrency": cfg["concurrency"]},
+        client={"comments_limit": cfg['limit'], "concurrency": cfg["concurrency"]},
         run={"source": "replay", "full_crawl_max_pages": 100_000})
 
 
@@ -132,11 +132,11 @@ def _admin(url: str, path: str, data: dict | None = None) -> dict:
 
 # -- variants (each runs in its own process) --------------------------------------------------------
 def _comment_paths(cfg: dict) -> list[str]:
-    "Every comment-listing page of every title, as of the day (pages of LIMIT)."
+    "Every comment-listing page of every title, as of the day (pages of the configured limit)."
     out = []
     for (kind, tid) in cfg["titles"]:
         n = cfg["listing"][f"{kind}:{tid}"]
-        out += [f"/{kind}s/{tid}/comments/newest?page={p}&limit={LIMIT}" for p in range(1, max(1, math.ceil(n / LIMIT)) + 1)]
+        out += [f"/{kind}s/{tid}/comments/newest?page={p}&limit={cfg['limit']}" for p in range(1, max(1, math.ceil(n / cfg['limit'])) + 1)]
     return out
 
 
@@ -209,7 +209,7 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str]) ->
     return {"seconds": secs, "cpu_s": _cpu() - c0, "comments": n, "pages": len(got), "calls": len(got)}
 
 
-def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool) -> dict:
+def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool, replies: bool = False) -> dict:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
     from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
@@ -226,11 +226,28 @@ def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool) -> dic
 
     resources = [{"name": f"comments_{k}_{t}", "table_name": "comments", "write_disposition": "append",
                   **({"parallelized": True} if parallel else {}),
-                  "endpoint": {"path": f"{k}s/{t}/comments/newest", "params": {"limit": LIMIT}, "paginator": TraktPages(),
+                  "endpoint": {"path": f"{k}s/{t}/comments/newest", "params": {"limit": cfg['limit']}, "paginator": TraktPages(),
                                "data_selector": "$"}}
                  for k, t in cfg["titles"]]
     source = rest_api_source({"client": {"base_url": url + "/", "headers": {**HEADERS, "trakt-api-key": REPLAY_DEV_KEY}},
                               "resources": resources})
+    if replies:  # the same endpoints our crawl reads: each comment with replies has its thread fetched, into a `replies` table
+        from dlt.sources.helpers.rest_client import RESTClient
+        client = RESTClient(base_url=url + "/", headers={**HEADERS, "trakt-api-key": REPLAY_DEV_KEY})
+        def walk(page):
+            "Every reply page under the comments of `page`: replies can have replies, and our crawl walks whole threads."
+            for c in page:
+                if c.get("replies"):
+                    for rp in client.paginate(f"comments/{c['id']}/replies", params={"limit": cfg['limit']},
+                                              paginator=TraktPages(), data_selector="$"):
+                        yield rp
+                        yield from walk(rp)
+        def threads(parent: str):
+            @dlt.transformer(name=f"replies_of_{parent}", table_name="replies", write_disposition="append")
+            def thread(page): yield from walk(page)
+            return thread
+        for name in list(source.resources):
+            source.resources.add(source.resources[name] | threads(name))
     pipe = dlt.pipeline(pipeline_name=f"bench_{fmt or 'default'}{'_par' if parallel else ''}", pipelines_dir=str(wd / "dlt_pipelines"),
                         destination=dlt.destinations.duckdb(str(wd / "dlt.duckdb")), dataset_name="trakt")
     t0, c0 = time.perf_counter(), _cpu()
@@ -238,6 +255,7 @@ def v_dlt(cfg: dict, wd: Path, url: str, fmt: str | None, parallel: bool) -> dic
     secs, cpu = time.perf_counter() - t0, _cpu() - c0
     with pipe.sql_client() as c:
         n = c.execute_sql("SELECT count(*) FROM comments")[0][0]
+        if replies: n += c.execute_sql("SELECT count(*) FROM replies")[0][0]
     files = [j.file_path for p in info.load_packages for j in p.jobs.get("completed_jobs", [])]
     used = sorted({Path(f).name.removesuffix(".gz").split(".")[-1] for f in files if Path(f).name.startswith("comments.")})
     tables = sorted(pipe.default_schema.data_table_names())
@@ -260,6 +278,7 @@ def run_variant(name: str, cfg: dict, wd: Path, url: str) -> dict:
     elif name == "dlt_jsonl": out = v_dlt(cfg, wd, url, "jsonl", False)
     elif name == "dlt_parquet": out = v_dlt(cfg, wd, url, "parquet", False)
     elif name == "dlt_parquet_parallel": out = v_dlt(cfg, wd, url, "parquet", True)
+    elif name == "dlt_parquet_replies": out = v_dlt(cfg, wd, url, "parquet", False, replies=True)
     else: raise SystemExit(f"unknown variant {name}")
     ru = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     out["peak_mb"] = ru / 1024
@@ -292,6 +311,7 @@ LABELS = {
     "dlt_jsonl": "dlt rest_api → duckdb [jsonl, append]",
     "dlt_parquet": "dlt rest_api → duckdb [parquet, append]",
     "dlt_parquet_parallel": "dlt rest_api → duckdb [parquet, append, parallelized]",
+    "dlt_parquet_replies": "dlt rest_api + reply threads → duckdb [parquet, append]",
 }
 
 
@@ -352,12 +372,12 @@ def incremental(cfg: dict, wd: Path, url: str) -> dict:
         cutoff = wm - s.run.lookback_days * 86400 if wm else -1
         rows = comment_listing(w, ti, "newest", t1)
         n_since = int((w.c["created"][rows] > cutoff).sum())
-        lb["comment_pages"] += max(1, math.ceil(n_since / LIMIT))
+        lb["comment_pages"] += max(1, math.ceil(n_since / cfg['limit']))
         lb["ratings"] += 1
         # reply pages needed: every visible comment of the title (any depth) whose reply count moved from D to D+1
         allrows = np.flatnonzero((w.c["title"] == ti) & visible(w, np.arange(w.n_comments), t1))
         moved = allrows[replies_as_of(w, allrows, t1) != replies_as_of(w, allrows, t0)]
-        lb["reply_pages"] += sum(max(1, math.ceil(len(reply_listing(w, int(r), t1)) / LIMIT)) for r in moved)
+        lb["reply_pages"] += sum(max(1, math.ceil(len(reply_listing(w, int(r), t1)) / cfg['limit'])) for r in moved)
     bound = sum(lb.values())
     return {"day0": {"calls": first.calls, "pages": first.pages, "status": first.status},
             "day1": {"calls": second.calls, "pages": second.pages, "status": second.status, "pages_by_kind": calls_d1,
@@ -370,6 +390,7 @@ def main(argv=None):
     ap.add_argument("--comments", type=int, default=100_000, help="visible top-level comments in the world (default 100000)")
     ap.add_argument("--quick", action="store_true", help="a small run (~10k comments) for smoke-testing")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--limit", type=int, default=LIMIT, help=f"page size asked for by every variant (default {LIMIT}; Trakt's cap is 250)")
     ap.add_argument("--only", help="comma-separated variants to run (default: all)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--variant"); ap.add_argument("--cfg"); ap.add_argument("--workdir"); ap.add_argument("--url", default="")
@@ -388,7 +409,7 @@ def main(argv=None):
     wd = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     t = time.perf_counter()
     cfg = plan_world(n)
-    cfg["concurrency"] = a.concurrency
+    cfg["concurrency"], cfg["limit"] = a.concurrency, a.limit
     from trakt_nb.replay_world import World, comment_listing
     from trakt_nb.ingest import end_of_day
     w = World.build(_spec(cfg))
@@ -399,7 +420,7 @@ def main(argv=None):
     cfg_path.write_text(json.dumps(cfg))
     print(f"world: seed {cfg['seed']}, {cfg['movies']} movies + {cfg['shows']} shows, comments_per_title {cfg['cpt']:.0f}; as of {DAY}: "
           f"{cfg['top']:,} visible top-level comments + {cfg['replies']:,} replies "
-          f"({sum(math.ceil(v / LIMIT) for v in cfg['listing'].values())} comment pages of {LIMIT}); planned in {time.perf_counter() - t:.1f}s")
+          f"({sum(math.ceil(v / cfg['limit']) for v in cfg['listing'].values())} comment pages of {cfg['limit']}); planned in {time.perf_counter() - t:.1f}s")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; concurrency {a.concurrency}; "
           f"server: separate process (uvicorn) on 127.0.0.1, {a.server}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     port = _free_port()
@@ -414,7 +435,7 @@ def main(argv=None):
                 if srv.poll() is not None or time.monotonic() > deadline: raise SystemExit("replay server did not start: " + srv.stderr.read().decode()[-2000:])
                 time.sleep(0.2)
         order = ["bare_loopback", "ingest_loopback", "ingest_silver_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
-                 "dlt_default", "dlt_jsonl", "dlt_parquet", "dlt_parquet_parallel"]
+                 "dlt_default", "dlt_jsonl", "dlt_parquet", "dlt_parquet_parallel", "dlt_parquet_replies"]
         if a.only: order = [v for v in order if v in a.only.split(",")]
         results = {}
         if a.server == "cached":

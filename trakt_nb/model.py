@@ -80,6 +80,8 @@ class ModelSummary:
 
 def build_model(s: Settings, run_date: dt.date, full_refresh: bool = False) -> ModelSummary:
     "Silver, gold and metric views for `run_date`."
+    if s.storage.storage != "duckdb" or s.model.backend != "duckdb":  # lakehouse storage or another engine: see 28_lake_model
+        from trakt_nb.lake_model import build_lake_model; return build_lake_model(s, run_date, full_refresh)
     t0 = time.monotonic()
     if not s.storage.warehouse.exists():
         raise UserError(f"There is no warehouse at {s.storage.warehouse} yet; run `trakt-nb ingest --date {run_date}` first.")

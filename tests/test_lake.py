@@ -1,0 +1,244 @@
+"""Lakehouse storage: each Lake operation on Iceberg and Delta; runs on the lake give the DuckDB file's gold; resume and idempotency hold."""
+import datetime as dt
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from trakt_nb.bronze import BronzeWriter, connect, ensure_bronze
+from trakt_nb.ingest import end_of_day, ingest
+from trakt_nb.lake import BRONZE_PAGES, open_lake, publish_bronze, published_load_id
+from trakt_nb.model import MARTS, build_model
+
+from test_ingest import FAST_CLIENT, REPLAY, make_settings, replay_app, state, write_ini
+
+pytestmark = pytest.mark.lakehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ("iceberg", "delta")
+D1, D2, D3 = dt.date(2026, 7, 10), dt.date(2026, 7, 11), dt.date(2026, 7, 12)
+GOLD = MARTS + ("fct_title_daily_engagement",)
+
+
+def lake_settings(tmp_path, storage, name=None):
+    "The small world's settings with `storage`, warehouse and lake in `tmp_path`."
+    name = name or storage
+    return make_settings(tmp_path, name=f"{name}.duckdb").replace(storage={"storage": storage, "lake": tmp_path / f"{name}-lake"})
+
+
+def canonical(df: pd.DataFrame) -> pd.DataFrame:
+    "Rows in one order (non-float columns first, then all), index reset, columns sorted."
+    df = df[sorted(df.columns)]
+    keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c])] + [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def assert_same(a: pd.DataFrame, b: pd.DataFrame, what: str):
+    assert len(a) == len(b), f"{what}: {len(a)} rows vs {len(b)}"
+    pd.testing.assert_frame_equal(canonical(a), canonical(b), check_dtype=False, rtol=1e-9, atol=1e-9, obj=what)
+
+
+def duck_gold(s) -> dict[str, pd.DataFrame]:
+    con = connect(s, read_only=True)
+    try: return {n: con.sql(f"SELECT * FROM gold.{n}").to_arrow_table().to_pandas() for n in GOLD}
+    finally: con.close()
+
+
+def lake_gold(s) -> dict[str, pd.DataFrame]:
+    lake = open_lake(s)
+    return {n: lake.to_arrow(f"gold.{n}").to_pandas() for n in GOLD}
+
+
+def lake_pages(s) -> set[tuple]:
+    t = open_lake(s).to_arrow(BRONZE_PAGES, columns=["resource_kind", "title_id_trakt", "parent_comment_id", "page", "payload_sha256"])
+    return set(tuple(r.values()) for r in t.to_pylist() if r["resource_kind"] in ("comments", "replies", "ratings"))
+
+
+# -- 1. each Lake operation on both formats ---------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lake_operations(tmp_path, fmt):
+    lake = open_lake(lake_settings(tmp_path, fmt))
+    d1, d2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+    ts = pa.array([dt.datetime(2026, 7, 1, 12, tzinfo=dt.timezone.utc)] * 3, pa.timestamp("us", tz="UTC"))
+    lake.append("silver.t", pa.table({"k": [1, 2, 3], "day": [d1, d1, d2], "v": [1.5, 2.5, 3.5], "at": ts}),
+                props={"trakt_nb.mark": 7, "trakt_nb.note": "first"}, partition_by=["day"])
+    assert lake.props("silver.t") == {"trakt_nb.mark": "7", "trakt_nb.note": "first"}
+    lake.append("silver.t", pa.table({"k": [4], "day": [d2], "v": [4.5], "at": ts[:1]}), props={"trakt_nb.mark": 8})
+    assert lake.props("silver.t") == {"trakt_nb.mark": "8"}  # the latest commit's own properties
+    # upsert: k=2 updated, k=5 inserted, the rest untouched
+    lake.upsert("silver.t", pa.table({"k": [2, 5], "day": [d1, d2], "v": [20.0, 5.5], "at": ts[:2]}), keys=["k"], props={"trakt_nb.mark": 9})
+    got = {r["k"]: r["v"] for r in lake.to_arrow("silver.t").to_pylist()}
+    assert got == {1: 1.5, 2: 20.0, 3: 3.5, 4: 4.5, 5: 5.5} and lake.props("silver.t")["trakt_nb.mark"] == "9"
+    # replace_where: only d2's rows replaced
+    lake.replace_where("silver.t", pa.table({"k": [30], "day": [d2], "v": [30.0], "at": ts[:1]}), "day", d2)
+    rows = sorted((r["day"], r["k"], r["v"]) for r in lake.to_arrow("silver.t").to_pylist())
+    assert rows == [(d1, 1, 1.5), (d1, 2, 20.0), (d2, 30, 30.0)]
+    lake.replace_where("silver.t", pa.table({"k": [30], "day": [d2], "v": [30.0], "at": ts[:1]}), "day", d2)  # again: no change
+    assert lake.count("silver.t") == 3
+    # data files: every row of the table, and nothing else (no delete files or deletion vectors to apply)
+    import duckdb
+    files = lake.data_files("silver.t")
+    assert files and all(Path(f).is_file() for f in files)
+    assert sorted(duckdb.sql(f"SELECT k, v FROM read_parquet({files!r})").fetchall()) == [(1, 1.5), (2, 20.0), (30, 30.0)]
+    assert lake.to_arrow("silver.t", where=[("k", ">", 1), ("day", "=", d1)]).column("k").to_pylist() == [2]
+
+
+# -- 2. runs on the lake give the DuckDB file's gold ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def three_days(tmp_path_factory):
+    "Three daily runs (ingest + model) with each storage on the same world; the settings per storage."
+    tmp = tmp_path_factory.mktemp("lake_runs")
+    out = {}
+    for storage in ("duckdb",) + FORMATS:
+        s = lake_settings(tmp, storage)
+        for day in (D1, D2, D3):
+            ingest(s, day, in_process=True, progress=False)
+            build_model(s, day)
+        out[storage] = s
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gold_on_the_lake_equals_duckdb(three_days, fmt):
+    want, got = duck_gold(three_days["duckdb"]), lake_gold(three_days[fmt])
+    for name in GOLD:
+        assert_same(got[name], want[name], f"{fmt} gold.{name}")
+    assert set(want["mart_title_quadrant"].as_of_date) == {D1, D2, D3} and len(want["mart_title_quadrant"]) > 0
+    lake = open_lake(three_days[fmt])
+    # bronze lives in the lake, partitioned by fetch day; the outbox keeps only the two newest run dates
+    pages = lake.to_arrow(BRONZE_PAGES, columns=["run_date", "fetched_at", "fetched_day"]).to_pylist()
+    assert {r["run_date"] for r in pages} == {D1, D2, D3} and all(r["fetched_day"] == r["fetched_at"].date() for r in pages)
+    con = connect(three_days[fmt], read_only=True)
+    try: assert {r[0] for r in con.execute("SELECT DISTINCT run_date FROM bronze.trakt_pages").fetchall()} == {D2, D3}
+    finally: con.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_repeated_date_changes_nothing(three_days, fmt):
+    s = three_days[fmt]
+    lake = open_lake(s)
+    before = {n: lake.to_arrow(n).to_pandas() for n in [BRONZE_PAGES, "silver.stg_trakt__comment_event_history",
+                                                         "silver.stg_trakt__comment_event"] + [f"gold.{g}" for g in MARTS]}
+    ingest(s, D2, in_process=True, progress=False)
+    m = build_model(s, D2)
+    assert m.silver["history"] == 0 and m.silver["current"] == 0  # no bronze load to take in
+    for n, df in before.items():
+        assert_same(lake.to_arrow(n).to_pandas(), df, n)
+
+
+@pytest.mark.slow
+def test_full_refresh_on_the_lake_equals_incremental(three_days):
+    s = three_days["iceberg"]
+    lake = open_lake(s)
+    hist = lake.to_arrow("silver.stg_trakt__comment_event_history").to_pandas()
+    gold = lake.to_arrow("gold.mart_title_half_life").to_pandas()
+    m = build_model(s, D3, full_refresh=True)
+    assert m.silver["loads"]["history"][0] == 0
+    assert_same(lake.to_arrow("silver.stg_trakt__comment_event_history").to_pandas(), hist, "history")
+    assert_same(lake.to_arrow("gold.mart_title_half_life").to_pandas(), gold, "half-life")
+
+
+# -- 3. resume: a killed ingest, a killed publish --------------------------------------------------------
+
+def _ini(tmp_path, url, name, fmt):
+    return write_ini(tmp_path / f"{name}.ini", {
+        "replay": {**REPLAY, "comments_per_title": 400, "url": url},
+        "storage": {"storage": fmt, "warehouse": tmp_path / f"{name}.duckdb", "lake": tmp_path / f"{name}-lake"},
+        "titles": {"trending_top_n": 2}, "client": {**FAST_CLIENT, "concurrency": 2, "comments_limit": 5}})
+
+
+def _spawn(ini, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAKT_NB_") and k != "TRAKT_CLIENT_ID"}
+    env["TRAKT_NB_SETTINGS"] = str(ini)
+    return subprocess.Popen([str(ROOT / ".venv/bin/trakt-nb"), "ingest", "--date", D1.isoformat(), "--quiet", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ini.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_killed_ingest_resumes_to_the_same_lake_bronze(tmp_path, serve):
+    from trakt_nb.config import load_settings
+    s0 = make_settings(tmp_path, replay={"comments_per_title": 400})
+    srv = serve(replay_app(s0, end_of_day(D1), faults="slow:1.0@0.04"))
+    ini = _ini(tmp_path, srv.url, "killed", "iceberg")
+    start = state(srv.url)["requests"]
+    p = _spawn(ini)
+    deadline = time.monotonic() + 60
+    while state(srv.url)["requests"] - start < 80 and p.poll() is None and time.monotonic() < deadline: time.sleep(0.02)
+    assert p.poll() is None, f"finished before the kill: {p.communicate()}"
+    p.send_signal(signal.SIGKILL); p.wait()
+    s = load_settings(ini, env={})
+    con = connect(s, read_only=True)
+    kept = con.execute("SELECT count(*) FROM bronze.trakt_pages").fetchone()[0]
+    con.close()
+    assert kept > 0 and not open_lake(s).exists(BRONZE_PAGES)  # committed pages wait in the outbox
+    p = _spawn(ini); out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    httpx_reset = __import__("httpx").post(srv.url + "/_replay/reset", json={})
+    assert httpx_reset.status_code < 400
+    clean = _ini(tmp_path, srv.url, "clean", "iceberg")
+    p = _spawn(clean); out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    c = load_settings(clean, env={})
+    got, want = lake_pages(s), lake_pages(c)
+    print(f"{kept} pages kept by the killed attempt; {len(got)} pages in the resumed lake vs {len(want)} uninterrupted")
+    assert got == want and len(got) > 80
+    t = open_lake(s).to_arrow(BRONZE_PAGES, columns=["unit_key", "run_date"]).to_pandas()
+    assert not t[t.unit_key.notna()].duplicated().any()  # no page twice
+
+
+_KILL_AFTER_COMMIT = """
+import os, signal, sys
+import trakt_nb.lake as lake
+from trakt_nb.config import load_settings
+def die(con, published): os.kill(os.getpid(), signal.SIGKILL)
+lake._prune_outbox = die
+lake.publish_bronze(load_settings(sys.argv[1], env={}))
+"""
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_publish_killed_after_the_lake_commit_does_not_duplicate(tmp_path, fmt):
+    ini = write_ini(tmp_path / "p.ini", {"storage": {"storage": fmt, "warehouse": tmp_path / "w.duckdb", "lake": tmp_path / "lake"}})
+    from trakt_nb.config import load_settings
+    s = load_settings(ini, env={})
+    con = ensure_bronze(connect(s))
+    for day in (D1, D2, D3):
+        with BronzeWriter(con, f"run-{day}", day) as w:
+            for i in range(3): w.add_page({"resource_kind": "comments", "page": i + 1, "payload": [{"id": i}]}, f"u{i}")
+    con.close()
+    p = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", _KILL_AFTER_COMMIT, str(ini)], capture_output=True, timeout=120)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()
+    lake = open_lake(s)
+    assert lake.count(BRONZE_PAGES) == 9 and published_load_id(lake) == 3
+    con = connect(s, read_only=True)
+    assert con.execute("SELECT count(*) FROM bronze.trakt_pages").fetchone()[0] == 9  # the cleanup never ran
+    con.close()
+    again = publish_bronze(s)
+    assert again["published_pages"] == 0 and again["pruned_pages"] == 3
+    assert lake.count(BRONZE_PAGES) == 9
+    # a warehouse that did not feed this lake is refused, not silently skipped
+    from trakt_nb.config import UserError
+    with pytest.raises(UserError, match="not the one that fed this lake"):
+        publish_bronze(s.replace(storage={"warehouse": tmp_path / "other.duckdb"}), ensure_bronze(connect(tmp_path / "other.duckdb")))
+
+
+def test_missing_extra_is_one_sentence(tmp_path, monkeypatch):
+    import builtins
+    from trakt_nb.config import UserError
+    real = builtins.__import__
+    def no_deltalake(name, *a, **kw):
+        if name.split(".")[0] == "deltalake": raise ImportError("No module named 'deltalake'", name="deltalake")
+        return real(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_deltalake)
+    with pytest.raises(UserError, match=r'pip install -e "\.\[lake\]"'):
+        open_lake(lake_settings(tmp_path, "delta"))

@@ -4,6 +4,7 @@ import datetime as dt
 import shutil
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from trakt_nb.bronze import connect
 from trakt_nb.config import load_settings
 from trakt_nb.ingest import ingest
+from trakt_nb import model
 from trakt_nb.model import MARTS, build_gold, build_model
 from trakt_nb.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
 
@@ -68,9 +70,15 @@ run_dates = st.lists(st.integers(1, 31), min_size=2, max_size=5, unique=True).ma
 @settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(run_dates)
 def test_incremental_equals_full_refresh(dates):
-    with tempfile.TemporaryDirectory() as tmp:
+    paths, fact_since = [], model.fact_since
+    def since(con, as_of):
+        paths.append((as_of, fact_since(con, as_of)))
+        return paths[-1][1]
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("trakt_nb.model.fact_since", since):
         s = _settings(tmp)
         for d in dates: _day(s, d)
+        # the first day computes the fact in full; every later day brings it up to date in place from the day before
+        assert paths == [(dates[0], None), *zip(dates[1:], dates[:-1])], paths
         con = connect(s, read_only=True)
         silver = {t: _df(con, f"SELECT * FROM silver.{t} ORDER BY ALL") for t in EVENT_TABLES}
         gold = {(n, d): _gold(con, n, d) for n in MARTS for d in dates}

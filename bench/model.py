@@ -452,6 +452,7 @@ def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
     from trakt_nb.silver import build_silver
     settings = load_settings()
     con = connect(db)
+    if os.environ.get("BENCH_MEMORY_LIMIT"): con.execute(f"SET memory_limit = '{os.environ['BENCH_MEMORY_LIMIT']}'")
     base = _peak_mb()
     t0 = time.perf_counter()
     if kind == "sql":
@@ -476,10 +477,11 @@ def _add_next_day(db: Path):
 def compare(db_a: Path, schema_map_a: dict, db_b: Path, schema_map_b: dict, tables: list[str], where: str = "") -> dict:
     "Rows of each table in A that B lacks and the reverse (doubles to 9 decimals): {table: (rows_a, rows_b, only_a, only_b)}."
     con = duckdb.connect()
-    con.execute(f"ATTACH '{db_a}' AS a (READ_ONLY); ATTACH '{db_b}' AS b (READ_ONLY)")
+    same = Path(db_a) == Path(db_b)  # both sides in one file (--one-copy): attached once
+    con.execute(f"ATTACH '{db_a}' AS a (READ_ONLY)" + ("" if same else f"; ATTACH '{db_b}' AS b (READ_ONLY)"))
     out = {}
     for t in tables:
-        ta, tb = f"a.{schema_map_a[t]}.{t}", f"b.{schema_map_b[t]}.{t}"
+        ta, tb = f"a.{schema_map_a[t]}.{t}", f"{'a' if same else 'b'}.{schema_map_b[t]}.{t}"
         cols = con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'a' AND schema_name = $1 "
                            f"AND table_name = $2 AND column_name <> 'version_key' ORDER BY column_index", [schema_map_a[t], t]).fetchall()
         sel = ", ".join(f"round({c}, 9) AS {c}" if ty == "DOUBLE" else f'"{c}"' for c, ty in cols)
@@ -562,12 +564,47 @@ def run_size(size: int, incremental: bool, keep: bool) -> list[dict]:
     return rows
 
 
+def run_size_one_copy(size: int, keep: bool) -> list[dict]:
+    "Every variant of one size on a single copy of the bronze file (for sizes whose copies would not fit on disk)."
+    src, info, cached = bronze_file(size)
+    print(f"\n{size:,}: {info['comments_D']:,} comments up to {D} in {info['pages']:,} pages ({info['file_mb']:,} MB); "
+          f"next day: {info['new_on_next']:,} new, {info['comments_next_load']:,} in {info['next_pages']:,} refetched pages; "
+          f"generation {info['gen_s']} s{' (cached, not redone)' if cached else ''}; one copy: ibis full, sql full, next day, incremental", flush=True)
+    work = OUT / "work"
+    work.mkdir(exist_ok=True)
+    f = work / f"one_{size}.duckdb"
+    shutil.copy(src, f)
+    rows = []
+    r_ibis = _measure("ibis", f, D); rows.append(dict(size=size, variant="ibis full @D", **r_ibis))
+    r_sql = _measure("sql", f, D); rows.append(dict(size=size, variant="sql full @D", **r_sql))
+    silver_gold = {**{t: "silver" for t in SILVER_OUT}, **{t: "gold" for t in GOLD_OUT}}
+    cmp = compare(f, silver_gold, f, {t: "hand" for t in SILVER_OUT + GOLD_OUT}, SILVER_OUT + GOLD_OUT)
+    bad = {t: v for t, v in cmp.items() if v[2] or v[3] or v[0] != v[1]}
+    print("  sql vs ibis:", "identical in every table (" + ", ".join(f"{t} {v[0]:,}" for t, v in cmp.items()) + ")" if not bad else f"DIFFER {bad}")
+    print("  aggregates ibis:", aggregates(f, "silver", "gold", D))
+    rows[-2]["ratio"], rows[-1]["ratio"] = r_ibis["seconds"] / r_sql["seconds"], 1.0
+    rows[-2]["vs"] = rows[-1]["vs"] = "sql full"
+    if bad: raise SystemExit("the hand-written SQL and the Ibis path disagree")
+    con = duckdb.connect(str(f))
+    con.execute("DROP SCHEMA hand CASCADE; CHECKPOINT")
+    con.close()
+    _add_next_day(f)
+    r_inc = _measure("ibis_incr", f, NEXT); rows.append(dict(size=size, variant="ibis incremental @D+1", **r_inc))
+    rows[-1]["ratio"], rows[-1]["vs"] = r_inc["seconds"] / r_ibis["seconds"], "ibis full @D"
+    print("  aggregates incremental @D+1:", aggregates(f, "silver", "gold", NEXT))
+    if not keep: f.unlink()
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e6,1e7", help="comma-separated comment counts (e.g. 1e6,3e6)")
     ap.add_argument("--quick", action="store_true", help="one 100k size, for a smoke run")
     ap.add_argument("--incremental", default="largest", help="sizes that also measure the incremental day: largest | all | none")
     ap.add_argument("--keep", action="store_true", help="keep the built warehouse files under bench/out/work")
+    ap.add_argument("--one-copy", dest="one_copy", help="sizes measured on one copy of their file (ibis, sql, then the incremental day "
+                    "against ibis full @D; no full @D+1 build): e.g. 1e7, for files whose copies would not fit on disk")
+    ap.add_argument("--memory-limit", dest="memory_limit", help="DuckDB memory_limit for every build (e.g. 12GB); default DuckDB's own")
     ap.add_argument("--generate", help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -577,18 +614,22 @@ def main(argv=None):
         print(json.dumps(_child_main(a), default=str))
         return
     sizes = [100_000] if a.quick else [int(float(x)) for x in a.sizes.split(",")]
-    print(f"python {platform.python_version()} · duckdb {duckdb.__version__} · {os.cpu_count()} cores · load {os.getloadavg()[0]:.2f}")
+    one_copy = {int(float(x)) for x in a.one_copy.split(",")} if a.one_copy else set()
+    if a.memory_limit: os.environ["BENCH_MEMORY_LIMIT"] = a.memory_limit
+    print(f"python {platform.python_version()} · duckdb {duckdb.__version__} · {os.cpu_count()} cores · load {os.getloadavg()[0]:.2f}"
+          f"{' · memory_limit ' + a.memory_limit if a.memory_limit else ''}")
     print(f"D = {D}; each figure is one child process on a fresh copy of the cached bronze file (copy not timed)")
     rows = []
     for s in sizes:
         inc = a.incremental == "all" or (a.incremental == "largest" and s == max(sizes))
-        rows += run_size(s, inc, a.keep)
+        rows += run_size_one_copy(s, a.keep) if s in one_copy else run_size(s, inc, a.keep)
     print()
     print(f"{'size':>11}  {'variant':<22} {'seconds':>8} {'silver s':>9} {'gold s':>7} {'peak MB':>8}  ratio")
     print(f"{'-' * 11}  {'-' * 22} {'-' * 8} {'-' * 9} {'-' * 7} {'-' * 8}  {'-' * 22}")
     for r in rows:
         print(f"{r['size']:>11,}  {r['variant']:<22} {r['seconds']:>8.2f} {r['silver_s']:>9.2f} {r['gold_s']:>7.2f} "
               f"{r['peak_mb']:>8,.0f}  {r['ratio']:.2f}x {r['vs']}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,22 @@ def test_lake_operations(tmp_path, fmt):
     assert lake.to_arrow("silver.t", where=[("k", ">", 1), ("day", "=", d1)]).column("k").to_pylist() == [2]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lake_schema_changes(tmp_path, fmt):
+    "New columns widen a table on any write (older rows read NULL); a whole overwrite takes exactly its own columns."
+    lake = open_lake(lake_settings(tmp_path, fmt))
+    d1, d2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+    lake.append("gold.t", pa.table({"k": [1, 2], "as_of_date": [d1, d1]}), props={"trakt_nb.mark": 1})
+    lake.append("gold.t", pa.table({"k": [3], "as_of_date": [d2], "x": ["a"]}), props={"trakt_nb.mark": 2})
+    lake.upsert("gold.t", pa.table({"k": [1], "as_of_date": [d2], "x": ["b"], "y": [1.5]}), keys=["k"], props={"trakt_nb.mark": 3})
+    assert sorted((r["k"], r["x"], r["y"]) for r in lake.to_arrow("gold.t").to_pylist()) == [(1, "b", 1.5), (2, None, None), (3, "a", None)]
+    assert lake.props("gold.t") == {"trakt_nb.mark": "3"}
+    lake.replace_where("gold.t", pa.table({"k": [5], "as_of_date": [d2], "z": [True]}), "as_of_date", d2)
+    assert sorted((r["k"], r["z"]) for r in lake.to_arrow("gold.t").to_pylist()) == [(2, None), (5, True)]
+    lake.overwrite("gold.t", pa.table({"k": [9], "as_of_date": [d1]}))
+    assert lake.to_arrow("gold.t").to_pylist() == [{"k": 9, "as_of_date": d1}]
+
+
 # -- 2. runs on the lake give the DuckDB file's gold ---------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup browser run test lab bench check-sync check-clean clean-notebooks export
+.PHONY: setup java browser run test lab bench check-sync check-clean clean-notebooks export
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "setting up $(VENV) (first time takes about a minute)…"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,lake,spark]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+## Java 17 for the Spark backend and its tests (Debian's package; needs root, as CI has)
+java:
+	@java -version >/dev/null 2>&1 || { \
+	  echo "installing Java 17 (Debian package) for the Spark backend…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
 
 ## headless Chromium for the browser tests (Debian's package; needs root, as CI has)
 browser:
@@ -27,7 +33,7 @@ run: setup
 	@$(BIN)/trakt-nb run
 
 ## every check CI runs
-test: setup browser check-sync check-clean
+test: setup java browser check-sync check-clean
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not reliability_full" tests notebooks --nbval-lax
 

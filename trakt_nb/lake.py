@@ -75,7 +75,7 @@ class Lake:
     def _missing(self, name: str):
         if not self.exists(name): raise UserError(f"The lake {self.root} has no table {name} yet; run `trakt-nb ingest` (and `trakt-nb model`) first.")
 
-# %% ../notebooks/09_lake.ipynb #54e4eb5e
+# %% ../notebooks/09_lake.ipynb #0e9c27c6
 def _props(p: dict | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (p or {}).items()}
 
@@ -111,7 +111,7 @@ class IcebergLake(Lake):
         "The table `name`, created from `schema` if missing, else widened by its new columns (`exact`: also narrowed to them)."
         if self.exists(name):
             t = self._table(name)
-            have = set(t.schema().column_names)
+            have = {f.name for f in t.schema().fields}  # top-level columns (column_names also lists nested fields)
             extra, gone = set(schema.names) - have, (have - set(schema.names)) if exact else set()
             if extra or gone:
                 with t.update_schema() as u:

@@ -1,9 +1,11 @@
 """The daily run end to end: papermill steps, pages, index, latest, failures, backfills — and no secret anywhere."""
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,7 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
     s = small_settings(tmp_path, monkeypatch)
     res = run_day(s, DAY)
     assert res.status == "succeeded" and [st.name for st in res.steps] == ["10_ingest", "20_model", "quality", "30_quadrants", "31_half_life"]
+    assert kernel_children() == []  # every step's kernel has ended
     assert res.completeness["min"] == 1.0 and res.completeness["titles"] == 6
     out = s.storage.reports_dir / DAY.isoformat()
     for step in STEPS:
@@ -103,6 +106,7 @@ def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):
     assert run["status"] == "failed" and [st["status"] for st in run["steps"]] == ["failed"]
     assert (s.storage.reports_dir / DAY.isoformat() / "20_model.ipynb").exists()
     assert not (s.storage.reports_dir / "latest").exists()  # a failed run is not "latest"
+    assert kernel_children() == []
 
 
 def test_unknown_title_is_bad_input_and_writes_nothing(tmp_path, monkeypatch):
@@ -140,6 +144,57 @@ def test_backfill_runs_each_day_once_and_resumes(tmp_path, monkeypatch):
     daily = small_settings(tmp_path / "daily", monkeypatch)
     for d in days: run_day(daily, d)
     assert tables_content(s) == tables_content(daily)
+
+
+def kernel_children() -> list[int]:
+    "Kernel processes this process started that are still alive."
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try: fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError: continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"ipykernel" in (stat.parent / "cmdline").read_bytes(): pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_step_kernel_loads_imports_ahead_and_ends_without_teardown(tmp_path):
+    "A kernel started ahead has its notebook's top-level imports loaded before any cell runs; asked to end, it is gone in well under a second."
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from trakt_nb.run import StepKernel, kernel_ready
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import json\nfrom trakt_nb import semantic\nif False:\n    import trakt_nb.ingest")])
+    nbformat.write(nb, str(tmp_path / "n.ipynb"))
+    k = StepKernel(tmp_path / "n.ipynb")
+    try:
+        run_sync(k.warm)()
+        kc = k.km.client()
+        kc.start_channels()
+        run_sync(kernel_ready)(kc)
+        kc.stop_channels()
+        from jupyter_client.blocking import BlockingKernelClient
+        bc = BlockingKernelClient(); bc.load_connection_info(k.km.get_connection_info()); bc.start_channels()
+        seen = bc.execute_interactive("import sys, os; r = ('trakt_nb.semantic' in sys.modules, 'trakt_nb.ingest' in sys.modules, os.getcwd())",
+                                      user_expressions={"r": "r"}, timeout=60)["content"]["user_expressions"]["r"]["data"]["text/plain"]
+        bc.stop_channels()
+        assert seen == repr((True, False, str(tmp_path)))  # preloaded; the import under `if` left alone; the kernel runs in the notebook's folder
+        proc, conn = k.km.provisioner.process, Path(k.km.connection_file)
+        t = time.monotonic(); k.stop()
+        assert proc.poll() == 0 and time.monotonic() - t < 5 and not conn.exists()  # left by itself (exit 0), not killed
+    finally:
+        k.stop(kill=True)
+    assert kernel_children() == []
+
+
+def test_unused_kernel_is_killed(tmp_path):
+    "A kernel started ahead for a step that will not run is killed at once, even while it is still loading its imports."
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from trakt_nb.run import StepKernel
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import trakt_nb.model, trakt_nb.charts")]), str(tmp_path / "n.ipynb"))
+    k = StepKernel(tmp_path / "n.ipynb")
+    run_sync(k.start)()
+    proc = k.km.provisioner.process
+    t = time.monotonic(); k.stop(kill=True)
+    assert proc.poll() is not None and time.monotonic() - t < 3 and kernel_children() == []
 
 
 def tables_content(s) -> dict:

@@ -28,14 +28,16 @@ from .model import ModelSummary
 __all__ = ['SILVER', 'LAST_LOAD_ID', 'CONTRACT', 'GOLD_FACT', 'lake_table', 'build_lake_silver', 'build_lake_gold',
            'build_lake_model']
 
-# %% ../notebooks/28_lake_model.ipynb #d76db73f
-def lake_table(b: ibis.BaseBackend, lake: Lake, name: str) -> ir.Table:
+# %% ../notebooks/28_lake_model.ipynb #4a205469
+def lake_table(b: ibis.BaseBackend, lake: Lake, name: str,
+               where: list | None = None,  # read only the files that may hold such rows (the rows still need filtering)
+              ) -> ir.Table:
     "The lake table `name` as a table of backend `b`."
-    alias = name.replace(".", "__")
-    files = lake.data_files(name)
-    return table_from_files(b, alias, files) if files else table_from_arrow(b, alias, lake.to_arrow(name))
+    alias = name.replace(".", "__") + ("" if not where else "_" + str(abs(hash(repr(where)))))
+    files = lake.data_files(name, where)
+    return table_from_files(b, alias, files) if files else table_from_arrow(b, alias, lake.to_arrow(name, where))
 
-# %% ../notebooks/28_lake_model.ipynb #6ad3b8b1
+# %% ../notebooks/28_lake_model.ipynb #d92afe7a
 SILVER = {"history": "silver.stg_trakt__comment_event_history", "current": "silver.stg_trakt__comment_event",
           "rating_dist": "silver.stg_trakt__rating_dist", "dim_title": "silver.dim_title"}
 LAST_LOAD_ID, CONTRACT = "trakt_nb.last_load_id", "trakt_nb.contract"
@@ -61,13 +63,13 @@ def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = Fals
     fields = comment_contract(schemas_dir)
     columns, sig = EVENT_COLUMNS + [f["silver_column"] for f in fields], contract_signature(fields)
     top = published_load_id(lake)
-    pages = lake_table(b, lake, BRONZE_PAGES)
     out = {"loads": {}}
     for key, name in SILVER.items():
         since = _since(lake, name, sig, full_refresh)
         if since is not None and since >= top: out[key] = 0; continue
-        batch = pages if since is None else pages.filter(_.load_id > since)
-        batch = batch.filter(_.load_id <= top)
+        if key == "dim_title": since = None  # rebuilt from all of bronze
+        pages = lake_table(b, lake, BRONZE_PAGES, None if since is None else [("load_id", ">", since)])
+        batch = (pages if since is None else pages.filter(_.load_id > since)).filter(_.load_id <= top)
         props = {LAST_LOAD_ID: top, CONTRACT: sig}
         if key == "history":
             v = day_versions(flatten_comments(batch, fields), columns)
@@ -79,7 +81,7 @@ def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = Fals
         elif key == "rating_dist":
             arrow, keys = to_arrow(rating_dist(batch)), ["title_kind", "title_id_trakt", "snapshot_date"]
         else:  # dim_title: a title's latest summary and TMDb pages, from all of bronze
-            arrow, keys, since = to_arrow(dim_title(pages.filter(_.resource_kind.isin(["summary", "tmdb"]), _.load_id <= top))), None, None
+            arrow, keys = to_arrow(dim_title(batch.filter(_.resource_kind.isin(["summary", "tmdb"])))), None
         if since is None: lake.overwrite(name, arrow, props)
         else: lake.upsert(name, arrow, keys, props)
         out[key], out["loads"][key] = arrow.num_rows, [0 if since is None else since + 1, top]

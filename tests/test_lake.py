@@ -226,6 +226,24 @@ def test_killed_ingest_resumes_to_the_same_lake_bronze(tmp_path, serve):
     assert not t[t.unit_key.notna()].duplicated().any()  # no page twice
 
 
+def test_model_publishes_what_ingest_left_in_the_outbox(tmp_path):
+    "Pages a run committed but never published (killed before its publish) reach the lake when the model step starts."
+    import asyncio
+    from trakt_nb.ingest import ingest_async
+    s = lake_settings(tmp_path, "delta").replace(replay={"movies": 2, "shows": 1, "comments_per_title": 100}, titles={"trending_top_n": 1})
+    asyncio.run(ingest_async(s, D1, in_process=True, progress=False))  # the library call: bronze in DuckDB, no publish
+    con = connect(s, read_only=True)
+    want = set(con.execute("SELECT payload_sha256 FROM bronze.trakt_pages").fetchall())
+    n = con.execute("SELECT count(*) FROM bronze.trakt_pages").fetchone()[0]
+    con.close()
+    assert want and not open_lake(s).exists(BRONZE_PAGES)
+    build_model(s, D1)
+    lake = open_lake(s)
+    assert set((r,) for r in lake.to_arrow(BRONZE_PAGES, columns=["payload_sha256"]).column(0).to_pylist()) == want
+    assert lake.count(BRONZE_PAGES) == n
+    assert lake.count("gold.mart_title_quadrant") > 0
+
+
 _KILL_AFTER_COMMIT = """
 import os, signal, sys
 import trakt_nb.lake as lake

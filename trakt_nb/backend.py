@@ -23,7 +23,7 @@ from .config import Settings, UserError, get_logger
 __all__ = ['SPARK_CONF', 'LOCAL_CONF', 'JSON_COLUMNS', 'compute_backend', 'stop_backend', 'table_from_files', 'table_from_arrow',
            'to_arrow', 'cache_table']
 
-# %% ../notebooks/12_backend.ipynb #eac347c8
+# %% ../notebooks/12_backend.ipynb #ad2f70e2
 SPARK_CONF = {  # every master
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -54,7 +54,10 @@ def _spark_session(master: str):
 
 def compute_backend(s: Settings) -> ibis.BaseBackend:
     "The Ibis backend `[model] backend` names: DuckDB in memory, or PySpark on `[model] spark_master`."
-    if s.model.backend == "duckdb": return ibis.duckdb.connect()
+    if s.model.backend == "duckdb":
+        b = ibis.duckdb.connect()
+        b.raw_sql("SET TimeZone = 'UTC'")  # days of UTC timestamps are UTC days, as in the warehouse connection and on Spark
+        return b
     session = _spark_session(s.model.spark_master)
     get_logger("trakt_nb.backend").info("spark_started", master=s.model.spark_master, version=session.version)
     return ibis.pyspark.connect(session)

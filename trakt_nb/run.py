@@ -225,7 +225,7 @@ def _papermill_engine() -> str:
     papermill_engines.register("trakt_nb", StepKernelEngine)
     return "trakt_nb"
 
-# %% ../notebooks/45_run.ipynb #a66061e5
+# %% ../notebooks/45_run.ipynb #8037e7ef
 @dataclass
 class StepResult:
     "How one pipeline notebook ran."
@@ -308,6 +308,7 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) ->
                 except UserError: pass
                 raise UserError(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
             bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
+            if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
             if err is None:
                 res.steps.append(StepResult(name, "succeeded", round(time.monotonic() - t1, 3), started_at=step_start))
                 if name == "20_model":  # the data tests write to the warehouse: the model's kernel must be gone
@@ -338,6 +339,10 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) ->
         where = out / ("health.html" if bad.name == "quality" else bad.name + ".ipynb")
         raise StepFailed(f"{bad.error}; see {where}, fix it and run the same command again to resume.")
     return res
+
+def _vega_head() -> str:
+    from trakt_nb.charts import vega_bundle_script
+    return vega_bundle_script()
 
 def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."

@@ -109,7 +109,7 @@ def step_imports(nb_path: Path) -> list[str]:
             mods += [n for n in names if n not in mods]
     return mods
 
-# %% ../notebooks/45_run.ipynb #e44712a2
+# %% ../notebooks/45_run.ipynb #8d3fae68
 _WARM = """def _trakt_nb_warm(mods):
     import importlib
     for m in mods:
@@ -175,6 +175,7 @@ async def start_ahead(kernels: list[StepKernel]):
     "Start the kernels one after the other, each once the one before has loaded its imports: one kernel warms at a time."
     for k in kernels: await k.warm()
 
+# %% ../notebooks/45_run.ipynb #0f31fac8
 async def kernel_ready(kc, timeout_s: float = 60.0):
     "Wait until a kernel answers `kernel_info` on shell and its idle status for it arrives on IOPub: from then on no output can be missed."
     from queue import Empty

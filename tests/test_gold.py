@@ -169,3 +169,44 @@ def test_gold_runs_on_a_duckdb_file(tmp_path):
         sql = ibis.to_sql(pairs[name][0], dialect="duckdb")
         assert len(raw.sql(sql).fetchall()) == len(pairs[name][1].to_pandas()), name
     raw.close()
+
+
+# comment versions: (title, created day, user, likes on each seen day, days after creation it was first seen, days between sightings, edit)
+version = st.tuples(st.integers(1, 3), st.integers(0, 20), st.sampled_from("abcd"), st.lists(st.integers(0, 9), min_size=1, max_size=3),
+                    st.integers(0, 12), st.integers(1, 4), st.booleans())
+
+
+def _history(comments) -> ibis.Table:
+    "A silver comment history (the columns gold reads) from generated comments: one row per comment and day it was seen."
+    rows = []
+    for cid, (title, day, user, likes, late, gap, edited) in enumerate(comments, 1):
+        created = dt.datetime.combine(BASE + dt.timedelta(days=day), dt.time(10), dt.timezone.utc)
+        for k, lk in enumerate(likes):
+            seen = BASE + dt.timedelta(days=day + late + k * gap)
+            rows.append(dict(comment_id=cid, is_reply=cid % 4 == 0, title_kind="movie" if title < 3 else "show", title_id_trakt=title,
+                             user_slug=user, created_at=created, updated_at=created + dt.timedelta(hours=k if edited else 0),
+                             created_date=created.date(), word_count=5 + k, is_review=False, is_spoiler=k == 2, likes=lk, replies=k,
+                             user_rating=lk if lk > 3 else None, seen_date=seen,
+                             fetched_at=dt.datetime.combine(seen + dt.timedelta(days=1), dt.time(6), dt.timezone.utc)))
+    schema = {"comment_id": "int64", "is_reply": "boolean", "title_kind": "string", "title_id_trakt": "int64", "user_slug": "string",
+              "created_at": "timestamp('UTC')", "updated_at": "timestamp('UTC')", "created_date": "date", "word_count": "int32",
+              "is_review": "boolean", "is_spoiler": "boolean", "likes": "int64", "replies": "int64", "user_rating": "int32",
+              "seen_date": "date", "fetched_at": "timestamp('UTC')"}
+    return ibis.memtable(pd.DataFrame(rows), schema=schema)
+
+
+@pytest.mark.slow
+@PROPS
+@given(st.lists(version, min_size=1, max_size=25), st.integers(0, 30), st.integers(0, 8))
+def test_engagement_changes_bring_the_fact_up_to_date(comments, since_off, days):
+    "The series as of `since` with `engagement_changes` applied equals the series computed in full as of a later day: late, edited and new comments, new titles, moved first days."
+    from trakt_nb.gold_engagement import apply_engagement_changes, engagement_changes
+    from trakt_nb.silver import comment_events_as_of
+    hist = _history(comments)
+    since, as_of = BASE + dt.timedelta(days=since_off), BASE + dt.timedelta(days=since_off + days)
+    prev = daily_engagement(comment_events_as_of(hist, since), since)
+    prev = ibis.memtable(prev.to_pyarrow())  # stored, as the warehouse holds it
+    changes = engagement_changes(prev, hist, since, as_of)
+    got = apply_engagement_changes(prev, changes).to_pandas()
+    want = daily_engagement(comment_events_as_of(hist, as_of), as_of).to_pandas()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)

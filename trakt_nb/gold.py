@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = []
 
-# %% ../notebooks/29_gold.ipynb #f944d6c4
-from .gold_engagement import TITLE_KEY, as_date, daily_engagement
+# %% ../notebooks/29_gold.ipynb #9171f630
+from .gold_engagement import TITLE_KEY, as_date, daily_engagement, engagement_changes, apply_engagement_changes
 from .gold_quadrant import quadrant
 from .gold_half_life import half_life, half_life_cohort_trend
 from .gold_hold_up import hold_up
 from .gold_rating import rating_trend
 
-__all__ = ["TITLE_KEY", "as_date", "daily_engagement", "quadrant", "half_life", "half_life_cohort_trend", "hold_up", "rating_trend"]
+__all__ = ["TITLE_KEY", "as_date", "daily_engagement", "engagement_changes", "apply_engagement_changes", "quadrant", "half_life", "half_life_cohort_trend", "hold_up", "rating_trend"]

@@ -290,3 +290,25 @@ def test_missing_extra_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_deltalake)
     with pytest.raises(UserError, match=r'pip install -e "\.\[lake\]"'):
         open_lake(lake_settings(tmp_path, "delta"))
+
+
+@pytest.mark.slow
+def test_daily_run_on_iceberg_serves_the_lake_to_the_reports(tmp_path, monkeypatch):
+    "`trakt-nb run` with storage = iceberg: every step succeeds, and the DuckDB file's gold is a view of the lake's."
+    from test_run import DAY as RUN_DAY, small_settings
+    from trakt_nb.run import run_day
+    s = small_settings(tmp_path, monkeypatch, TRAKT_NB_STORAGE_STORAGE="iceberg", TRAKT_NB_STORAGE_LAKE=str(tmp_path / "lake"))
+    res = run_day(s, RUN_DAY)
+    assert res.status == "succeeded", [(st.name, st.status, st.error) for st in res.steps]
+    assert [st.name for st in res.steps] == ["10_ingest", "20_model", "quality", "30_quadrants", "31_half_life"]
+    con = connect(s, read_only=True)
+    try:
+        kinds = dict(con.execute("""SELECT table_schema || '.' || table_name, table_type FROM information_schema.tables
+                                    WHERE table_schema IN ('silver', 'gold')""").fetchall())
+        served = con.sql("SELECT * FROM gold.mart_title_quadrant").to_arrow_table().to_pandas()
+        metric_rows = con.sql('SELECT count(*) FROM metrics."breadth"').fetchone()[0]
+    finally: con.close()
+    assert kinds and set(kinds.values()) == {"VIEW"} and "gold.mart_title_quadrant" in kinds
+    assert_same(served, open_lake(s).to_arrow("gold.mart_title_quadrant").to_pandas(), "served quadrant mart")
+    assert len(served) > 0 and metric_rows > 0
+    assert "Breadth" in (s.storage.reports_dir / RUN_DAY.isoformat() / "30_quadrants.html").read_text()

@@ -375,7 +375,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'trakt_nb.lake_model': { 'trakt_nb.lake_model._empty_select': ('lake_model.html#_empty_select', 'trakt_nb/lake_model.py'),
                                      'trakt_nb.lake_model._merge_current': ('lake_model.html#_merge_current', 'trakt_nb/lake_model.py'),
                                      'trakt_nb.lake_model._since': ('lake_model.html#_since', 'trakt_nb/lake_model.py'),
-                                     'trakt_nb.lake_model._sql_str': ('lake_model.html#_sql_str', 'trakt_nb/lake_model.py'),
                                      'trakt_nb.lake_model.build_lake_gold': ('lake_model.html#build_lake_gold', 'trakt_nb/lake_model.py'),
                                      'trakt_nb.lake_model.build_lake_model': ('lake_model.html#build_lake_model', 'trakt_nb/lake_model.py'),
                                      'trakt_nb.lake_model.build_lake_silver': ( 'lake_model.html#build_lake_silver',

@@ -77,6 +77,7 @@ def publish(size: int, src: Path) -> dict:
         con.close()
         return {"cached": True}
     shutil.rmtree(lake_dir, ignore_errors=True)
+    con.execute("SET arrow_large_buffer_size = true")  # one publish of all pages: over 2 GB of JSON text from 3M comments on
     t0 = time.perf_counter()
     out = publish_bronze(s, con=con, prune=False)
     con.close()

@@ -184,6 +184,28 @@ def test_step_kernel_loads_imports_ahead_and_ends_without_teardown(tmp_path):
     assert kernel_children() == []
 
 
+def test_kernel_dying_while_loading_fails_fast(tmp_path):
+    "A kernel that dies while loading its imports neither holds up the kernels after it nor makes the step wait for it."
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from trakt_nb.run import StepKernel, kernel_ready
+    (tmp_path / "dies_on_import.py").write_text("import os\nos._exit(3)\n")  # the kernel runs in the notebook's folder
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import dies_on_import")]), str(tmp_path / "n.ipynb"))
+    k = StepKernel(tmp_path / "n.ipynb")
+    try:
+        t = time.monotonic()
+        run_sync(k.warm)()
+        assert k.km.provisioner.process.poll() == 3 and time.monotonic() - t < 30
+        kc = k.km.client(); kc.start_channels()
+        with pytest.raises(RuntimeError, match="died"):
+            run_sync(kernel_ready)(kc)
+        kc.stop_channels()
+        assert time.monotonic() - t < 40
+    finally:
+        k.stop(kill=True)
+    assert kernel_children() == []
+
+
 def test_unused_kernel_is_killed(tmp_path):
     "A kernel started ahead for a step that will not run is killed at once, even while it is still loading its imports."
     import nbformat

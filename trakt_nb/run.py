@@ -109,7 +109,7 @@ def step_imports(nb_path: Path) -> list[str]:
             mods += [n for n in names if n not in mods]
     return mods
 
-# %% ../notebooks/45_run.ipynb #8d3fae68
+# %% ../notebooks/45_run.ipynb #2f015986
 _WARM = """def _trakt_nb_warm(mods):
     import importlib
     for m in mods:
@@ -145,8 +145,9 @@ class StepKernel:
     async def warm(self, timeout_s: float = 300.0):
         "Start the kernel if need be, and wait (without blocking the event loop) until it has loaded its imports."
         await self.start()
-        t = time.monotonic()
+        t, proc = time.monotonic(), getattr(self.km.provisioner, "process", None)
         while self._kc is not None and not self._kc.shell_channel.msg_ready() and time.monotonic() - t < timeout_s:
+            if proc is not None and proc.poll() is not None: return  # it died: the step will say so when it runs
             await asyncio.sleep(0.05)
 
     def end(self):
@@ -175,7 +176,7 @@ async def start_ahead(kernels: list[StepKernel]):
     "Start the kernels one after the other, each once the one before has loaded its imports: one kernel warms at a time."
     for k in kernels: await k.warm()
 
-# %% ../notebooks/45_run.ipynb #0f31fac8
+# %% ../notebooks/45_run.ipynb #c09d05d0
 async def kernel_ready(kc, timeout_s: float = 60.0):
     "Wait until a kernel answers `kernel_info` on shell and its idle status for it arrives on IOPub: from then on no output can be missed."
     from queue import Empty
@@ -183,7 +184,9 @@ async def kernel_ready(kc, timeout_s: float = 60.0):
     while time.monotonic() < deadline:
         sent.add(kc.kernel_info())  # a kernel still loading its imports answers late: any of the requests will do
         try: reply = await kc.shell_channel.get_msg(timeout=1)
-        except Empty: continue
+        except Empty:
+            if not await kc.is_alive(): raise RuntimeError("The kernel died before it was ready.") from None
+            continue
         if reply["parent_header"].get("msg_id") not in sent: continue
         until = time.monotonic() + 0.5  # IOPub is a subscription: if it was not live when the status went out, ask again
         while (left := until - time.monotonic()) > 0:

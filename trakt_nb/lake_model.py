@@ -120,7 +120,7 @@ def build_lake_gold(b: ibis.BaseBackend, lake: Lake, as_of: dt.date, s: Settings
     rows["fct_title_daily_engagement"] = lake.count(GOLD_FACT)
     return rows
 
-# %% ../notebooks/28_lake_model.ipynb #66cf45e8
+# %% ../notebooks/28_lake_model.ipynb #69180051
 def _empty_select(con, arrow: pa.Table) -> str:
     "A SELECT of no rows with the columns and DuckDB types of `arrow`."
     rel = con.from_arrow(arrow)
@@ -140,9 +140,9 @@ def serve_lake(con,                    # a DuckDB connection to the warehouse fi
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
                            [schema, table]).fetchone()
-        if kind and kind[0] != "VIEW":
-            raise UserError(f"The warehouse {con.execute('PRAGMA database_list').fetchone()[2]} already holds a table {name} from "
-                            f"[storage] storage = duckdb; use a new warehouse file for the lake (set [storage] warehouse).")
+        if kind and kind[0] != "VIEW":  # derived by an earlier `storage = duckdb` run; the lake now holds its rebuild
+            con.execute(f'DROP TABLE {schema}."{table}"')
+            get_logger("trakt_nb.lake_model").warning("duckdb_table_replaced_by_lake_view", table=name)
         files = lake.data_files(name)
         body = (f"SELECT * FROM read_parquet([{', '.join(_sql_literal(str(f)) for f in files)}], union_by_name = true)" if files
                 else _empty_select(con, lake.to_arrow(name)))

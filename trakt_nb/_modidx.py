@@ -361,6 +361,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'trakt_nb.lake._aligned': ('lake.html#_aligned', 'trakt_nb/lake.py'),
                                'trakt_nb.lake._arrow_filter': ('lake.html#_arrow_filter', 'trakt_nb/lake.py'),
                                'trakt_nb.lake._check_where': ('lake.html#_check_where', 'trakt_nb/lake.py'),
+                               'trakt_nb.lake._chunks': ('lake.html#_chunks', 'trakt_nb/lake.py'),
                                'trakt_nb.lake._may_match': ('lake.html#_may_match', 'trakt_nb/lake.py'),
                                'trakt_nb.lake._outbox_pages': ('lake.html#_outbox_pages', 'trakt_nb/lake.py'),
                                'trakt_nb.lake._props': ('lake.html#_props', 'trakt_nb/lake.py'),

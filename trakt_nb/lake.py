@@ -19,8 +19,8 @@ from .config import Settings, UserError, get_logger
 from .bronze import PAGE_COLUMNS, connect, table_exists, transaction, warehouse_lock
 
 # %% auto #0
-__all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'Lake', 'IcebergLake', 'DeltaLake', 'open_lake',
-           'published_load_id', 'publish_bronze']
+__all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'PUBLISH_CHUNK_BYTES', 'Lake', 'IcebergLake', 'DeltaLake',
+           'open_lake', 'published_load_id', 'publish_bronze']
 
 # %% ../notebooks/09_lake.ipynb #1bd2e214
 LAKE_FORMATS = ("iceberg", "delta")
@@ -290,7 +290,7 @@ def open_lake(s: Settings) -> Lake | None:
     except ImportError as e:
         raise UserError(f"[storage] storage = {st.storage} needs the lake extra ({e.name or e}); install it with `pip install -e \".[lake]\"`.") from None
 
-# %% ../notebooks/09_lake.ipynb #f2a9f65a
+# %% ../notebooks/09_lake.ipynb #9006c183
 BRONZE_PAGES = "bronze.trakt_pages"
 PUBLISHED_LOAD_ID = "trakt_nb.published_load_id"
 
@@ -302,6 +302,20 @@ def _outbox_pages(con, since: int, top: int) -> pa.Table:
     cols = ", ".join("payload::VARCHAR AS payload" if c == "payload" else c for c in PAGE_COLUMNS)
     return con.execute(f"""SELECT {cols}, (fetched_at AT TIME ZONE 'UTC')::DATE AS fetched_day FROM bronze.trakt_pages
                            WHERE load_id > $1 AND load_id <= $2 ORDER BY load_id, fetched_at""", [since, top]).to_arrow_table()
+
+PUBLISH_CHUNK_BYTES = 256 * 2**20  # payload bytes per lake commit: Arrow's plain strings hold 2 GB, and memory stays bounded
+
+def _chunks(con, since: int, top: int, limit: int | None = None) -> list[tuple[int, int]]:
+    "Ranges (after, up to] of whole loads above `since`, each under `limit` payload bytes (a larger load alone)."
+    limit = limit or PUBLISH_CHUNK_BYTES
+    sizes = con.execute("""SELECT load_id, sum(strlen(payload::VARCHAR)) FROM bronze.trakt_pages
+                           WHERE load_id > $1 AND load_id <= $2 GROUP BY 1 ORDER BY 1""", [since, top]).fetchall()
+    out, lo, acc = [], since, 0
+    for i, (load, n) in enumerate(sizes):
+        if acc and acc + n > limit: out.append((lo, sizes[i - 1][0])); lo, acc = sizes[i - 1][0], 0
+        acc += n
+    if sizes: out.append((lo, sizes[-1][0]))
+    return out
 
 def _prune_outbox(con, published: int) -> int:
     "Delete published pages from DuckDB, keeping the two newest run dates and the newest load."
@@ -321,10 +335,10 @@ def _publish(lake: Lake, con, prune: bool) -> dict:
     if since > top:
         raise UserError(f"The lake {lake.root} already holds bronze loads up to {since} but the warehouse's newest is {top}: "
                         "this warehouse is not the one that fed this lake; point [storage] warehouse or lake at the matching pair.")
-    if top > since:
-        pages = _outbox_pages(con, since, top)
-        lake.append(BRONZE_PAGES, pages, props={PUBLISHED_LOAD_ID: top}, partition_by=["fetched_day"])
-        out.update(published_pages=pages.num_rows, published_load_id=top)
+    for lo, hi in _chunks(con, since, top):  # each chunk one lake commit carrying its own top load: exactly once, bounded memory
+        pages = _outbox_pages(con, lo, hi)
+        lake.append(BRONZE_PAGES, pages, props={PUBLISHED_LOAD_ID: hi}, partition_by=["fetched_day"])
+        out.update(published_pages=out["published_pages"] + pages.num_rows, published_load_id=hi)
     if prune: out["pruned_pages"] = _prune_outbox(con, out["published_load_id"])
     get_logger("trakt_nb.lake").info("bronze_published", format=lake.format, **out)
     return out

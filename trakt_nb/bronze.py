@@ -204,7 +204,7 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
-# %% ../notebooks/07_bronze.ipynb #b3b8c41b
+# %% ../notebooks/07_bronze.ipynb #f3645481
 _LEDGER_UPSERT = """
 INSERT INTO bronze.ingest_ledger BY NAME SELECT * FROM _bronze_ledger_batch
 ON CONFLICT (run_date, unit_key) DO UPDATE SET
@@ -246,10 +246,7 @@ class BronzeWriter:
         if batch_pages < 1: raise ValueError("batch_pages must be at least 1")
         self.con, self.run_id, self.run_date, self.batch_pages = con, str(run_id), _as_date(run_date), batch_pages
         self.flush_every_s, self._last_flush = flush_every_s, time.monotonic()
-        self._pages, self._quarantine, self._planned = [], [], []
-        self._ledger: dict[str, dict] = {}
-        self._drift: dict[tuple, list] = {}
-        self._bytes = 0
+        self._clear()
         self.load_ids: list[int] = []  # load_id of every flush of this writer that wrote pages
         self.stats = {"pages": 0, "quarantined": 0, "flushes": 0, "payload_bytes": 0}
 
@@ -320,10 +317,22 @@ class BronzeWriter:
         "Buffer a ledger entry marking a unit done that has no page of its own (e.g. a finished crawl); it commits with the next batch."
         self._merge_ledger(self._unit(unit, {}, "done"))
 
+    def add_state(self, key: str, value: Any):
+        "Buffer a `bronze.state` value; it commits with the next batch, together with the pages it was derived from."
+        try: orjson.dumps(value)
+        except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
+        self._state[key] = value
+
+    def _clear(self):
+        self._pages, self._quarantine, self._planned, self._bytes = [], [], [], 0
+        self._ledger: dict[str, dict] = {}
+        self._drift: dict[tuple, list] = {}
+        self._state: dict[str, Any] = {}
+
     @property
     def pending(self) -> int:
         "Rows buffered and not yet written."
-        return len(self._pages) + len(self._quarantine) + len(self._planned) + len(self._ledger) + len(self._drift)
+        return len(self._pages) + len(self._quarantine) + len(self._planned) + len(self._ledger) + len(self._drift) + len(self._state)
 
     def _write(self, name: str, rows: list[dict], schema: pa.Schema, sql: str, *params):
         self.con.register(name, _table(rows, schema))
@@ -350,16 +359,17 @@ class BronzeWriter:
                 rows = [{"resource": k[0], "json_path": k[1], "json_type": k[2], "count": v[0], "first_seen": v[1], "last_seen": v[2]}
                         for k, v in self._drift.items()]
                 self._write("_bronze_drift_batch", rows, _DRIFT_ARROW, _DRIFT_UPSERT)
+            for k, v in self._state.items(): set_state(con, k, v)
         self.stats["pages"] += len(self._pages); self.stats["quarantined"] += len(self._quarantine)
         self.stats["flushes"] += 1; self.stats["payload_bytes"] += self._bytes
         if load_id is not None: self.load_ids.append(load_id)
         self._last_flush = time.monotonic()
-        self._pages, self._quarantine, self._planned, self._ledger, self._drift, self._bytes = [], [], [], {}, {}, 0
+        self._clear()
         return load_id
 
     def discard(self):
         "Drop everything buffered without writing it."
-        self._pages, self._quarantine, self._planned, self._ledger, self._drift, self._bytes = [], [], [], {}, {}, 0
+        self._clear()
 
     def __enter__(self): return self
     def __exit__(self, exc_type, exc, tb):

@@ -35,7 +35,7 @@ run: setup
 ## every check CI runs
 test: setup java browser check-sync check-clean
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not reliability_full" tests notebooks --nbval-lax
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -m "not reliability_full" tests notebooks --nbval-lax
 
 ## the library must be exactly the export of the notebooks
 check-sync: setup

@@ -13,10 +13,10 @@ from ibis import _
 from trakt_nb.backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
 from trakt_nb.bronze import connect
 from trakt_nb.config import load_settings
-from trakt_nb.gold import daily_engagement, half_life, half_life_cohort_trend, hold_up, quadrant, rating_trend
+from trakt_nb.gold import daily_engagement
 from trakt_nb.gold_engagement import GOLD_EVENT_COLUMNS, apply_engagement_changes, engagement_changes
 from trakt_nb.ingest import ingest
-from trakt_nb.model import MARTS, build_model
+from trakt_nb.model import MARTS, build_model, gold_marts, half_life_of
 from trakt_nb.silver import (EVENT_COLUMNS, comment_contract, comment_events_as_of, day_versions, dim_title, flatten_comments,
                              latest_version, rating_dist)
 
@@ -73,17 +73,8 @@ def model_tables(b, pages, s) -> dict[tuple[str, dt.date | None], pa.Table]:
             out[("fct_title_daily_engagement incremental", d)] = to_arrow(
                 apply_engagement_changes(prev[1], engagement_changes(prev[1], gold_history, prev[0], d)).mutate(as_of_date=d))
         prev = (d, eng)
-        hl = cache_table(b, f"half_life_{d:%Y%m%d}", half_life(eng, d, horizon_days=m.half_life_horizon_days, min_weeks=m.half_life_min_weeks,
-                                                   min_comments=m.half_life_min_comments))
-        marts = {
-            "mart_title_quadrant": quadrant(eng, d, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events),
-            "mart_title_half_life": hl,
-            "mart_title_hold_up": hold_up(eng, d, window_days=m.hold_up_window_days, min_ratio=m.hold_up_min_ratio,
-                                          max_rating_drop=m.hold_up_max_rating_drop, min_ratings=m.rating_min_count),
-            "mart_title_rating_trend": rating_trend(ratings, d),
-            "mart_half_life_cohort_trend": half_life_cohort_trend(hl),
-            "fct_title_daily_engagement": eng.mutate(as_of_date=d),
-        }
+        hl = cache_table(b, f"half_life_{d:%Y%m%d}", half_life_of(eng, d, m))
+        marts = {**gold_marts(eng, events, hl, ratings, d, m), "fct_title_daily_engagement": eng.mutate(as_of_date=d)}
         out |= {(n, d): to_arrow(e) for n, e in marts.items()}
     return out
 

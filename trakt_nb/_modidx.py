@@ -585,6 +585,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.run._quality_step': ('run.html#_quality_step', 'trakt_nb/run.py'),
                               'trakt_nb.run._refresh_latest': ('run.html#_refresh_latest', 'trakt_nb/run.py'),
                               'trakt_nb.run._render_pages': ('run.html#_render_pages', 'trakt_nb/run.py'),
+                              'trakt_nb.run._run_day': ('run.html#_run_day', 'trakt_nb/run.py'),
                               'trakt_nb.run._runs': ('run.html#_runs', 'trakt_nb/run.py'),
                               'trakt_nb.run._slo_fact': ('run.html#_slo_fact', 'trakt_nb/run.py'),
                               'trakt_nb.run._user_error_names': ('run.html#_user_error_names', 'trakt_nb/run.py'),

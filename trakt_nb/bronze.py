@@ -440,17 +440,18 @@ def set_state(con: duckdb.DuckDBPyConnection, key: str, value: Any):
     except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
     con.execute("INSERT OR REPLACE INTO bronze.state (key, value, updated_at) VALUES ($1, $2, $3)", [key, text, _now()])
 
-# %% ../notebooks/07_bronze.ipynb #7f837ce5
+# %% ../notebooks/07_bronze.ipynb #a227274e
 @contextlib.contextmanager
 def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or path); ":memory:" needs no lock
                    wait_s: float = 0,  # how long to wait for another run to finish
+                   suffix: str = ".lock",  # the lock file is `<warehouse><suffix>` (the daily runner holds `.run.lock` as well)
                   ) -> Iterator[Path | None]:
     "Hold an exclusive OS lock on `<warehouse>.lock` while the block runs."
     wh = _warehouse_path(path)
     if wh is None:
         yield None
         return
-    lock = wh.with_name(wh.name + ".lock")
+    lock = wh.with_name(wh.name + suffix)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:

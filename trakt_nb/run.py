@@ -229,7 +229,7 @@ def _papermill_engine() -> str:
     papermill_engines.register("trakt_nb", StepKernelEngine)
     return "trakt_nb"
 
-# %% ../notebooks/45_run.ipynb #8037e7ef
+# %% ../notebooks/45_run.ipynb #3f0e7f65
 @dataclass
 class StepResult:
     "How one pipeline notebook ran."
@@ -261,13 +261,19 @@ def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
 
 def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) -> RunResult:
     "Run the pipeline notebooks for `run_date` into `reports/D/`, render pages, update the index."
-    import papermill as pm
-    from jupyter_core.utils import run_sync
-    from papermill.exceptions import PapermillExecutionError
+    from trakt_nb.bronze import warehouse_lock
     from trakt_nb.config import trakt_client_id
     from trakt_nb.ingest import preflight
     trakt_client_id(s)  # live mode without a key: one sentence before anything is written
     if "10_ingest" in steps: preflight(s, run_date)  # a first run: an unknown title or a rejected key, before any kernel starts
+    # one daily run per warehouse at a time, for its whole length: the steps take the warehouse lock only while they
+    # write, so between two steps a second run would otherwise find it free and write into (or clean up) the same folders
+    with warehouse_lock(s, suffix=".run.lock"): return _run_day(s, run_date, steps, echo)
+
+def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
+    import papermill as pm
+    from jupyter_core.utils import run_sync
+    from papermill.exceptions import PapermillExecutionError
     where = f"the replay API (seed {s.replay.seed})" if s.run.source == "replay" and not s.replay.url else (s.replay.url or s.trakt.base_url)
     echo(f"run {run_date} from {where} into {s.storage.warehouse}")
     out = s.storage.reports_dir / run_date.isoformat()
@@ -304,12 +310,7 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) ->
                 run_sync(cancel)(ahead)
                 for k in kernels: k.stop(kill=True)
                 render.shutdown(wait=True)
-                try:  # only when no other run is using them: a concurrent run may be writing into the same folders
-                    from trakt_nb.bronze import warehouse_lock
-                    lock_file = s.storage.warehouse.with_name(s.storage.warehouse.name + ".lock")
-                    with (warehouse_lock(s) if lock_file.exists() else contextlib.nullcontext()):  # no lock file: no other run
-                        for p in created: shutil.rmtree(p, ignore_errors=True)
-                except UserError: pass
+                for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
                 raise UserError(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
             bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
             if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done

@@ -525,12 +525,18 @@ def _measure(kind: str, db: Path, as_of: dt.date) -> dict:
     return _child(["--run", kind, "--db", str(db), "--as-of", as_of.isoformat()])
 
 
-def run_size(size: int, incremental: bool, keep: bool) -> list[dict]:
-    "Every variant of one size; checks that the variants agree."
+def _bronze_announced(size: int, extra: str = ""):
+    "The size's cached bronze file (generated if missing), with one line saying what it holds."
     src, info, cached = bronze_file(size)
     print(f"\n{size:,}: {info['comments_D']:,} comments up to {D} in {info['pages']:,} pages ({info['file_mb']:,} MB); "
           f"next day: {info['new_on_next']:,} new, {info['comments_next_load']:,} in {info['next_pages']:,} refetched pages; "
-          f"generation {info['gen_s']} s{' (cached, not redone)' if cached else ''}", flush=True)
+          f"generation {info['gen_s']} s{' (cached, not redone)' if cached else ''}{extra}", flush=True)
+    return src, info, cached
+
+
+def run_size(size: int, incremental: bool, keep: bool) -> list[dict]:
+    "Every variant of one size; checks that the variants agree."
+    src, info, cached = _bronze_announced(size)
     work = OUT / "work"
     work.mkdir(exist_ok=True)
     rows = []
@@ -568,10 +574,7 @@ def run_size(size: int, incremental: bool, keep: bool) -> list[dict]:
 
 def run_size_one_copy(size: int, keep: bool, sql: bool = True) -> list[dict]:
     "Every variant of one size on a single copy of the bronze file (for sizes whose copies would not fit on disk)."
-    src, info, cached = bronze_file(size)
-    print(f"\n{size:,}: {info['comments_D']:,} comments up to {D} in {info['pages']:,} pages ({info['file_mb']:,} MB); "
-          f"next day: {info['new_on_next']:,} new, {info['comments_next_load']:,} in {info['next_pages']:,} refetched pages; "
-          f"generation {info['gen_s']} s{' (cached, not redone)' if cached else ''}; one copy: ibis full, sql full, next day, incremental", flush=True)
+    src, info, cached = _bronze_announced(size, "; one copy: ibis full, sql full, next day, incremental")
     work = OUT / "work"
     work.mkdir(exist_ok=True)
     f = work / f"one_{size}.duckdb"

@@ -659,6 +659,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'trakt_nb.silver._merge_history': ('silver.html#_merge_history', 'trakt_nb/silver.py'),
                                  'trakt_nb.silver._newest_first': ('silver.html#_newest_first', 'trakt_nb/silver.py'),
                                  'trakt_nb.silver._parse_items': ('silver.html#_parse_items', 'trakt_nb/silver.py'),
+                                 'trakt_nb.silver._replace_rows': ('silver.html#_replace_rows', 'trakt_nb/silver.py'),
                                  'trakt_nb.silver._spark_spec': ('silver.html#_spark_spec', 'trakt_nb/silver.py'),
                                  'trakt_nb.silver._version_key': ('silver.html#_version_key', 'trakt_nb/silver.py'),
                                  'trakt_nb.silver.build_silver': ('silver.html#build_silver', 'trakt_nb/silver.py'),

@@ -164,7 +164,7 @@ def dim_title(pages: ir.Table) -> ir.Table:
     j = summary.left_join(tm, ["title_kind", "title_id_trakt"]).drop("title_kind_right", "title_id_trakt_right")
     return j.mutate(tmdb_known=j.tmdb_known.fill_null(False))
 
-# %% ../notebooks/10_silver.ipynb #c56a8e12
+# %% ../notebooks/10_silver.ipynb #c20417a4
 SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "dim_title", "load_state")
 _RESERVED = {"version_key", "load_id", "first_seen_at", "last_seen_at"}
 
@@ -248,11 +248,17 @@ def _version_key(t: ir.Table) -> ir.StringValue:
     "The key of a day version: comment id and seen date."
     return (t.comment_id.cast("string") + ":" + t.seen_date.cast("string")).name("version_key")
 
+def _replace_rows(con, table: str, source: str, key: str, columns: list[str]) -> None:
+    "Upsert `source` into `table` on `key` as a delete and an append, not an UPDATE (see below)."
+    cols = ", ".join(f'"{c}"' for c in columns)
+    con.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM {source})')
+    con.execute(f"INSERT INTO {table} BY NAME SELECT {cols} FROM {source}")
+
 def _merge_history(b, con, batch: ir.Table, columns: list[str]):
     if not table_exists(con, "silver", "stg_trakt__comment_event_history"):
         b.create_table("stg_trakt__comment_event_history", batch.select("version_key", *columns), database="silver")
         return
-    b.upsert("stg_trakt__comment_event_history", batch.select("version_key", *columns), on="version_key", database="silver")
+    _replace_rows(con, "silver.stg_trakt__comment_event_history", batch.get_name(), "version_key", ["version_key", *columns])
 
 def _current(versions: ir.Table, columns: list[str], first: str = "fetched_at", last: str = "fetched_at") -> ir.Table:
     "Each comment's newest version, with the first and last time any of its versions was seen (one window pass)."
@@ -272,7 +278,7 @@ def _merge_current(b, con, batch: ir.Table, columns: list[str]) -> int:
     merged = _current(both, columns, first="first_seen_at", last="last_seen_at")
     merged = b.create_table("_silver_merged", merged, temp=True, overwrite=True)
     try:
-        b.upsert("stg_trakt__comment_event", merged, on="comment_id", database="silver")
+        _replace_rows(con, "silver.stg_trakt__comment_event", "_silver_merged", "comment_id", [*columns, "first_seen_at", "last_seen_at"])
         return merged.count().execute()
     finally:
         con.execute("DROP TABLE IF EXISTS _silver_merged")

@@ -14,6 +14,7 @@ sampled every 0.2 s; load averages are read before and after. The run fails unle
 of D are equal row for row (floats to 9 decimals).
 
 Run from the project root:  .venv/bin/python -m bench.scale [--sizes 1e6,1e7] [--setups duckdb-file,duckdb-iceberg,spark-iceberg]
+                            [--reuse duckdb-file,duckdb-iceberg]  (take those setups from the size's last run)
 """
 from __future__ import annotations
 
@@ -153,21 +154,30 @@ def _child(args: list[str]) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def run_size(size: int, setups: list[str]) -> list[dict]:
+def _result_file(size: int, setup: str) -> Path: return WORK / f"scale_{size}_{setup}.json"
+
+
+def run_size(size: int, setups: list[str], reuse: tuple[str, ...] = ()) -> list[dict]:
     src, info, cached = bronze_file(size)
     print(f"\n{size:,}: {info['comments_D']:,} comments up to {D} in {info['pages']:,} pages ({info['file_mb']:,} MB DuckDB file)"
           f"{' (cached)' if cached else ''}", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
-    if any(x != "duckdb-file" for x in setups):
+    if any(x != "duckdb-file" and x not in reuse for x in setups):
         print("  publish to Iceberg (untimed):", _child(["--publish", str(size), "--db", str(src)]), flush=True)
     for setup in setups:
+        if setup in reuse:  # measured by an earlier run of this size: its figures and its gold Parquet files, as it saved them
+            if not _result_file(size, setup).exists(): raise SystemExit(f"--reuse {setup}: no earlier {size:,} run of it in {WORK}; run it first")
+            r = {**json.loads(_result_file(size, setup).read_text()), "reused": True}
+            print(f"  {setup:15s} {r['seconds']:8.1f} s  (reused from an earlier run)", flush=True)
+            rows.append(r); continue
         db = None
         if setup == "duckdb-file":
             db = WORK / f"scale_file_{size}.duckdb"
             shutil.copy(src, db)
         r = _child(["--run", setup, "--size", str(size)] + (["--db", str(db)] if db else []))
         if db: db.unlink()
+        _result_file(size, setup).write_text(json.dumps(r))
         print(f"  {setup:15s} {r['seconds']:8.1f} s  (silver {r['silver_s']} s, gold {r['gold_s']} s, start {r['start_s']} s)  "
               f"peak {r['peak_mb']:,} MB  load {r['load_before']} -> {r['load_after']}", flush=True)
         rows.append(r)
@@ -187,6 +197,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e6,1e7")
     ap.add_argument("--setups", default=",".join(SETUPS))
+    ap.add_argument("--reuse", default="", help="setups whose figures (and gold) are taken from the last run of the same size "
+                    "instead of measured again, e.g. to add Spark to a finished DuckDB run; the table marks them")
     ap.add_argument("--publish"); ap.add_argument("--run"); ap.add_argument("--size"); ap.add_argument("--db")
     a = ap.parse_args()
     if a.publish: print(json.dumps(publish(int(a.publish), Path(a.db)))); return
@@ -195,11 +207,11 @@ def main():
     print(f"cpus {os.cpu_count()}, memory {psutil.virtual_memory().total / 2**30:.0f} GiB, load {os.getloadavg()}")
     rows = []
     for size in [int(float(x)) for x in a.sizes.split(",")]:
-        rows += run_size(size, setups)
+        rows += run_size(size, setups, tuple(x for x in a.reuse.split(",") if x))
     print("\n| comments | setup | build s | silver s | gold s | Spark start s | × duckdb-file | peak MB | load 1-min before → after |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['size']:,} | {r['setup']} | {r['seconds']} | {r['silver_s']} | {r['gold_s']} | {r['start_s'] if r['setup'].startswith('spark') else ''} "
+        print(f"| {r['size']:,} | {r['setup']}{' (earlier run)' if r.get('reused') else ''} | {r['seconds']} | {r['silver_s']} | {r['gold_s']} | {r['start_s'] if r['setup'].startswith('spark') else ''} "
               f"| {r['ratio']} | {r['peak_mb']:,} | {r['load_before'][0]} → {r['load_after'][0]} |")
 
 

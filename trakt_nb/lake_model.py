@@ -38,7 +38,7 @@ def lake_table(b: ibis.BaseBackend, lake: Lake, name: str,
     files = lake.data_files(name, where)
     return table_from_files(b, alias, files) if files else table_from_arrow(b, alias, lake.to_arrow(name, where))
 
-# %% ../notebooks/28_lake_model.ipynb #7465b8a6
+# %% ../notebooks/28_lake_model.ipynb #f35a6a5c
 SILVER = {"history": "silver.stg_trakt__comment_event_history", "current": "silver.stg_trakt__comment_event",
           "rating_dist": "silver.stg_trakt__rating_dist", "dim_title": "silver.dim_title"}
 LAST_LOAD_ID, CONTRACT = "trakt_nb.last_load_id", "trakt_nb.contract"
@@ -83,6 +83,7 @@ def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = Fals
         if since is None: lake.overwrite(name, arrow, props)
         else: lake.upsert(name, arrow, keys, props)
         out[key], out["loads"][key] = arrow.num_rows, [0 if since is None else since + 1, top]
+        del arrow  # a full build's silver table is GBs of Arrow at 10M comments: freed before the next one is computed
     get_logger("trakt_nb.lake_model").info("lake_silver_built", format=lake.format, **{k: v for k, v in out.items() if k != "loads"})
     return out
 

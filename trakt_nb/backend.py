@@ -21,7 +21,7 @@ from .config import Settings, UserError, get_logger
 __all__ = ['SPARK_CONF', 'LOCAL_CONF', 'JSON_COLUMNS', 'compute_backend', 'stop_backend', 'table_from_files', 'table_from_arrow',
            'to_arrow', 'cache_table']
 
-# %% ../notebooks/12_backend.ipynb #86241781
+# %% ../notebooks/12_backend.ipynb #392932f1
 SPARK_CONF = {  # every master
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -30,8 +30,8 @@ SPARK_CONF = {  # every master
 LOCAL_CONF = {  # `local[...]` masters only: a cluster keeps its own spark-defaults
     # Shuffles start with 64 partitions, which adaptive execution (on by default) merges when they are small: at 10M
     # comments no partition's Arrow result is GBs in the 6 GB heap (with a fixed 4, the silver history's collection ran
-    # out of heap). Results stream to Python in partition order, so the total of the
-    # results is bounded by Python's memory, not by `maxResultSize`.
+    # out of heap). Results stream to Python in partition order, so their total is bounded by Python's memory, not by
+    # `maxResultSize`.
     "spark.sql.shuffle.partitions": "64",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "true",

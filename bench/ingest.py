@@ -6,7 +6,8 @@ from `ru_maxrss`), the same comment pages (limit 100) fetched by:
 
 1. our `trakt_nb.ingest.ingest` full crawl into a fresh DuckDB file (loopback, then in-process);
 2. a bare loop: httpx.AsyncClient (same concurrency) + json.loads + one bulk insert, no validation —
-   over the comment-listing pages, and over exactly the URLs our ingest called;
+   over the comment-listing pages, and over exactly the URLs our ingest called; on httpx's own
+   connection pool and on aiohttp's (`AiohttpTransport`, what our client uses by default);
 3. dlt's `rest_api` source into DuckDB: default (jsonl loader files, append), then parquet.
 
 Then the daily-incremental call efficiency: ingest day D in full, then D+1, and compare the calls of
@@ -62,7 +63,7 @@ def plan_world(n_comments: int, seed: int = 11, movies: int = 5, shows: int = 3)
     return cfg
 
 
-def _settings(cfg: dict, wd: Path, url: str = ""):
+def _settings(cfg: dict, wd: Path, url: str = "", http_transport: str = "aiohttp"):
     from trakt_nb.config import load_settings
     return load_settings(env={}).replace(
         storage={"warehouse": wd / "w.duckdb", "state_dir": wd, "reports_dir": wd},
@@ -70,7 +71,7 @@ def _settings(cfg: dict, wd: Path, url: str = ""):
                 "rate_limit_calls": 10**9, "rate_limit_period_s": 1, "url": url, "faults": ""},
         titles={"movies": [str(t) for k, t in cfg["titles"] if k == "movie"], "shows": [str(t) for k, t in cfg["titles"] if k == "show"],
                 "trending_top_n": 0},
-        client={"comments_limit": cfg['limit'], "concurrency": cfg["concurrency"]},
+        client={"comments_limit": cfg['limit'], "concurrency": cfg["concurrency"], "http_transport": http_transport},
         run={"source": "replay", "full_crawl_max_pages": 100_000})
 
 
@@ -140,7 +141,8 @@ def _comment_paths(cfg: dict) -> list[str]:
     return out
 
 
-def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False) -> dict:
+def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False,
+             http_transport: str = "aiohttp") -> dict:
     import trakt_nb.ingest
     from trakt_nb.ingest import ingest
     if not replies:  # diagnostic only: the same crawl with reply threads skipped, to compare comment pages with comment pages
@@ -148,7 +150,7 @@ def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = Tr
         trakt_nb.ingest.crawl_replies = no_replies
     from trakt_nb.replay_world import get_world
     from trakt_nb.bronze import connect
-    s = _settings(cfg, wd, "" if in_process else url)
+    s = _settings(cfg, wd, "" if in_process else url, http_transport)
     if in_process: get_world(_spec(cfg))  # built before the clock starts, as the server process's world is
     t0, c0 = time.perf_counter(), _cpu()
     summ = ingest(s, DAY, in_process=in_process, progress=False)
@@ -179,7 +181,7 @@ async def _bare(paths: list[str], client, concurrency: int) -> list[tuple[str, b
     return await asyncio.gather(*(one(p) for p in paths))
 
 
-def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str]) -> dict:
+def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str], aio: bool = False) -> dict:
     import duckdb
     import httpx
     import pandas as pd
@@ -190,7 +192,9 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str]) ->
         app = _app(cfg, DAY)
         mk = lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replay.local", headers=headers)
     else:
-        mk = lambda: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60)
+        from trakt_nb.client import AiohttpTransport
+        transport = AiohttpTransport(cfg["concurrency"]) if aio else None  # the connection pool our client uses by default
+        mk = lambda: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60, transport=transport)
     async def run():
         async with mk() as c: return await _bare(paths, c, cfg["concurrency"])
     t0, c0 = time.perf_counter(), _cpu()
@@ -268,9 +272,12 @@ def run_variant(name: str, cfg: dict, wd: Path, url: str) -> dict:
     wd.mkdir(parents=True, exist_ok=True)
     if name == "ingest_loopback": out = v_ingest(cfg, wd, url, False)
     elif name == "ingest_loopback_noreplies": out = v_ingest(cfg, wd, url, False, replies=False)
+    elif name == "ingest_loopback_httpx": out = v_ingest(cfg, wd, url, False, http_transport="httpx")
     elif name == "ingest_inprocess": out = v_ingest(cfg, wd, url, True)
     elif name == "ingest_silver_loopback": out = v_ingest(cfg, wd, url, False, silver=True)
     elif name == "bare_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg))
+    elif name == "bare_aio_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg), aio=True)
+    elif name == "bare_aio_ingest_urls": out = v_bare(cfg, wd, url, False, json.loads(Path(cfg["ingest_paths"]).read_text()), aio=True)
     elif name == "bare_inprocess": out = v_bare(cfg, wd, url, True, _comment_paths(cfg))
     elif name == "bare_ingest_urls_inprocess": out = v_bare(cfg, wd, url, True, json.loads(Path(cfg["ingest_paths"]).read_text()))
     elif name == "bare_ingest_urls": out = v_bare(cfg, wd, url, False, json.loads(Path(cfg["ingest_paths"]).read_text()))
@@ -300,10 +307,13 @@ def measure(name: str, cfg_path: Path, wd: Path, url: str) -> dict:
 
 LABELS = {
     "bare_loopback": "bare loop, loopback (httpx + json.loads + 1 bulk insert)",
+    "bare_aio_loopback": "bare loop, loopback, httpx on aiohttp's pool (our default)",
+    "bare_aio_ingest_urls": "bare loop over our URLs, loopback, httpx on aiohttp's pool",
     "bare_inprocess": "bare loop, in-process (ASGI transport)",
     "bare_ingest_urls_inprocess": "bare loop over the URLs our ingest called, in-process",
     "bare_ingest_urls": "bare loop over the URLs our ingest called, loopback",
     "ingest_loopback": "trakt-nb ingest → bronze, loopback",
+    "ingest_loopback_httpx": "trakt-nb ingest → bronze, loopback, http_transport = httpx",
     "ingest_inprocess": "trakt-nb ingest → bronze, in-process",
     "ingest_silver_loopback": "trakt-nb ingest → bronze + silver comment events, loopback",
     "ingest_loopback_noreplies": "diagnostic: trakt-nb ingest without reply threads, loopback",
@@ -336,11 +346,13 @@ def table(results: dict) -> str:
             label += f" (files written: {r['file_format']})"
         lines.append(f"{label:62} {r['seconds']:6.2f} {r['comments']:8,} {cps:10,.0f} {r.get('pages') or '—':>5} {pps[1:]} {r['peak_mb']:7.0f} "
                      f"{r.get('cpu_s', 0):6.1f} {srv} {ratio}")
-    for name in ("ingest_loopback", "ingest_inprocess"):
-        r, ref = results.get(name, {}), results.get("bare_ingest_urls" + ("_inprocess" if "inprocess" in name else ""), {})
+    pairs = [("ingest_loopback", "bare_ingest_urls"), ("ingest_loopback", "bare_aio_ingest_urls"),
+             ("ingest_loopback_httpx", "bare_ingest_urls"), ("ingest_inprocess", "bare_ingest_urls_inprocess")]
+    for name, ref_name in pairs:
+        r, ref = results.get(name, {}), results.get(ref_name, {})
         if "seconds" in r and "seconds" in ref:
-            lines.append(f"like for like: {LABELS[name]} takes {r['seconds'] / ref['seconds']:.2f}× the time of the bare loop over "
-                         f"the same {ref['calls']} URLs ({r['calls']} calls)")
+            lines.append(f"like for like: {LABELS[name]} takes {r['seconds'] / ref['seconds']:.2f}× the time of the {LABELS[ref_name]} "
+                         f"({ref['calls']} URLs; {r['calls']} calls)")
     return "\n".join(lines)
 
 
@@ -434,7 +446,8 @@ def main(argv=None):
             except Exception:
                 if srv.poll() is not None or time.monotonic() > deadline: raise SystemExit("replay server did not start: " + srv.stderr.read().decode()[-2000:])
                 time.sleep(0.2)
-        order = ["bare_loopback", "ingest_loopback", "ingest_silver_loopback", "bare_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
+        order = ["bare_loopback", "bare_aio_loopback", "ingest_loopback", "ingest_loopback_httpx", "ingest_silver_loopback", "bare_ingest_urls",
+                 "bare_aio_ingest_urls", "bare_inprocess", "ingest_inprocess", "bare_ingest_urls_inprocess", "ingest_loopback_noreplies",
                  "dlt_default", "dlt_jsonl", "dlt_parquet", "dlt_parquet_parallel", "dlt_parquet_replies"]
         if a.only: order = [v for v in order if v in a.only.split(",")]
         results = {}

@@ -482,3 +482,110 @@ def test_shared_stats_object():
     run(c.get("/y"))
     assert stats.calls == 2 and stats.responses[200] == 2 and stats.bytes == 10
     assert stats.as_dict()["responses"] == {"200": 2}
+
+
+# ---------------------------------------------------------------- the default transport (aiohttp) over loopback
+
+class RawServer:
+    """A raw HTTP/1.1 server on 127.0.0.1 serving `answers` in order, one per request, over keep-alive connections.
+
+    An answer is bytes to send as is, ("cut", bytes) to send and close the connection, or ("stall", s) to wait s seconds."""
+    def __init__(self, answers):
+        self.answers, self.requests, self.connections = list(answers), [], 0
+
+    async def _handle(self, reader, writer):
+        self.connections += 1
+        try:
+            while True:
+                try: head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError): return
+                self.requests.append(head.decode("latin-1"))
+                a = self.answers.pop(0)
+                if isinstance(a, tuple) and a[0] == "stall":
+                    await asyncio.sleep(a[1]); return
+                writer.write(a[1] if isinstance(a, tuple) else a); await writer.drain()
+                if isinstance(a, tuple): return
+        finally: writer.close()
+
+    async def __aenter__(self):
+        self.srv = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.srv.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.srv.close()
+
+
+def http_answer(body: bytes, status: str = "200 OK", chunked: bool = False, **headers) -> bytes:
+    hdrs = {"content-type": "application/json", "x-runtime": "0.01", **{k.replace("_", "-"): v for k, v in headers.items()}}
+    if chunked:
+        hdrs["transfer-encoding"] = "chunked"
+        body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096]) for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+    else: hdrs["content-length"] = str(len(body))
+    return f"HTTP/1.1 {status}\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()).encode() + b"\r\n" + body
+
+
+def loopback_client(url, **client):
+    return TraktClient(S.replace(client=client), base_url=url, api_key=KEY, tmdb_token=TOKEN, rng=random.Random(3),
+                       sleep=FakeTime().sleep)  # backoff waits are instant; timeouts are real
+
+
+def test_default_transport_is_aiohttp_and_httpx_is_a_setting():
+    from trakt_nb.client import AiohttpTransport
+    async def transports():
+        async with TraktClient(S, api_key=KEY) as a, TraktClient(S.replace(client={"http_transport": "httpx"}), api_key=KEY) as b:
+            return type(a._http._transport), type(b._http._transport)
+    assert run(transports()) == (AiohttpTransport, httpx.AsyncHTTPTransport)
+
+
+def test_loopback_pages_headers_and_gzip():
+    import gzip
+    page = [{"id": i, "comment": "é" * 10} for i in range(3)]
+    async def go():
+        answers = [http_answer(orjson.dumps(page), x_pagination_page="1", x_pagination_page_count="2"),
+                   http_answer(gzip.compress(orjson.dumps(page[:1])), content_encoding="gzip", x_pagination_page="2",
+                               x_pagination_page_count="2")]
+        async with RawServer(answers) as srv, loopback_client(srv.url) as c:
+            got = [items async for _, items in c.paginate("/movies/1/comments/newest", limit=3)]
+            return srv, got, c.stats
+    srv, got, stats = run(go())
+    assert got == [page, page[:1]]  # the gzip page decoded by httpx, once
+    assert srv.connections == 1 and stats.calls == 2  # one keep-alive connection for both pages
+    first = srv.requests[0].lower()
+    assert first.startswith("get /movies/1/comments/newest?page=1&limit=3 http/1.1")
+    assert f"trakt-api-key: {KEY}".lower() in first and f"user-agent: trakt-nb/{trakt_nb.__version__}" in first
+    assert "aiohttp" not in first and TOKEN.lower() not in first
+
+
+def test_loopback_cut_body_and_stall_are_retried_as_connection_error_and_timeout():
+    ok = http_answer(b"[1, 2]")
+    async def go():
+        answers = [("cut", ok[:-3]), ("stall", 3.0), ok]
+        async with RawServer(answers) as srv, loopback_client(srv.url, timeout_s=0.3) as c:
+            resp, data = await c.get_json("/movies/trending")
+            return srv, resp, data, c.stats
+    srv, resp, data, stats = run(go())
+    assert data == [1, 2] and resp.attempts == 3 and len(srv.requests) == 3
+    assert (stats.connection_errors, stats.timeouts, stats.retries) == (1, 1, 2)
+
+
+def test_loopback_refused_connection_is_retried_then_exhausted():
+    async def go():
+        async with RawServer([]) as srv: url = srv.url
+        async with loopback_client(url, max_attempts=3) as c:
+            with pytest.raises(RetriesExhausted) as ei: await c.get("/movies/trending")
+            return ei.value, c.stats
+    e, stats = run(go())
+    assert e.attempts == 3 and e.status is None and "ConnectError" in e.error and stats.connection_errors == 3
+
+
+def test_loopback_oversized_chunked_body_stops_reading_and_drops_the_connection():
+    big = http_answer(b"[" + b"1," * 4_000_000 + b"1]", chunked=True)  # 8 MB, no Content-Length
+    async def go():
+        async with RawServer([big, http_answer(b"[]")]) as srv, loopback_client(srv.url, max_response_mb=0.01) as c:
+            with pytest.raises(ResponseTooLarge) as ei: await c.get("/x")
+            resp = await c.get("/y")  # the next request does not read the rest of the big body
+            return srv, ei.value, resp
+    srv, e, resp = run(go())
+    assert not e.announced and e.seen_bytes < 2_000_000  # read as it arrives, not to the end
+    assert resp.status == 200 and resp.content == b"[]" and srv.connections == 2

@@ -29,7 +29,7 @@ if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", Non
 class UserError(Exception):
     "A mistake the user can fix; its message is one sentence naming the fix."
 
-# %% ../notebooks/00_config.ipynb #767a9af8
+# %% ../notebooks/00_config.ipynb #48225ce1
 @dataclass(frozen=True)
 class Key:
     "One declared setting."
@@ -66,6 +66,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "comments_limit": Key("int", 250, "page size asked for on comment listings (Trakt clamps at 250)", min=1, max=1000),
         "concurrency": Key("int", 8, "titles crawled at once", min=1, max=64),
         "max_response_mb": Key("float", 16.0, "larger responses are rejected", min=0.001),
+        "http_transport": Key("choice", "aiohttp", "connections under the httpx client: aiohttp's (less CPU per request) or httpx's own", choices=("aiohttp", "httpx")),
     },
     "titles": {
         "movies": Key("list", [], "Trakt ids, slugs or IMDb ids of movies to follow (empty: trending)"),

@@ -538,11 +538,11 @@ def test_default_transport_is_aiohttp_and_httpx_is_a_setting():
     assert run(transports()) == (AiohttpTransport, httpx.AsyncHTTPTransport)
 
 
-def test_loopback_pages_headers_and_gzip():
+def test_loopback_pages_headers_gzip_and_no_cookies():
     import gzip
     page = [{"id": i, "comment": "é" * 10} for i in range(3)]
     async def go():
-        answers = [http_answer(orjson.dumps(page), x_pagination_page="1", x_pagination_page_count="2"),
+        answers = [http_answer(orjson.dumps(page), x_pagination_page="1", x_pagination_page_count="2", set_cookie="__cf_bm=abc; Path=/"),
                    http_answer(gzip.compress(orjson.dumps(page[:1])), content_encoding="gzip", x_pagination_page="2",
                                x_pagination_page_count="2")]
         async with RawServer(answers) as srv, loopback_client(srv.url) as c:
@@ -555,6 +555,7 @@ def test_loopback_pages_headers_and_gzip():
     assert first.startswith("get /movies/1/comments/newest?page=1&limit=3 http/1.1")
     assert f"trakt-api-key: {KEY}".lower() in first and f"user-agent: trakt-nb/{trakt_nb.__version__}" in first
     assert "aiohttp" not in first and TOKEN.lower() not in first
+    assert "cookie" not in srv.requests[1].lower()  # no cookie store: a Set-Cookie is not sent back
 
 
 def test_loopback_cut_body_and_stall_are_retried_as_connection_error_and_timeout():

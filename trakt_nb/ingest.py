@@ -371,7 +371,7 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
     unique = list({r.key: r for r in refs}.values())
     return unique, summaries, trending_pages, cache
 
-# %% ../notebooks/08_ingest.ipynb #48c45806
+# %% ../notebooks/08_ingest.ipynb #94598c75
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
 
@@ -445,8 +445,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls, locked=True)
                 if con is None: con = ensure_bronze(connect(s))
                 start_run(con, run_id, run_date, s.run.source)
-                writer = BronzeWriter(con, run_id, run_date, background=True)  # a full batch commits while the crawl goes on
-                closing.callback(writer.close)  # before the connection closes (callbacks run last-in, first-out)
+                writer = BronzeWriter(con, run_id, run_date)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
                 for kind, resp, body in trending_pages:
                     u = cr.unit(f"trending:{kind}", None, "trending")

@@ -14,7 +14,7 @@ Then the daily-incremental call efficiency: ingest day D in full, then D+1, and 
 D+1 with the lower bound (per title: ceil(comments created since watermark - lookback / limit), at
 least 1, + 1 ratings call, + the reply pages needed).
 
-Run from the project root:  .venv/bin/python -m bench.ingest  [--comments 100000] [--quick]
+Run from the project root:  .venv/bin/python -m bench.ingest  [--comments 100000] [--quick] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -404,6 +404,7 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--limit", type=int, default=LIMIT, help=f"page size asked for by every variant (default {LIMIT}; Trakt's cap is 250)")
     ap.add_argument("--only", help="comma-separated variants to run (default: all)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every variant, interleaved; each row is its median round (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--variant"); ap.add_argument("--cfg"); ap.add_argument("--workdir"); ap.add_argument("--url", default="")
     ap.add_argument("--server", choices=["cached", "live"], default="cached",
@@ -455,18 +456,29 @@ def main(argv=None):
             t = time.perf_counter()
             measure("ingest_loopback", cfg_path, wd / "warmup", url)  # fetches every URL any variant fetches
             print(f"  server warmed by one untimed ingest crawl in {time.perf_counter() - t:.1f}s", flush=True)
-        for name in order:
-            cpu0 = _proc_cpu(srv.pid)
-            _admin(url, "/_replay/reset", {})
-            results[name] = r = measure(name, cfg_path, wd, url)
-            if "error" not in r:
-                r["server_requests"] = _admin(url, "/_replay/state")["requests"]
-                r["server_cpu_s"] = _proc_cpu(srv.pid) - cpu0
-            if "error" in r: print(f"  {name}: FAILED {r['error']}\n{r.get('stderr', '')}", file=sys.stderr, flush=True)
-            else: print(f"  {name}: {r['seconds']:.2f}s, {r['comments']:,} comments, {r['peak_mb']:.0f} MB"
-                        + (f", {r['calls']} calls, pages {r.get('pages_by_kind')}" if name.startswith("ingest") else "")
-                        + (f", file format {r['file_format']}, tables {r['tables']}, {r['comment_columns']} columns in comments" if name.startswith("dlt") else ""),
-                        flush=True)
+        rounds: dict[str, list[dict]] = {name: [] for name in order}
+        for k in range(a.repeat):
+            if a.repeat > 1: print(f"  round {k + 1} of {a.repeat}", flush=True)
+            for name in order:
+                cpu0 = _proc_cpu(srv.pid)
+                _admin(url, "/_replay/reset", {})
+                shutil.rmtree(wd / name, ignore_errors=True)  # every round starts from an empty work directory
+                r = measure(name, cfg_path, wd, url)
+                if "error" not in r:
+                    r["server_requests"] = _admin(url, "/_replay/state")["requests"]
+                    r["server_cpu_s"] = _proc_cpu(srv.pid) - cpu0
+                    rounds[name].append(r)
+                else: results[name] = r
+                if "error" in r: print(f"  {name}: FAILED {r['error']}\n{r.get('stderr', '')}", file=sys.stderr, flush=True)
+                else: print(f"  {name}: {r['seconds']:.2f}s, {r['comments']:,} comments, {r['peak_mb']:.0f} MB"
+                            + (f", {r['calls']} calls, pages {r.get('pages_by_kind')}" if name.startswith("ingest") else "")
+                            + (f", file format {r['file_format']}, tables {r['tables']}, {r['comment_columns']} columns in comments" if name.startswith("dlt") else ""),
+                            flush=True)
+        for name, rs in rounds.items():
+            if rs: results[name] = sorted(rs, key=lambda r: r["seconds"])[(len(rs) - 1) // 2]  # the median round (lower middle)
+        results = {n: results[n] for n in order if n in results}
+        if a.repeat > 1:
+            print("\nseconds per round: " + "; ".join(f"{n} " + "/".join(f"{r['seconds']:.2f}" for r in rs) for n, rs in rounds.items() if rs))
         print()
         print(table(results))
         if not a.only or "incremental" in a.only:

@@ -15,7 +15,7 @@ import pytest
 from trakt_nb.bronze import connect, get_state
 from trakt_nb.cli import main
 from trakt_nb.config import load_settings
-from trakt_nb.ingest import end_of_day, ingest
+from trakt_nb.ingest import crawl_connection, end_of_day, ingest
 from trakt_nb.replay_api import ReplayAPI
 from trakt_nb.replay_world import WorldSpec, get_world, ground_truth, to_epoch
 
@@ -335,3 +335,16 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
     assert dup == [] and done == distinct_done
     want = truth_ids(s, D, followed(s))
     assert want <= bronze_ids(s) and bronze_ids(s) == bronze_ids(c)
+
+
+# -- the crawl's connection -------------------------------------------------------------------------
+
+def test_crawl_connection_spaces_out_checkpoints_only_while_open(tmp_path):
+    s = make_settings(tmp_path)
+    con = crawl_connection(s)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    assert con.execute(setting).fetchone()[0] == "256.0 MiB"  # DuckDB's default is 16 MiB
+    con.close()
+    con = connect(s)  # the next connection to the file starts from DuckDB's default again
+    try: assert con.execute(setting).fetchone()[0] == "16.0 MiB"
+    finally: con.close()

@@ -326,6 +326,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'trakt_nb.ingest._thread': ('ingest.html#_thread', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest._utcnow': ('ingest.html#_utcnow', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.crawl_comments': ('ingest.html#crawl_comments', 'trakt_nb/ingest.py'),
+                                 'trakt_nb.ingest.crawl_connection': ('ingest.html#crawl_connection', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.crawl_replies': ('ingest.html#crawl_replies', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.crawl_title_meta': ('ingest.html#crawl_title_meta', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.end_of_day': ('ingest.html#end_of_day', 'trakt_nb/ingest.py'),

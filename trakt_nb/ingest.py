@@ -23,9 +23,9 @@ from .contracts import load_contracts, check_items, check_object, quarantine_tex
 from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state)
 
 # %% auto #0
-__all__ = ['Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl', 'crawl_title_meta',
-           'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped', 'IngestSummary',
-           'ingest_async', 'preflight_async', 'preflight', 'ingest']
+__all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl',
+           'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
+           'IngestSummary', 'crawl_connection', 'ingest_async', 'preflight_async', 'preflight', 'ingest']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -371,7 +371,7 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
     unique = list({r.key: r for r in refs}.values())
     return unique, summaries, trending_pages, cache
 
-# %% ../notebooks/08_ingest.ipynb #94598c75
+# %% ../notebooks/08_ingest.ipynb #ef9e2d2a
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
 
@@ -412,6 +412,17 @@ class _NoBar:
     def set_postfix(self, **kw): pass
     def close(self): pass
 
+CRAWL_CHECKPOINT_THRESHOLD = "256MiB"
+
+def crawl_connection(s: Settings):
+    "The warehouse connection a crawl writes through: automatic checkpoints only every 256 MiB of log."
+    # A bronze row is a whole page, so a day's pages sit in one row group, and DuckDB rewrites a row group that grew
+    # at every checkpoint: at its default (16 MB of log) a 100k-comment crawl rewrote its pages again and again,
+    # a third of its write time. Fewer checkpoints write each page about once; the setting lasts as long as the connection.
+    con = connect(s)
+    con.execute(f"SET checkpoint_threshold = '{CRAWL_CHECKPOINT_THRESHOLD}'")
+    return con
+
 def _already_done(con, run_date: dt.date) -> bool:
     return bool(con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0])
 
@@ -431,7 +442,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 except RateLimitedUntil as e:
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls)
     with warehouse_lock(s), contextlib.ExitStack() as closing:
-        con = connect(s) if wh.exists() else None
+        con = crawl_connection(s) if wh.exists() else None
         closing.callback(lambda: con is not None and con.close())
         if con is not None:
             ensure_bronze(con)
@@ -443,7 +454,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 except RateLimitedUntil as e:  # nothing fetched yet worth keeping: record the stop, resume later
                     con.close() if con is not None else None; con = None
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls, locked=True)
-                if con is None: con = ensure_bronze(connect(s))
+                if con is None: con = ensure_bronze(crawl_connection(s))
                 start_run(con, run_id, run_date, s.run.source)
                 writer = BronzeWriter(con, run_id, run_date)
                 cr = Crawl(s, run_date, client, writer, con, refresh)

@@ -371,7 +371,7 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
     unique = list({r.key: r for r in refs}.values())
     return unique, summaries, trending_pages, cache
 
-# %% ../notebooks/08_ingest.ipynb #ef9e2d2a
+# %% ../notebooks/08_ingest.ipynb #a29a4b71
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
 
@@ -417,7 +417,7 @@ CRAWL_CHECKPOINT_THRESHOLD = "256MiB"
 def crawl_connection(s: Settings):
     "The warehouse connection a crawl writes through: automatic checkpoints only every 256 MiB of log."
     # A bronze row is a whole page, so a day's pages sit in one row group, and DuckDB rewrites a row group that grew
-    # at every checkpoint: at its default (16 MB of log) a 100k-comment crawl rewrote its pages again and again,
+    # at every checkpoint: at its default (16 MiB of log) a 100k-comment crawl rewrote its pages again and again,
     # a third of its write time. Fewer checkpoints write each page about once; the setting lasts as long as the connection.
     con = connect(s)
     con.execute(f"SET checkpoint_threshold = '{CRAWL_CHECKPOINT_THRESHOLD}'")

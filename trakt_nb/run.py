@@ -109,7 +109,7 @@ def step_imports(nb_path: Path) -> list[str]:
             mods += [n for n in names if n not in mods]
     return mods
 
-# %% ../notebooks/45_run.ipynb #2f015986
+# %% ../notebooks/45_run.ipynb #2f973254
 _WARM = """def _trakt_nb_warm(mods):
     import importlib
     for m in mods:
@@ -136,7 +136,9 @@ class StepKernel:
 
     async def _launch(self):
         from jupyter_client.blocking import BlockingKernelClient
-        await self.km.start_kernel(cwd=str(self.nb_path.parent))
+        # the kernel's own log stays quiet below errors: its start-up warning about unencrypted local TCP
+        # (ports on 127.0.0.1 that only this process is told about) was four lines of noise per run
+        await self.km.start_kernel(cwd=str(self.nb_path.parent), extra_arguments=["--IPKernelApp.log_level=ERROR"])
         self._kc = BlockingKernelClient()
         self._kc.load_connection_info(self.km.get_connection_info(session=False))
         self._kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)

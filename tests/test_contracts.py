@@ -95,6 +95,72 @@ def test_fast_path_agrees_with_jsonschema(edits):
         fast_ok = False
     assert fast_ok == (c.errors(obj) == []), (obj, c.errors(obj))
     assert c.is_valid(obj) == fast_ok
+    _assert_typed_not_looser(c, obj)
+
+
+def _typed_ok(c, obj, which=1) -> bool:
+    raw = orjson.dumps([obj] if which == 0 else obj)
+    return contracts_mod._typed_ok(c, raw, which)
+
+
+def _assert_typed_not_looser(c, obj):
+    "What the typed decoder accepts, as a page of one and as an object, is valid and has no drift."
+    for which in (0, 1):
+        if _typed_ok(c, obj, which): assert c.errors(obj) == [] and c.drift(obj) == [], (which, obj, c.errors(obj))
+
+
+MOVIE = {"title": "Harbor Lights", "year": 2026, "ids": {"trakt": 901, "slug": "harbor-lights-2026", "imdb": "tt9000901", "tmdb": 770901},
+         "tagline": None, "overview": "A ferry captain's last season.", "released": "2026-03-14", "runtime": 118,
+         "country": "us", "trailer": None, "homepage": None, "status": "released", "rating": 7.61, "votes": 1402,
+         "comment_count": 87, "updated_at": "2026-11-27T08:00:12.000Z", "language": "en", "languages": ["en"],
+         "available_translations": ["en", "de"], "genres": ["drama"], "certification": "PG-13"}
+SHOW = {"title": "Night Shift Radio", "year": 2025, "ids": {"trakt": 5501, "slug": "night-shift-radio", "tvdb": 412001, "imdb": "tt8005501", "tmdb": 95501},
+        "overview": "Call-ins after midnight.", "first_aired": "2025-01-21T02:00:00.000Z",
+        "airs": {"day": "Monday", "time": "21:00", "timezone": "America/New_York"}, "runtime": 45, "certification": "TV-14",
+        "network": "HBO", "country": "us", "status": "returning series", "rating": 8.1, "votes": 900, "comment_count": 41,
+        "updated_at": "2026-11-27T08:00:12.000Z", "language": "en", "languages": ["en"], "available_translations": ["en"],
+        "genres": ["drama", "mystery"], "aired_episodes": 18}
+TYPED_BASES = {"comment": COMMENT, "movie": MOVIE, "show": SHOW, "trending_movie": {"watchers": 41, "movie": MOVIE},
+               "trending_show": {"watchers": 3, "show": SHOW},
+               "ratings": {"rating": 8.29, "votes": 24789, "distribution": {str(i): 10 * i for i in range(1, 11)}}}
+
+
+def _key_paths(obj, pre=()) -> list[tuple]:
+    "Every key path in a decoded object (list items as index 0)."
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items(): out += [pre + (k,)] + _key_paths(v, pre + (k,))
+    elif isinstance(obj, list) and obj: out += [pre + (0,)] + _key_paths(obj[0], pre + (0,))
+    return out
+
+
+@pytest.mark.parametrize("resource", sorted(TYPED_BASES))
+def test_typed_path_passes_clean_payloads(resource):
+    "Every contract but TMDb's has a typed path, and a clean payload passes it (else the crawl would gain nothing)."
+    assert CONTRACTS[resource]._typed is not None
+    assert _typed_ok(CONTRACTS[resource], TYPED_BASES[resource])
+    assert {r for r in CONTRACTS if CONTRACTS[r]._typed is None} == {"tmdb_movie", "tmdb_tv"}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(TYPED_BASES)), st.data())
+def test_typed_path_is_never_looser_than_the_schema(resource, data):
+    "Random edits anywhere in a payload (new values, removed keys, added keys): whatever the typed decoder accepts, the schema accepts, without drift."
+    obj = copy.deepcopy(TYPED_BASES[resource])
+    paths = _key_paths(obj)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths + [p[:-1] + ("extra",) for p in paths]))
+        parent = obj
+        for k in path[:-1]:
+            parent = parent[k] if isinstance(parent, (dict, list)) and (k in parent if isinstance(parent, dict) else k < len(parent)) else None
+        if parent is None or not isinstance(parent, (dict, list)): continue
+        value = data.draw(st.one_of(JSON_VALUES, st.just(KeyError)))
+        if isinstance(parent, list):
+            if value is KeyError: parent.clear()
+            elif parent: parent[0] = value
+        elif value is KeyError: parent.pop(path[-1], None)
+        else: parent[path[-1]] = value
+    _assert_typed_not_looser(CONTRACTS[resource], obj)
 
 
 TRICKY_TIMES = ["2026-11-01T09:10:11.000Z", "2026-02-30T09:10:11.000Z", "2025-02-29T09:10:11.000Z", "2024-02-29T09:10:11.000Z",
@@ -121,6 +187,7 @@ def test_fast_path_agrees_on_timestamps(resource, path, value):
     except contracts_mod.JsonSchemaValueException:
         fast_ok = False
     assert fast_ok == (c.errors(obj) == []), (value, c.errors(obj))
+    assert _typed_ok(c, obj) == fast_ok, value  # on these, the typed path is exactly as strict
 
 
 TWO = st.integers(0, 99).map("{:02d}".format)
@@ -147,6 +214,7 @@ def test_fast_path_agrees_on_dates(resource, key, value):
         fast_ok = False
     assert fast_ok == (c.errors(obj) == []), (value, c.errors(obj))
     assert fast_ok == (value in ("2026-03-14", "2024-02-29") or (value == "" and resource != "movie"))
+    _assert_typed_not_looser(c, obj)
 
 
 # ---- check_items over whole pages -----------------------------------------------------------------------
@@ -209,6 +277,8 @@ def test_replay_world_payloads_are_valid():
     wire = lambda x: orjson.loads(orjson.dumps(x, option=orjson.OPT_SERIALIZE_NUMPY))  # what a client decodes
     r = check_items(CONTRACTS["comment"], wire(rw.comment_objects(w, np.arange(w.n_comments), t)))
     assert r.invalid == [] and r.drift == {} and len(r.valid) == w.n_comments
+    raw = orjson.dumps(rw.comment_objects(w, np.arange(w.n_comments), t), option=orjson.OPT_SERIALIZE_NUMPY)
+    assert contracts_mod._typed_ok(CONTRACTS["comment"], raw, 0)  # the crawl's pages pass in one typed decode
     for i in range(len(w.titles)):
         kind = w.titles.kind.iloc[i]
         for extended in (False, True):

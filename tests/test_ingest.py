@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from trakt_nb.bronze import connect, get_state
@@ -271,7 +272,8 @@ def test_rate_limit_adherence(tmp_path, serve):
 # -- 6. SIGKILL and resume ------------------------------------------------------------------------
 
 def _ini_for(tmp_path, url, wh, name):
-    return write_ini(tmp_path / name, {"replay": {**REPLAY, "comments_per_title": 400, "url": url}, "storage": {"warehouse": wh},
+    return write_ini(tmp_path / name, {"replay": {**REPLAY, "comments_per_title": 400, "url": url},
+                                       "storage": {"warehouse": wh, "write_batch_pages": 20},
                                        "titles": {"trending_top_n": 2}, "client": {**FAST_CLIENT, "concurrency": 2, "comments_limit": 5}})
 
 
@@ -302,7 +304,7 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
     wh = tmp_path / "killed.duckdb"
     ini = _ini_for(tmp_path, srv.url, wh, "killed.ini")
     kills, done_after = [], []
-    for after in (60, 60, 60):  # requests served to this attempt when killed: more than the writer's 50-page batch
+    for after in (60, 60, 60):  # requests served to this attempt when killed: more than the 20-page write batch set in _ini_for
         start = state(srv.url)["requests"]
         p = _spawn(ini)
         deadline = time.monotonic() + 60
@@ -338,6 +340,47 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
 
 
 # -- the crawl's connection -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("days", [1, 4], ids=["full crawl", "incremental day"])
+def test_resume_after_a_thread_finished_still_follows_its_nested_threads(tmp_path, days):
+    "Killed after a reply thread's done mark committed but before the threads nested in it: the resumed run finds them again."
+    s = make_settings(tmp_path, replay={"comments_per_title": 1500})  # busy enough for a reply to a reply on the 4th day
+    for i in range(days): ingest(s, D + i * DAY, in_process=True, progress=False)
+    day = D + (days - 1) * DAY
+    con = connect(s)
+    q = "SELECT parent_comment_id, payload FROM bronze.trakt_pages WHERE resource_kind = 'replies' AND run_date = $1"
+    rows = con.execute(q, [day]).fetchall()
+    reply_ids = {o["id"] for _, p in rows for o in orjson.loads(p)}
+    nested = sorted({parent for parent, _ in rows if parent in reply_ids})
+    assert nested, "the world should have replies to replies read that day"
+    # the state a kill leaves: the outer threads done, the nested ones not yet written, the run unfinished
+    for cid in nested:
+        con.execute("DELETE FROM bronze.trakt_pages WHERE resource_kind = 'replies' AND parent_comment_id = $1 AND run_date = $2", [cid, day])
+        con.execute("DELETE FROM bronze.ingest_ledger WHERE unit_key LIKE $1 AND run_date = $2", [f"comment:{cid}:replies:%", day])
+    con.execute("UPDATE bronze.runs SET status = 'failed' WHERE run_date = $1", [day])
+    con.close()
+    summary = ingest(s, day, in_process=True, progress=False)
+    con = connect(s, read_only=True)
+    try: after = con.execute(q, [day]).fetchall()
+    finally: con.close()
+    assert sorted(after) == sorted(rows)  # the same pages again, nested threads included
+    assert summary.calls == len(nested)  # their pages, and nothing fetched again
+
+
+def test_crawl_writes_pages_in_batches_of_the_setting(tmp_path):
+    "Each write transaction (one load_id) holds at most `write_batch_pages` pages; the default batches far more."
+    def batches(name, **storage):
+        s = make_settings(tmp_path, name=name).replace(storage=storage)
+        ingest(s, D, in_process=True, progress=False)
+        con = connect(s, read_only=True)
+        try: return con.execute("SELECT load_id, count(*) FROM bronze.trakt_pages GROUP BY load_id").fetchall()
+        finally: con.close()
+    small, default = batches("small.duckdb", write_batch_pages=5), batches("default.duckdb")
+    pages = sum(n for _, n in small)
+    assert pages == sum(n for _, n in default) > 40
+    assert max(n for _, n in small) <= 5 and len(small) >= math.ceil(pages / 5)
+    assert len(default) < len(small) / 4
+
 
 def test_crawl_connection_spaces_out_checkpoints_only_while_open(tmp_path):
     s = make_settings(tmp_path)

@@ -182,7 +182,8 @@ def test_full_refresh_on_the_lake_equals_incremental(three_days):
 def _ini(tmp_path, url, name, fmt):
     return write_ini(tmp_path / f"{name}.ini", {
         "replay": {**REPLAY, "comments_per_title": 400, "url": url},
-        "storage": {"storage": fmt, "warehouse": tmp_path / f"{name}.duckdb", "lake": tmp_path / f"{name}-lake"},
+        "storage": {"storage": fmt, "warehouse": tmp_path / f"{name}.duckdb", "lake": tmp_path / f"{name}-lake",
+                    "write_batch_pages": 20},  # the kill below comes after 80 requests: several batches committed
         "titles": {"trending_top_n": 2}, "client": {**FAST_CLIENT, "concurrency": 2, "comments_limit": 5}})
 
 

@@ -109,7 +109,7 @@ def ensure_bronze(con: duckdb.DuckDBPyConnection):
     for stmt in BRONZE_DDL: con.execute(stmt)
     return con
 
-# %% ../notebooks/07_bronze.ipynb #f66ac281
+# %% ../notebooks/07_bronze.ipynb #fdcd86d5
 PAGE_COLUMNS = ("run_id", "run_date", "resource_kind", "title_kind", "title_id_trakt", "parent_comment_id", "sort",
                 "page", "page_count", "page_limit", "item_count", "items_delivered", "fetched_at", "http_status",
                 "request_path", "schema_version", "payload", "payload_sha256", "load_id", "unit_key")
@@ -164,15 +164,15 @@ def _check_kinds(row: Mapping, what: str):
     if (tk := row.get("title_kind")) is not None and tk not in TITLE_KINDS:
         raise ValueError(f"{what}: title_kind {tk!r} is not one of {TITLE_KINDS}")
 
-def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str]) -> dict:
-    "A complete `trakt_pages` row (without load_id) from `row`, payload checked and hashed."
+def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], json_checked: bool = False) -> dict:
+    "A complete `trakt_pages` row (without load_id) from `row`, payload checked (unless the caller has parsed it) and hashed."
     _check_keys(row, [c for c in PAGE_COLUMNS if c != "load_id"], "page row")
     if row.get("resource_kind") is None: raise ValueError("page row needs a resource_kind")
     if row.get("payload") is None: raise ValueError("page row needs a payload")
     _check_kinds(row, "page row")
     r = {c: row.get(c) for c in _PAGES_ARROW.names}
     raw = _payload_bytes(row["payload"])
-    if isinstance(row["payload"], (bytes, bytearray, memoryview, str)):
+    if not json_checked and isinstance(row["payload"], (bytes, bytearray, memoryview, str)):
         try: orjson.loads(raw)
         except orjson.JSONDecodeError as e: raise ValueError(f"page payload is not valid JSON ({e}); quarantine it with reason 'invalid_json'") from None
     r["payload"] = raw.decode("utf-8")
@@ -204,7 +204,7 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
-# %% ../notebooks/07_bronze.ipynb #f3645481
+# %% ../notebooks/07_bronze.ipynb #ee7ee512
 _LEDGER_UPSERT = """
 INSERT INTO bronze.ingest_ledger BY NAME SELECT * FROM _bronze_ledger_batch
 ON CONFLICT (run_date, unit_key) DO UPDATE SET
@@ -241,7 +241,7 @@ def transaction(con: duckdb.DuckDBPyConnection):
 class BronzeWriter:
     "Buffers bronze rows and writes each batch, with its ledger entries, in one transaction."
     def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | str,
-                 batch_pages: int = 50,  # pages per transaction
+                 batch_pages: int = 200,  # pages per transaction
                  flush_every_s: float = 2.0):  # and at least this often, so a kill loses little
         if batch_pages < 1: raise ValueError("batch_pages must be at least 1")
         self.con, self.run_id, self.run_date, self.batch_pages = con, str(run_id), _as_date(run_date), batch_pages
@@ -275,9 +275,10 @@ class BronzeWriter:
         if (len(self._pages) + len(self._quarantine) >= self.batch_pages or self._bytes >= _FLUSH_BYTES
                 or time.monotonic() - self._last_flush >= self.flush_every_s): self.flush()
 
-    def add_page(self, row: Mapping, unit: Mapping | str):
+    def add_page(self, row: Mapping, unit: Mapping | str,
+                 json_checked: bool = False):  # the caller has parsed the payload as JSON already: skip the writer's own parse
         "Buffer one `trakt_pages` row and the ledger entry marking its unit done."
-        r = _page_row(row, self.run_id, self.run_date, secret_values())
+        r = _page_row(row, self.run_id, self.run_date, secret_values(), json_checked)
         e = self._unit(unit, r, "done")
         r["unit_key"] = e["unit_key"]
         self._pages.append(r); self._merge_ledger(e)

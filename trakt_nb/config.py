@@ -29,7 +29,7 @@ if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", Non
 class UserError(Exception):
     "A mistake the user can fix; its message is one sentence naming the fix."
 
-# %% ../notebooks/00_config.ipynb #48225ce1
+# %% ../notebooks/00_config.ipynb #723d493f
 @dataclass(frozen=True)
 class Key:
     "One declared setting."
@@ -81,6 +81,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "catalog_name": Key("str", "trakt_nb", "name of the Iceberg catalog"),
         "reports_dir": Key("path", "reports", "where executed notebooks and HTML go"),
         "state_dir": Key("path", "data", "run state, locks, lineage"),
+        "write_batch_pages": Key("int", 200, "bronze pages per write transaction (a killed crawl fetches at most this many again)", min=1, max=10000),
     },
     "model": {
         "backend": Key("choice", "duckdb", "Ibis backend that computes silver and gold", choices=("duckdb", "pyspark")),

@@ -87,7 +87,7 @@ def _max_ts(items: list[dict], key: str) -> str | None:
     vals = [o.get(key) for o in items if isinstance(o, dict) and isinstance(o.get(key), str)]
     return max(vals) if vals else None
 
-# %% ../notebooks/08_ingest.ipynb #889c707f
+# %% ../notebooks/08_ingest.ipynb #17c1f4d1
 @dataclass
 class TitleProgress:
     "What one title's crawl did today."
@@ -123,10 +123,10 @@ class Crawl:
         return {k: (orjson.loads(d) if d else {}) for k, d in rows}
 
     def _known_replies(self) -> dict[int, int]:
-        "Last reply count fetched per comment, from earlier runs' ledger."
+        "Last reply count fetched per comment on an earlier day (a resumed run's own threads are known by their done marks)."
         rows = self.con.execute("""SELECT split_part(unit_key, ':', 2)::BIGINT AS cid, arg_max(detail->>'replies', run_date)::BIGINT
                                    FROM bronze.ingest_ledger WHERE state = 'done' AND unit_key LIKE 'comment:%:replies:done'
-                                   GROUP BY cid""").fetchall()
+                                   AND run_date < $1 GROUP BY cid""", [self.run_date]).fetchall()
         return {int(c): int(n) for c, n in rows}
 
     def last_done(self, unit_suffix: str, ref: TitleRef) -> tuple[dt.date | None, dict]:
@@ -178,7 +178,7 @@ class Crawl:
              many: bool, page: int | None = None, parent: int | None = None, sort: str | None = None) -> list | dict | None:
         "Validate a decoded body and write the page (valid part) plus quarantine and drift; returns what is valid."
         contract = self.contracts[contract_name]
-        res = check_items(contract, body) if many else check_object(contract, body)
+        res = check_items(contract, body, resp.content) if many else check_object(contract, body, resp.content)
         if res.drift: self.w.add_drift(contract_name, res.drift)
         if not many and not res.ok:
             self.quarantine(resp, resource, ref, "invalid_schema", [e for _, _, errs in res.invalid for e in errs], resp.content, unit, page)
@@ -191,10 +191,10 @@ class Crawl:
         if resource in ("comments", "replies") and ref is not None: self._count(ref, valid)
         unit = {**unit, "detail": {**(unit.get("detail") or {}), **detail}}
         self.w.add_page(page_row(resp, resource, ref, payload, contract.version, page=page, parent=parent, sort=sort,
-                                 delivered=len(body) if many and isinstance(body, list) else None), unit)
+                                 delivered=len(body) if many and isinstance(body, list) else None), unit, json_checked=True)
         return valid
 
-# %% ../notebooks/08_ingest.ipynb #b1aee34f
+# %% ../notebooks/08_ingest.ipynb #d3e4c846
 async def crawl_title_meta(cr: Crawl, ref: TitleRef, summary: tuple[Response, dict] | None = None):
     "Summary (when due), TMDb record (with it) and today's ratings snapshot of one title."
     s, kind = cr.s, ref.kind
@@ -211,7 +211,7 @@ async def crawl_title_meta(cr: Crawl, ref: TitleRef, summary: tuple[Response, di
             path = f"/{'movie' if kind == 'movie' else 'tv'}/{tmdb_id}"
             resp, body = await cr.fetch(path, None, "tmdb", ref, u, api="tmdb")
             if resp is not None and resp.status == 404 and isinstance(body, dict):
-                cr.w.add_page(page_row(resp, "tmdb", ref, resp.content, None), {**u, "detail": {"known": False}})
+                cr.w.add_page(page_row(resp, "tmdb", ref, resp.content, None), {**u, "detail": {"known": False}}, json_checked=True)
             elif body is not None and resp.ok:
                 cr.land(resp, body, "tmdb", "tmdb_movie" if kind == "movie" else "tmdb_tv", ref, u, many=False)
     key = f"{ref.key}:ratings"
@@ -308,7 +308,7 @@ async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by:
         tp.pages_valid += bool(d.get("valid"))
         candidates.update({int(k): v for k, v in (d.get("replies") or {}).items()})
 
-# %% ../notebooks/08_ingest.ipynb #a3bfb8b1
+# %% ../notebooks/08_ingest.ipynb #f55e2fc4
 async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp: TitleProgress, every: bool = False):
     "Fetch the replies of every comment whose reply count moved (of every thread, with `every`: the weekly deep refresh)."
     todo = [(cid, n) for cid, n in candidates.items() if every or cr.known_replies.get(cid) != n]
@@ -316,9 +316,16 @@ async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp
         results = await asyncio.gather(*(_thread(cr, ref, cid, n, tp) for cid, n in todo))
         todo = [(cid, n) for found in results for cid, n in found.items() if every or cr.known_replies.get(cid) != n]
 
+def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
+    "Reply counters of the replies in a thread finished earlier today, from its pages' ledger details (no call)."
+    nested, page = {}, 1
+    while (d := cr.done.get(f"comment:{cid}:replies:{page}")) is not None:
+        nested.update({int(k): v for k, v in (d.get("replies") or {}).items()}); page += 1
+    return nested  # a run killed after this thread's done mark, before the threads below it, resumes them from here
+
 async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgress) -> dict[int, int]:
     done_key = f"comment:{cid}:replies:done"
-    if done_key in cr.done: return {}
+    if done_key in cr.done: return _nested_of_done(cr, cid)
     page, nested, complete = 1, {}, True
     while True:
         key = f"comment:{cid}:replies:{page}"
@@ -371,7 +378,7 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
     unique = list({r.key: r for r in refs}.values())
     return unique, summaries, trending_pages, cache
 
-# %% ../notebooks/08_ingest.ipynb #a29a4b71
+# %% ../notebooks/08_ingest.ipynb #1da191a7
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
 
@@ -456,7 +463,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls, locked=True)
                 if con is None: con = ensure_bronze(crawl_connection(s))
                 start_run(con, run_id, run_date, s.run.source)
-                writer = BronzeWriter(con, run_id, run_date)
+                writer = BronzeWriter(con, run_id, run_date, batch_pages=s.storage.write_batch_pages)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
                 for kind, resp, body in trending_pages:
                     u = cr.unit(f"trending:{kind}", None, "trending")

@@ -169,8 +169,9 @@ def render(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['mode']:<30} | {r['runs']:>4} | {r['seconds']:>7.2f} | {res['n'] / r['seconds']:>11,.0f} | "
                      f"{r['seconds'] / base:>6.1f} | {r['valid']:>7,} |")
-    lines += ["", f"pages passed whole by the typed decoder in (e): {res['typed_pages']:,} of {res['pages']:,} "
-              "(the others hold a drifted or an invalid comment and are checked item by item)"]
+    rest = res["pages"] - res["typed_pages"]
+    lines += ["", f"pages passed whole by the typed decoder in (e): {res['typed_pages']:,} of {res['pages']:,}"
+              + (f"; the other {rest:,} hold a drifted or an invalid comment and are checked item by item" if rest else "")]
     lines += ["", "drift counted by (d): " + (", ".join(f"{p} ({t}) x{k}" for (p, t), k in sorted(res["drift"].items())) or "none")]
     return "\n".join(lines)
 

@@ -441,7 +441,16 @@ def set_state(con: duckdb.DuckDBPyConnection, key: str, value: Any):
     except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
     con.execute("INSERT OR REPLACE INTO bronze.state (key, value, updated_at) VALUES ($1, $2, $3)", [key, text, _now()])
 
-# %% ../notebooks/07_bronze.ipynb #a227274e
+# %% ../notebooks/07_bronze.ipynb #8e7a9913
+def _lock_holder(fd: int, wait_s: float = 1.0) -> str | None:
+    "The pid the lock's holder wrote into the lock file; it writes it just after locking, so an empty file is re-read for a moment."
+    deadline = time.monotonic() + wait_s
+    while True:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if pid.isdigit(): return pid
+        if time.monotonic() >= deadline: return None
+        time.sleep(0.02)
+
 @contextlib.contextmanager
 def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or path); ":memory:" needs no lock
                    wait_s: float = 0,  # how long to wait for another run to finish
@@ -463,7 +472,9 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    holder = _lock_holder(fd)
+                    if holder is None:
+                        raise UserError(f"another trakt-nb run is writing {wh}; wait for it to finish or stop it, and run again to resume.") from None
                     raise UserError(f"another trakt-nb run (pid {holder}) is writing {wh}; wait for it to finish "
                                     f"or stop it (kill {holder}) and run again to resume.") from None
                 time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

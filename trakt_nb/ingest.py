@@ -220,7 +220,7 @@ async def crawl_title_meta(cr: Crawl, ref: TitleRef, summary: tuple[Response, di
         resp, body = await cr.fetch(f"/{kind}s/{ref.trakt}/ratings", None, "ratings", ref, u)
         if body is not None and resp.ok: cr.land(resp, body, "ratings", "ratings", ref, u, many=False)
 
-# %% ../notebooks/08_ingest.ipynb #e345eb18
+# %% ../notebooks/08_ingest.ipynb #40f23c99
 def to_epoch_iso(iso: str) -> int:
     "Epoch seconds of a Trakt timestamp."
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
@@ -256,7 +256,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         page_count = d.get("page_count") or page_count or 1
         if first_count is None: first_count = d.get("item_count")
         last_count = d.get("item_count")
-        candidates.update({int(k): v for k, v in (d.get("replies") or {}).items()})
+        candidates.update(_reply_counters(d))
         tp.comments_seen += d.get("n", 0)
         if d.get("max_created") and (max_created is None or d["max_created"] > max_created): max_created = d["max_created"]
         if d.get("n") == 0 and d.get("valid"): break  # an empty page ends the listing
@@ -290,6 +290,10 @@ def _page_detail(resp: Response, items: list | None, body) -> dict:
                         and type(o.get("replies")) is int and o["replies"] > 0}
     return d
 
+def _reply_counters(d: dict) -> dict[int, int]:
+    "Reply count per comment id, from a page's ledger detail (JSON keeps the ids as strings)."
+    return {int(k): v for k, v in (d.get("replies") or {}).items()}
+
 def _mark(cr: Crawl, key: str, ref: TitleRef, detail: dict):
     "Record a unit done that has no page of its own (a crawl's completion)."
     cr.w.mark_done(cr.unit(key, ref, "comments", None, detail))
@@ -306,9 +310,9 @@ async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by:
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=p, sort="newest") if body is not None and resp.ok else None
             d = _page_detail(resp, items, body) if resp is not None else {}
         tp.pages_valid += bool(d.get("valid"))
-        candidates.update({int(k): v for k, v in (d.get("replies") or {}).items()})
+        candidates.update(_reply_counters(d))
 
-# %% ../notebooks/08_ingest.ipynb #f55e2fc4
+# %% ../notebooks/08_ingest.ipynb #7ee8c605
 async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp: TitleProgress, every: bool = False):
     "Fetch the replies of every comment whose reply count moved (of every thread, with `every`: the weekly deep refresh)."
     todo = [(cid, n) for cid, n in candidates.items() if every or cr.known_replies.get(cid) != n]
@@ -320,7 +324,7 @@ def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
     "Reply counters of the replies in a thread finished earlier today, from its pages' ledger details (no call)."
     nested, page = {}, 1
     while (d := cr.done.get(f"comment:{cid}:replies:{page}")) is not None:
-        nested.update({int(k): v for k, v in (d.get("replies") or {}).items()}); page += 1
+        nested.update(_reply_counters(d)); page += 1
     return nested  # a run killed after this thread's done mark, before the threads below it, resumes them from here
 
 async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgress) -> dict[int, int]:
@@ -339,7 +343,7 @@ async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgr
             d = _page_detail(resp, items, body)
         tp.pages_announced += 1; tp.pages_valid += bool(d.get("valid"))
         complete &= bool(d.get("valid"))
-        nested.update({int(k): v for k, v in (d.get("replies") or {}).items()})
+        nested.update(_reply_counters(d))
         if d.get("n") == 0 or page >= (d.get("page_count") or 1): break
         page += 1
     if complete:

@@ -141,6 +141,11 @@ def _comment_paths(cfg: dict) -> list[str]:
     return out
 
 
+def _ingest_paths(cfg: dict) -> list[str]:
+    "The URLs our ingest called in its loopback run (written by that run)."
+    return json.loads(Path(cfg["ingest_paths"]).read_text())
+
+
 def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False,
              http_transport: str = "aiohttp") -> dict:
     import trakt_nb.ingest
@@ -277,10 +282,10 @@ def run_variant(name: str, cfg: dict, wd: Path, url: str) -> dict:
     elif name == "ingest_silver_loopback": out = v_ingest(cfg, wd, url, False, silver=True)
     elif name == "bare_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg))
     elif name == "bare_aio_loopback": out = v_bare(cfg, wd, url, False, _comment_paths(cfg), aio=True)
-    elif name == "bare_aio_ingest_urls": out = v_bare(cfg, wd, url, False, json.loads(Path(cfg["ingest_paths"]).read_text()), aio=True)
+    elif name == "bare_aio_ingest_urls": out = v_bare(cfg, wd, url, False, _ingest_paths(cfg), aio=True)
     elif name == "bare_inprocess": out = v_bare(cfg, wd, url, True, _comment_paths(cfg))
-    elif name == "bare_ingest_urls_inprocess": out = v_bare(cfg, wd, url, True, json.loads(Path(cfg["ingest_paths"]).read_text()))
-    elif name == "bare_ingest_urls": out = v_bare(cfg, wd, url, False, json.loads(Path(cfg["ingest_paths"]).read_text()))
+    elif name == "bare_ingest_urls_inprocess": out = v_bare(cfg, wd, url, True, _ingest_paths(cfg))
+    elif name == "bare_ingest_urls": out = v_bare(cfg, wd, url, False, _ingest_paths(cfg))
     elif name == "dlt_default": out = v_dlt(cfg, wd, url, None, False)
     elif name == "dlt_jsonl": out = v_dlt(cfg, wd, url, "jsonl", False)
     elif name == "dlt_parquet": out = v_dlt(cfg, wd, url, "parquet", False)

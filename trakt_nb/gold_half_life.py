@@ -51,7 +51,7 @@ def _weibull_burst(t: np.ndarray, T: float, scale: float, shape: float) -> tuple
 def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
               T: float,  # days observed after the onset (to the end of the as-of day)
               *, p_threshold: float = 0.01,  # [metrics] half_life_p_threshold
-              grid: int = 40,  # half-lives scanned on a log scale from 1.2 hours to 20·T
+              grid: int = 32,  # half-lives scanned on a log scale from 1.2 hours to 20·T
              ) -> dict:
     "Burst half-life, background rate, their 90% intervals, the tests' p-values and the fit status of one title's comment delays."
     t = np.sort(np.clip(np.asarray(t, dtype="float64"), 1e-5, T)); n = len(t)
@@ -60,7 +60,7 @@ def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
     ll_grid = np.array([prof(lh) for lh in lhs])
     k = int(np.argmax(ll_grid))
     res = optimize.minimize_scalar(lambda lh: -prof(lh), bounds=(lhs[max(k - 1, 0)], lhs[min(k + 1, grid - 1)]),
-                                   method="bounded", options={"xatol": 1e-5})
+                                   method="bounded", options={"xatol": 1e-4})
     lh, ll = (res.x, -res.fun) if -res.fun >= ll_grid[k] else (lhs[k], ll_grid[k])
     h = math.exp(lh)
     x, E = _exp_burst(t, T, h)
@@ -81,7 +81,7 @@ def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
     nb = optimize.minimize_scalar(lambda v: -burst_only(v), bounds=(lhs[0], lhs[-1]), method="bounded")
     ll_nobg = max(-nb.fun, burst_only(lh))
     wb = optimize.minimize(lambda p: -_split(*_weibull_burst(t, T, math.exp(p[0]), math.exp(p[1])), T)[2],
-                           x0=[math.log(h / LN2), 0.0], method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-3})
+                           x0=[math.log(h / LN2), 0.0], method="Nelder-Mead", options={"xatol": 1e-2, "fatol": 1e-2, "maxfev": 80})
     ll_shape = max(-wb.fun, ll)
     comp = N * -np.expm1(-LN2 / h * t) + b * t  # compensator at each comment
     gof_p = float(stats.kstest(comp / (N * E + b * T), "uniform").pvalue)

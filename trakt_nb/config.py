@@ -105,6 +105,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
         "quadrant_min_comments": Key("int", 5, "comments in the window to be eligible", min=1),
+        "quadrant_reaction_cap": Key("float", 0.99, "one comment's reactions count up to this quantile of its kind's comments in the window", min=0.5, max=1),
+        "quadrant_certainty": Key("float", 0.9, "probability each side of a placement needs to be certain (and a move to be reported)", min=0.5, max=1),
         "half_life_horizon_days": Key("int", 365, "horizon of the empirical half-life", min=7),
         "half_life_min_weeks": Key("int", 4, "post-peak weeks needed for a fit", min=2),
         "half_life_min_comments": Key("int", 20, "comments needed for a half-life", min=1),

@@ -34,7 +34,8 @@ def half_life_of(eng: ir.Table, as_of: dt.date, m) -> ir.Table:
 def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table, as_of: dt.date, m) -> dict[str, ir.Table]:
     "Every mart as of `as_of`, from the day's engagement, comment events, half-lives and rating snapshots, thresholds from `m`."
     return {
-        "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events),
+        "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events,
+                                        cap_quantile=m.quadrant_reaction_cap, certainty=m.quadrant_certainty),
         "mart_title_half_life": hl,
         "mart_title_hold_up": hold_up(eng, as_of, window_days=m.hold_up_window_days, min_ratio=m.hold_up_min_ratio,
                                       max_rating_drop=m.hold_up_max_rating_drop, min_ratings=m.rating_min_count),

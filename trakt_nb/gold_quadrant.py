@@ -13,9 +13,9 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import statsmodels.api as sm
 from ibis import _
 from scipy import stats
+from statsmodels.discrete.discrete_model import NegativeBinomial
 
 from .gold_engagement import TITLE_KEY, as_date
 
@@ -38,7 +38,7 @@ def _gamma_prior(y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                res = sm.NegativeBinomial(y, np.ones((len(y), 1)), exposure=n).fit(disp=0, maxiter=200)
+                res = NegativeBinomial(y, np.ones((len(y), 1)), exposure=n).fit(disp=0, maxiter=200)
                 m, a = float(np.exp(res.params[0])), float(res.params[-1])
                 if res.mle_retvals.get("converged") and np.isfinite(m) and 1e-6 < a < 1e6: return m, a
             except (ValueError, np.linalg.LinAlgError, FloatingPointError): pass

@@ -104,7 +104,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
-        "quadrant_min_comments": Key("int", 5, "comments in the window to be eligible", min=1),
+        "quadrant_min_comments": Key("int", 30, "comments in the window to be eligible (below ~30 a title's intensity is mostly noise)", min=1),
         "quadrant_reaction_cap": Key("float", 0.99, "one comment's reactions count up to this quantile of its kind's comments in the window", min=0.5, max=1),
         "quadrant_certainty": Key("float", 0.9, "probability each side of a placement needs to be certain (and a move to be reported)", min=0.5, max=1),
         "half_life_horizon_days": Key("int", 365, "horizon of the empirical half-life", min=7),

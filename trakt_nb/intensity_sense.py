@@ -62,8 +62,8 @@ def intensity_sample(spec: WorldSpec,  # the world
 
 # %% ../notebooks/27b_intensity_sense.ipynb #490ebe7a
 def spearman_brown(r: float) -> float:
-    "Reliability of a whole from the correlation `r` of its two halves (Spearman–Brown)."
-    return 2 * r / (1 + r)
+    "Reliability of a whole from the correlation `r` of its two halves (Spearman–Brown); NaN for r = −1."
+    return 2 * r / (1 + r) if r > -1 else float("nan")
 
 def intensity_figures(samples: pd.DataFrame,  # `intensity_sample` rows of one or more worlds and dates
                       min_group: int = 2,  # kinds with fewer eligible titles on a date are left out of the agreement (one title is always on the high side)
@@ -71,7 +71,7 @@ def intensity_figures(samples: pd.DataFrame,  # `intensity_sample` rows of one o
     "Split-half reliability and side agreement with the generated rates, over the eligible titles of `samples`."
     e = samples[samples.eligible.astype(bool)]
     h = e.dropna(subset=["intensity_half_a", "intensity_half_b"])
-    rho = float(stats.spearmanr(h.intensity_half_a, h.intensity_half_b).statistic)
+    rho = float(stats.spearmanr(h.intensity_half_a, h.intensity_half_b).statistic) if len(h) >= 3 else float("nan")
     g = e[e.groupby(["seed", "as_of", "title_kind"]).title_id_trakt.transform("size") >= min_group]
     by = g.groupby(["seed", "as_of", "title_kind"])
     truth_high = g.reaction_rate >= by.reaction_rate.transform("median")

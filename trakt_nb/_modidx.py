@@ -59,6 +59,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'trakt_nb.charts': { 'trakt_nb.charts._as_spec': ('charts.html#_as_spec', 'trakt_nb/charts.py'),
                                  'trakt_nb.charts._bundle': ('charts.html#_bundle', 'trakt_nb/charts.py'),
                                  'trakt_nb.charts._bundle_cache_path': ('charts.html#_bundle_cache_path', 'trakt_nb/charts.py'),
+                                 'trakt_nb.charts._no_titles': ('charts.html#_no_titles', 'trakt_nb/charts.py'),
                                  'trakt_nb.charts._placement': ('charts.html#_placement', 'trakt_nb/charts.py'),
                                  'trakt_nb.charts._quadrant_labels': ('charts.html#_quadrant_labels', 'trakt_nb/charts.py'),
                                  'trakt_nb.charts.chart_html': ('charts.html#chart_html', 'trakt_nb/charts.py'),

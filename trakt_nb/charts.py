@@ -159,6 +159,11 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
 # %% ../notebooks/40_charts.ipynb #1aeca39a
 def _quadrant_labels(s: pd.Series) -> pd.Series: return s.astype("object").where(s.notna(), "Not eligible")
 
+def _no_titles(text: str, width: int = 240, height: int = 60) -> alt.Chart:
+    "A chart that says in words why it has nothing to draw (an empty chart reads as a broken one)."
+    return (alt.Chart(pd.DataFrame({"note": [text]})).mark_text(fontSize=13, color="#555")
+            .encode(text="note:N", tooltip=alt.Tooltip("note:N", title="Note")).properties(width=width, height=height))
+
 def _placement(df: pd.DataFrame) -> pd.Series:
     "'certain', 'uncertain' or 'not eligible' per title (titles without `placement_certain` count as certain)."
     sure = df.placement_certain if "placement_certain" in df else pd.Series(True, index=df.index)
@@ -203,6 +208,7 @@ def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_i
 # %% ../notebooks/40_charts.ipynb #d4cfa3f1
 def quadrant_counts(df: pd.DataFrame) -> alt.FacetChart:  # per title_kind × quadrant: quadrant_titles, quadrant_movers
     "Eligible titles per quadrant, by kind, with the movers among them in the tooltip."
+    if df.empty: return _no_titles("No title has enough comments in the window to be placed.")
     d = df.assign(quadrant=lambda x: _quadrant_labels(x.quadrant))
     return (alt.Chart(d).mark_bar().encode(
         x=alt.X("quadrant_titles:Q", title="Titles"),
@@ -218,6 +224,7 @@ def movers(df: pd.DataFrame) -> alt.LayerChart:  # per title: title, title_kind,
     "Titles by quadrant a week ago (rows) × quadrant now (columns), eligible titles with a previous quadrant only; a change within the noise is left out."
     d = df[df.quadrant.notna() & df.prev_quadrant.notna()]
     if "moved" in d: d = d[(d.quadrant == d.prev_quadrant) | d.moved.fillna(False).astype(bool)]
+    if d.empty: return alt.layer(_no_titles("No eligible title had a quadrant a week ago (or every change was within the noise)."))
     base = alt.Chart(d).encode(
         x=alt.X("quadrant:N", title="Quadrant now", sort=QUADRANTS, scale=alt.Scale(domain=QUADRANTS)),
         y=alt.Y("prev_quadrant:N", title="Quadrant a week ago", sort=QUADRANTS, scale=alt.Scale(domain=QUADRANTS)))
@@ -231,6 +238,7 @@ def movers(df: pd.DataFrame) -> alt.LayerChart:  # per title: title, title_kind,
 def top_titles(df: pd.DataFrame, n: int = 5) -> alt.FacetChart:  # per title: title, year, title_kind, quadrant, breadth, intensity
     "The `n` broadest titles of each quadrant (both kinds together), one panel per quadrant."
     d = df[df.quadrant.notna()].copy()
+    if d.empty: return _no_titles("No title has enough comments in the window to be placed.")
     d["label"] = d.title.astype(str) + " (" + d.title_kind.str[0].str.upper() + ")"
     return (alt.Chart(d).transform_window(rank="row_number()", groupby=["quadrant"], sort=[alt.SortField("breadth", order="descending")])
             .transform_filter(alt.datum.rank <= n)

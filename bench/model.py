@@ -241,7 +241,8 @@ CREATE SCHEMA IF NOT EXISTS hand;
 CREATE OR REPLACE TEMP TABLE flat AS
 SELECT i.id AS comment_id, i.parent_id, p.title_kind, p.title_id_trakt, i."user".ids.slug AS user_slug,
        i.created_at::TIMESTAMPTZ AS created_at, i.updated_at::TIMESTAMPTZ AS updated_at, i.comment AS comment_text,
-       len(list_filter(regexp_split_to_array(regexp_replace(i.comment, '\\[/?spoiler\\]', ' ', 'g'), '\\s+'), w -> w <> ''))::INT AS word_count,
+       len(list_filter(regexp_split_to_array(regexp_replace(i.comment, '(?i)\\[/?spoiler\\]', ' ', 'g'), '[ \\t\\n\\r\\f\\x0B]+'),
+                       w -> w <> '' AND lower(w) <> 'edit:'))::INT AS word_count,  -- a word as silver.word_count defines it
        i.review AS is_review, i.spoiler OR contains(lower(i.comment), '[spoiler]') AS is_spoiler, i.likes, i.replies,
        coalesce(i.user_stats.rating, i.user_rating)::INT AS user_rating, i.language,
        p.run_date AS seen_date, p.fetched_at

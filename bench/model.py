@@ -241,7 +241,8 @@ CREATE SCHEMA IF NOT EXISTS hand;
 CREATE OR REPLACE TEMP TABLE flat AS
 SELECT i.id AS comment_id, i.parent_id, p.title_kind, p.title_id_trakt, i."user".ids.slug AS user_slug,
        i.created_at::TIMESTAMPTZ AS created_at, i.updated_at::TIMESTAMPTZ AS updated_at, i.comment AS comment_text,
-       len(list_filter(regexp_split_to_array(regexp_replace(i.comment, '\\[/?spoiler\\]', ' ', 'g'), '\\s+'), w -> w <> ''))::INT AS word_count,
+       len(list_filter(regexp_split_to_array(regexp_replace(i.comment, '(?i)\\[/?spoiler\\]', ' ', 'g'), '[ \\t\\n\\r\\f\\x0B]+'),
+                       w -> w <> '' AND lower(w) <> 'edit:'))::INT AS word_count,  -- a word as silver.word_count defines it
        i.review AS is_review, i.spoiler OR contains(lower(i.comment), '[spoiler]') AS is_spoiler, i.likes, i.replies,
        coalesce(i.user_stats.rating, i.user_rating)::INT AS user_rating, i.language,
        p.run_date AS seen_date, p.fetched_at
@@ -281,28 +282,35 @@ FROM s LEFT JOIN t USING (title_kind, title_id_trakt);
 """
 
 
-def _quadrant_sql(a: dt.date, window: int, min_comments: int) -> str:
+def _quadrant_sql(con, a: dt.date, window: int, min_comments: int, cap_q: float, certainty: float) -> str:
+    "The quadrant as of `a` as a SQL subquery: window stats in SQL, the project's empirical-Bayes step on them (like the decay fit), ranks and labels in SQL."
+    from trakt_nb.gold_quadrant import place_titles
     start = a - dt.timedelta(days=window - 1)
-    return f"""(WITH w AS (
+    stats = con.sql(f"""
+WITH w AS (
   SELECT title_kind, title_id_trakt,
          coalesce(sum(comments) FILTER (WHERE day >= DATE '{start}'), 0)::BIGINT AS comments_in_window,
-         coalesce(sum(likes + replies_received) FILTER (WHERE day >= DATE '{start}'), 0) AS reactions
+         coalesce(sum(likes + replies_received) FILTER (WHERE day >= DATE '{start}'), 0)::DOUBLE AS reactions
   FROM eng WHERE day <= DATE '{a}' GROUP BY ALL),
-people AS (SELECT title_kind, title_id_trakt, count(DISTINCT user_slug)::BIGINT AS people FROM events
-           WHERE created_date BETWEEN DATE '{start}' AND DATE '{a}' GROUP BY ALL),
-t AS (SELECT w.title_kind, w.title_id_trakt, comments_in_window, coalesce(people, 0) AS breadth,
-             reactions::DOUBLE / nullif(comments_in_window, 0) AS intensity, comments_in_window >= {min_comments} AS eligible
-      FROM w LEFT JOIN people USING (title_kind, title_id_trakt)),
-th AS (SELECT title_kind, quantile_cont(breadth, 0.5)::DOUBLE AS breadth_threshold, quantile_cont(intensity, 0.5)::DOUBLE AS intensity_threshold
-       FROM t WHERE eligible GROUP BY ALL),
+ev AS (SELECT title_kind, title_id_trakt, user_slug, (likes + replies)::DOUBLE AS r FROM events
+       WHERE created_date BETWEEN DATE '{start}' AND DATE '{a}'),
+cap AS (SELECT title_kind, quantile_cont(r, {cap_q}) AS cap FROM ev GROUP BY ALL),
+per AS (SELECT title_kind, title_id_trakt, count(DISTINCT user_slug)::BIGINT AS people, sum(least(r, cap)) AS capped,
+               sum(least(r, cap) * least(r, cap)) AS capped_sq FROM ev JOIN cap USING (title_kind) GROUP BY ALL)
+SELECT w.title_kind, w.title_id_trakt, comments_in_window, coalesce(people, 0) AS breadth, comments_in_window >= {min_comments} AS eligible,
+       reactions, coalesce(capped, 0) AS reactions_capped, coalesce(capped_sq, 0) AS reactions_capped_sq
+FROM w LEFT JOIN per USING (title_kind, title_id_trakt)""").df()
+    name = f"placed_{a:%Y%m%d}"
+    con.register(name, place_titles(stats, certainty))
+    return f"""(WITH t AS (SELECT * FROM {name}),
 pc AS (SELECT title_kind, title_id_trakt, percent_rank() OVER (PARTITION BY title_kind ORDER BY breadth) AS breadth_pct,
               percent_rank() OVER (PARTITION BY title_kind ORDER BY intensity) AS intensity_pct FROM t WHERE eligible)
-SELECT t.*, breadth_threshold, intensity_threshold, breadth_pct, intensity_pct,
+SELECT t.*, breadth_pct, intensity_pct,
        CASE WHEN NOT eligible THEN NULL
             WHEN breadth >= breadth_threshold AND intensity >= intensity_threshold THEN 'Phenomenon'
             WHEN breadth >= breadth_threshold THEN 'Mainstream'
             WHEN intensity >= intensity_threshold THEN 'Cult' ELSE 'Quiet' END AS quadrant
-FROM t LEFT JOIN th USING (title_kind) LEFT JOIN pc USING (title_kind, title_id_trakt))"""
+FROM t LEFT JOIN pc USING (title_kind, title_id_trakt))"""
 
 
 def hand_gold(con, a: dt.date, m) -> None:
@@ -330,14 +338,18 @@ FROM spine s LEFT JOIN d USING (title_kind, title_id_trakt, day)
 ORDER BY s.title_kind, s.title_id_trakt, s.day;
 """)
     prev = a - dt.timedelta(days=7)
+    qargs = (m.quadrant_window_days, m.quadrant_min_comments, m.quadrant_reaction_cap, m.quadrant_certainty)
     con.execute(f"""
 CREATE OR REPLACE TABLE hand.mart_title_quadrant AS
 SELECT DATE '{a}' AS as_of_date, n.title_kind, n.title_id_trakt, n.comments_in_window, n.breadth, n.intensity, n.eligible,
-       n.breadth_threshold, n.intensity_threshold, n.breadth_pct, n.intensity_pct, n.quadrant, p.quadrant AS prev_quadrant
-FROM {_quadrant_sql(a, m.quadrant_window_days, m.quadrant_min_comments)} n
-LEFT JOIN {_quadrant_sql(prev, m.quadrant_window_days, m.quadrant_min_comments)} p USING (title_kind, title_id_trakt)
+       n.breadth_threshold, n.intensity_threshold, n.breadth_pct, n.intensity_pct, n.quadrant, p.quadrant AS prev_quadrant,
+       n.raw_intensity, n.intensity_lo, n.intensity_hi, n.p_high_breadth, n.p_high_intensity, n.placement_certain,
+       coalesce(p.quadrant IS NOT NULL AND n.quadrant <> p.quadrant AND n.placement_certain AND p.placement_certain, false) AS moved
+FROM {_quadrant_sql(con, a, *qargs)} n
+LEFT JOIN {_quadrant_sql(con, prev, *qargs)} p USING (title_kind, title_id_trakt)
 ORDER BY n.title_kind, n.title_id_trakt;
 """)
+    for d in (a, prev): con.unregister(f"placed_{d:%Y%m%d}")
     # decay fits: the top-level comment times and release dates by hand, the fit itself is the project's numpy/scipy step
     times = con.sql(f"""SELECT DISTINCT title_kind, title_id_trakt, comment_id, epoch(created_at)::BIGINT AS created
                         FROM hand.stg_trakt__comment_event_history WHERE NOT is_reply AND seen_date <= DATE '{a}' AND created_at <= {end}""").df()

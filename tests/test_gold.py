@@ -70,6 +70,9 @@ def test_quadrant_labels_follow_thresholds(rows, as_of_off, min_comments):
             continue
         assert r.quadrant == QUAD[(r.breadth >= r.breadth_threshold, r.intensity >= r.intensity_threshold)]
         assert 0 <= r.breadth_pct <= 1 and 0 <= r.intensity_pct <= 1
+        assert r.intensity_lo <= r.intensity <= r.intensity_hi and 0 <= r.p_high_intensity <= 1 and 0 <= r.p_high_breadth <= 1
+        assert bool(r.placement_certain) == (max(r.p_high_breadth, 1 - r.p_high_breadth) >= 0.9 and max(r.p_high_intensity, 1 - r.p_high_intensity) >= 0.9)
+    assert not (q.moved & ~(q.placement_certain.fillna(False).astype(bool))).any()   # a move needs a certain placement
     for kind, g in q[q.eligible].groupby("title_kind"):   # thresholds are per-kind medians of eligible titles
         assert g.breadth_threshold.iloc[0] == pytest.approx(float(np.median(g.breadth)))
         assert g.intensity_threshold.iloc[0] == pytest.approx(float(np.median(g.intensity)))
@@ -168,7 +171,7 @@ def test_gold_runs_on_a_duckdb_file(tmp_path):
     assert trend.titles.sum() == 1 and trend.cohort.tolist() == ["2025"]
     con.disconnect()
     raw = duckdb.connect(str(path), read_only=True)          # the compiled SQL (no memtables in it) runs on the file as is
-    for name in ["quadrant", "hold_up", "rating_trend"]:
+    for name in ["hold_up", "rating_trend"]:                 # (quadrant and half_life carry their Python fits as memtables)
         sql = ibis.to_sql(pairs[name][0], dialect="duckdb")
         assert len(raw.sql(sql).fetchall()) == len(pairs[name][1].to_pandas()), name
     raw.close()

@@ -35,7 +35,10 @@ EXPECTED = {
     "breadth": 4.5,               # median of 5, 4, 5, 1
     "intensity": 0.9,             # median of 1.2, 0.6, 1.8, 0.0
     "quadrant_titles": 3,         # show 3 is not eligible
-    "quadrant_movers": 2,         # both movies changed quadrant; show 1 has no previous quadrant
+    "intensity_lo": 0.6,          # median of 0.9, 0.3, 1.5, 0.0
+    "intensity_hi": 1.8,          # median of 1.6, 1.0, 2.2, 2.0
+    "uncertain_placements": 1,    # movie 2 (show 3 is not eligible)
+    "quadrant_movers": 1,         # both movies changed quadrant, but movie 2's placement is not certain; show 1 has no previous quadrant
     "burst_half_life": 12.0,      # median of the ok fits 12, 4, 20 (show 3 is insufficient_data)
     "background_rate": 0.2,       # median of 0.2, 0.0, 0.5
     "decay_fits": 3,

@@ -132,8 +132,12 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
     q["quadrant"] = np.select([hi_b & hi_i, hi_b, hi_i], QUADRANTS[:3], QUADRANTS[3])
     q.loc[~q.eligible, "quadrant"] = None
     q["prev_quadrant"] = [None if i % 5 == 0 else QUADRANTS[(i // 2) % 4] for i in range(n)]
-    counts = (q[q.eligible].assign(moved=lambda d: d.prev_quadrant.notna() & (d.prev_quadrant != d.quadrant))
-              .groupby(["title_kind", "quadrant"], as_index=False).agg(quadrant_titles=("title", "size"), quadrant_movers=("moved", "sum")))
+    q["intensity_lo"], q["intensity_hi"] = q.intensity * rng.uniform(0.5, 0.9, n), q.intensity * rng.uniform(1.1, 1.8, n)
+    q["placement_certain"] = np.where(q.eligible, np.arange(n) % 3 != 1, None)
+    q["moved"] = q.eligible & q.prev_quadrant.notna() & (q.prev_quadrant != q.quadrant) & (q.placement_certain == True)
+    counts = (q[q.eligible].assign(uncertain=lambda d: d.placement_certain == False)
+              .groupby(["title_kind", "quadrant"], as_index=False)
+              .agg(quadrant_titles=("title", "size"), quadrant_movers=("moved", "sum"), uncertain_placements=("uncertain", "sum")))
     start = dt.date(2026, 1, 1)
     days = pd.date_range(start, periods=210, freq="D")
     daily = pd.concat([base.iloc[[i]].merge(pd.DataFrame({"day": days.date}), how="cross")
@@ -164,36 +168,56 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
 # %% ../notebooks/40_charts.ipynb #1aeca39a
 def _quadrant_labels(s: pd.Series) -> pd.Series: return s.astype("object").where(s.notna(), "Not eligible")
 
-def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_id_trakt, title, year, quadrant, prev_quadrant, breadth, intensity
+def _no_titles(text: str, width: int = 240, height: int = 60) -> alt.Chart:
+    "A chart that says in words why it has nothing to draw (an empty chart reads as a broken one)."
+    return (alt.Chart(pd.DataFrame({"note": [text]})).mark_text(fontSize=13, color="#555")
+            .encode(text="note:N", tooltip=alt.Tooltip("note:N", title="Note")).properties(width=width, height=height))
+
+def _placement(df: pd.DataFrame) -> pd.Series:
+    "'certain', 'uncertain' or 'not eligible' per title (titles without `placement_certain` count as certain)."
+    sure = df.placement_certain if "placement_certain" in df else pd.Series(True, index=df.index)
+    return pd.Series(np.where(df.quadrant.isna(), "not eligible", np.where(sure.fillna(False).astype(bool), "certain", "uncertain")), index=df.index)
+
+def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_id_trakt, title, year, quadrant, prev_quadrant, breadth, intensity (+ intensity_lo, intensity_hi, placement_certain)
                      thresholds: pd.DataFrame,  # per title_kind: breadth, intensity (medians over eligible titles)
                      width: int = 320, height: int = 260) -> alt.FacetChart:
-    "Breadth × intensity per title with the median lines, coloured by quadrant, one panel per kind, with a title search that highlights."
+    "Breadth × intensity per title with the median lines, coloured by quadrant, uncertain placements hollow with their 90% interval, one panel per kind, with a title search."
     th = thresholds[["title_kind", "breadth", "intensity"]].rename(columns={"breadth": "breadth_threshold", "intensity": "intensity_threshold"})
-    d = df.merge(th, on="title_kind", how="left").assign(quadrant=lambda x: _quadrant_labels(x.quadrant),
+    d = df.merge(th, on="title_kind", how="left").assign(placement=_placement, quadrant=lambda x: _quadrant_labels(x.quadrant),
                                                          prev_quadrant=lambda x: x.prev_quadrant.astype("object").where(x.prev_quadrant.notna(), "—"))
+    has_ci = {"intensity_lo", "intensity_hi"} <= set(d.columns)
     search = alt.param(name="search", value="", bind=alt.binding(input="search", placeholder="part of a title", name="Highlight titles containing "))
     hit = "search != '' && indexof(lower(datum.title), lower(search)) >= 0"
-    colour = alt.Color("quadrant:N", title="Quadrant", scale=alt.Scale(domain=QUADRANTS + ["Not eligible"], range=QUADRANT_COLORS + ["#d9d9d9"]))
-    points = alt.Chart().mark_point(filled=True, stroke="black").encode(
+    scale = alt.Scale(domain=QUADRANTS + ["Not eligible"], range=QUADRANT_COLORS + ["#d9d9d9"])
+    colour = alt.Color("quadrant:N", title="Quadrant", scale=scale)
+    points = alt.Chart().mark_point().encode(
         x=alt.X("breadth:Q", title="Breadth (distinct commenters)", scale=alt.Scale(type="symlog")),
         y=alt.Y("intensity:Q", title="Intensity (likes + replies per comment)", scale=alt.Scale(type="symlog")),
-        color=colour,
+        color=colour, fill=alt.condition("datum.placement == 'uncertain'", alt.value("white"), alt.Fill("quadrant:N", scale=scale, legend=None)),
         size=alt.condition(hit, alt.value(220), alt.value(60)),
         opacity=alt.condition(f"search == '' || {hit}", alt.value(0.9), alt.value(0.15)),
-        strokeWidth=alt.condition(hit, alt.value(2), alt.value(0)),
+        stroke=alt.when(hit).then(alt.value("black")).otherwise(alt.Stroke("quadrant:N", scale=scale, legend=None)),
+        strokeWidth=alt.when(hit).then(alt.value(2)).when("datum.placement == 'uncertain'").then(alt.value(1.5)).otherwise(alt.value(0)),
         tooltip=[alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,
                  alt.Tooltip("quadrant:N", title="Quadrant"), alt.Tooltip("prev_quadrant:N", title="Quadrant a week ago"),
-                 alt.Tooltip("breadth:Q", title="Breadth", format=",.0f"), alt.Tooltip("intensity:Q", title="Intensity", format=".2f")],
+                 alt.Tooltip("placement:N", title="Placement"),
+                 alt.Tooltip("breadth:Q", title="Breadth", format=",.0f"), alt.Tooltip("intensity:Q", title="Intensity", format=".2f"),
+                 *([alt.Tooltip("intensity_lo:Q", title="Intensity 5%", format=".2f"), alt.Tooltip("intensity_hi:Q", title="Intensity 95%", format=".2f")] if has_ci else [])],
     ).add_params(search)
+    layers = [points]
+    if has_ci:  # the 90% interval of intensity, drawn for uncertain placements
+        layers.insert(0, alt.Chart().transform_filter("datum.placement == 'uncertain'").mark_rule(opacity=0.5).encode(
+            x="breadth:Q", y="intensity_lo:Q", y2="intensity_hi:Q", color=alt.Color("quadrant:N", scale=scale, legend=None)))
     vrule = alt.Chart().mark_rule(strokeDash=[4, 4], color="#555").encode(x="mean(breadth_threshold):Q")
     hrule = alt.Chart().mark_rule(strokeDash=[4, 4], color="#555").encode(y="mean(intensity_threshold):Q")
-    return (alt.layer(vrule, hrule, points, data=d).properties(width=width, height=height)
+    return (alt.layer(vrule, hrule, *layers, data=d).properties(width=width, height=height)
             .facet(column=alt.Column("title_kind:N", title=None, header=alt.Header(labelExpr="datum.value == 'movie' ? 'Movies' : 'Shows'")))
             .resolve_scale(x="independent", y="independent"))
 
 # %% ../notebooks/40_charts.ipynb #d4cfa3f1
 def quadrant_counts(df: pd.DataFrame) -> alt.FacetChart:  # per title_kind × quadrant: quadrant_titles, quadrant_movers
     "Eligible titles per quadrant, by kind, with the movers among them in the tooltip."
+    if df.empty: return _no_titles("No title has enough comments in the window to be placed.")
     d = df.assign(quadrant=lambda x: _quadrant_labels(x.quadrant))
     return (alt.Chart(d).mark_bar().encode(
         x=alt.X("quadrant_titles:Q", title="Titles"),
@@ -205,9 +229,11 @@ def quadrant_counts(df: pd.DataFrame) -> alt.FacetChart:  # per title_kind × qu
         .facet(column=alt.Column("title_kind:N", title=None)))
 
 # %% ../notebooks/40_charts.ipynb #b6f9d679
-def movers(df: pd.DataFrame) -> alt.LayerChart:  # per title: title, title_kind, quadrant, prev_quadrant
-    "Titles by quadrant a week ago (rows) × quadrant now (columns), eligible titles with a previous quadrant only."
-    d = df[df.quadrant.notna() & df.prev_quadrant.notna()].assign(moved=lambda x: np.where(x.quadrant != x.prev_quadrant, "moved", "stayed"))
+def movers(df: pd.DataFrame) -> alt.LayerChart:  # per title: title, title_kind, quadrant, prev_quadrant (+ moved: the change is beyond noise)
+    "Titles by quadrant a week ago (rows) × quadrant now (columns), eligible titles with a previous quadrant only; a change within the noise is left out."
+    d = df[df.quadrant.notna() & df.prev_quadrant.notna()]
+    if "moved" in d: d = d[(d.quadrant == d.prev_quadrant) | d.moved.fillna(False).astype(bool)]
+    if d.empty: return alt.layer(_no_titles("No eligible title had a quadrant a week ago (or every change was within the noise)."))
     base = alt.Chart(d).encode(
         x=alt.X("quadrant:N", title="Quadrant now", sort=QUADRANTS, scale=alt.Scale(domain=QUADRANTS)),
         y=alt.Y("prev_quadrant:N", title="Quadrant a week ago", sort=QUADRANTS, scale=alt.Scale(domain=QUADRANTS)))
@@ -221,6 +247,7 @@ def movers(df: pd.DataFrame) -> alt.LayerChart:  # per title: title, title_kind,
 def top_titles(df: pd.DataFrame, n: int = 5) -> alt.FacetChart:  # per title: title, year, title_kind, quadrant, breadth, intensity
     "The `n` broadest titles of each quadrant (both kinds together), one panel per quadrant."
     d = df[df.quadrant.notna()].copy()
+    if d.empty: return _no_titles("No title has enough comments in the window to be placed.")
     d["label"] = d.title.astype(str) + " (" + d.title_kind.str[0].str.upper() + ")"
     return (alt.Chart(d).transform_window(rank="row_number()", groupby=["quadrant"], sort=[alt.SortField("breadth", order="descending")])
             .transform_filter(alt.datum.rank <= n)

@@ -104,7 +104,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
-        "quadrant_min_comments": Key("int", 5, "comments in the window to be eligible", min=1),
+        "quadrant_min_comments": Key("int", 30, "comments in the window to be eligible (below ~30 a title's intensity is mostly noise)", min=1),
+        "quadrant_reaction_cap": Key("float", 0.99, "one comment's reactions count up to this quantile of its kind's comments in the window", min=0.5, max=1),
+        "quadrant_certainty": Key("float", 0.9, "probability each side of a placement needs to be certain (and a move to be reported)", min=0.5, max=1),
         "half_life_min_comments": Key("int", 50, "top-level comments after the onset needed for a decay fit", min=3),
         "half_life_min_days": Key("int", 28, "days observed after the onset needed for a decay fit", min=1),
         "half_life_p_threshold": Key("float", 0.01, "significance of the decay fit's tests (decay, shape, fit, background)", min=0, max=1),

@@ -6,61 +6,145 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 from ibis import _
+from scipy import stats
+from statsmodels.discrete.discrete_model import NegativeBinomial
 
 from .gold_engagement import TITLE_KEY, as_date
 
 # %% auto #0
-__all__ = ['quadrant']
+__all__ = ['place_titles', 'quadrant']
+
+# %% ../notebooks/21_quadrant.ipynb #556b0078
+def _dispersion(n: np.ndarray, y: np.ndarray, ss: np.ndarray) -> float:
+    "Pooled Pearson dispersion of per-comment reactions within titles (1 = Poisson): how many comments carry one comment's worth of evidence."
+    ok = (n >= 2) & (y > 0) & np.isfinite(ss)
+    if not ok.any(): return 1.0
+    within = ((n * ss - y * y) / np.where(ok, y, 1.0))[ok].sum()  # Σ titles Σ comments (r − r̄)² / r̄
+    return float(max(1.0, within / (n[ok] - 1).sum()))
+
+def _gamma_prior(y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    "The kind's rate μ and the spread α of title rates around it (rate ~ Gamma, mean μ, variance αμ²): an NB2 fit by statsmodels, moments if it fails."
+    mu = float(y.sum() / n.sum()) if n.sum() > 0 else 0.0
+    if mu <= 0: return 0.0, 1.0
+    if len(y) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = NegativeBinomial(y, np.ones((len(y), 1)), exposure=n).fit(disp=0, maxiter=200)
+                m, a = float(np.exp(res.params[0])), float(res.params[-1])
+                if res.mle_retvals.get("converged") and np.isfinite(m) and 1e-6 < a < 1e6: return m, a
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError): pass
+    a = float(((y - n * mu) ** 2 - y).sum() / (n * n * mu * mu).sum())  # method of moments of the same model
+    return mu, min(max(a, 1e-6), 1e6)
+
+_PLACE_SCHEMA = pa.schema([("title_kind", pa.string()), ("title_id_trakt", pa.int64()), ("comments_in_window", pa.int64()),
+                           ("breadth", pa.int64()), ("eligible", pa.bool_()), ("raw_intensity", pa.float64()),
+                           ("intensity", pa.float64()), ("intensity_lo", pa.float64()), ("intensity_hi", pa.float64()),
+                           ("breadth_threshold", pa.float64()), ("intensity_threshold", pa.float64()),
+                           ("p_high_breadth", pa.float64()), ("p_high_intensity", pa.float64()), ("placement_certain", pa.bool_())])
+
+def place_titles(window: pd.DataFrame,  # per title: title_kind, title_id_trakt, comments_in_window, breadth, eligible, reactions, reactions_capped, reactions_capped_sq (NaN: no per-comment data)
+                 certainty: float = 0.9,  # [metrics] quadrant_certainty: a side is sure when its probability is at least this
+                ) -> pa.Table:
+    "Per title: intensity shrunk toward its kind's rate with a 90% interval, the kind's medians, and how sure the title is of each side of them."
+    s = window.sort_values(TITLE_KEY, kind="stable", ignore_index=True)  # the fits see the same rows in the same order every run
+    n, y = s.comments_in_window.to_numpy("float64"), s.reactions_capped.to_numpy("float64", na_value=0.0)
+    ss = s.reactions_capped_sq.to_numpy("float64", na_value=np.nan)
+    shape, rate = np.full(len(s), np.nan), np.full(len(s), np.nan)
+    for kind in sorted(s.title_kind.unique()):
+        k = (s.title_kind == kind).to_numpy() & (n > 0)
+        if not k.any(): continue
+        phi = _dispersion(n[k], y[k], ss[k])
+        mu, alpha = _gamma_prior(y[k] / phi, n[k] / phi)
+        shape[k], rate[k] = 1 / alpha + y[k] / phi, (1 / (alpha * mu) if mu > 0 else np.inf) + n[k] / phi
+    none = np.isinf(rate)                       # a kind without any reaction: every rate is 0
+    scale = np.where(none, 1.0, 1 / rate)
+    with np.errstate(invalid="ignore"):
+        est = np.where(none, 0.0, shape * scale)
+        lo = np.where(none, 0.0, stats.gamma.ppf(0.05, shape, scale=scale))
+        hi = np.where(none, 0.0, stats.gamma.ppf(0.95, shape, scale=scale))
+        raw = s.reactions.to_numpy("float64", na_value=0.0) / np.where(n > 0, n, np.nan)
+    elig = s.eligible.to_numpy(bool) & (n > 0)
+    med = pd.DataFrame({"title_kind": s.title_kind, "b": s.breadth.astype("float64"), "i": est})[elig].groupby("title_kind").median()
+    b_thr = s.title_kind.map(med.b).to_numpy("float64", na_value=np.nan)
+    i_thr = s.title_kind.map(med.i).to_numpy("float64", na_value=np.nan)
+    # P(side is high): the intensity posterior above its median; breadth as a Poisson count (Jeffreys posterior Gamma(breadth + ½, 1))
+    p_i = np.where(none, (0.0 >= i_thr).astype(float), stats.gamma.sf(i_thr, shape, scale=scale))
+    p_b = stats.gamma.sf(b_thr, s.breadth.to_numpy("float64") + 0.5)
+    p_i, p_b = np.where(elig, p_i, np.nan), np.where(elig, p_b, np.nan)
+    sure = (np.maximum(p_b, 1 - p_b) >= certainty) & (np.maximum(p_i, 1 - p_i) >= certainty)
+    col = lambda x: pa.array(x, pa.float64(), mask=np.isnan(x))
+    return pa.table({"title_kind": pa.array(s.title_kind, pa.string()), "title_id_trakt": pa.array(s.title_id_trakt, pa.int64()),
+                     "comments_in_window": pa.array(s.comments_in_window, pa.int64()), "breadth": pa.array(s.breadth, pa.int64()),
+                     "eligible": pa.array(s.eligible, pa.bool_()), "raw_intensity": col(raw), "intensity": col(est), "intensity_lo": col(lo), "intensity_hi": col(hi),
+                     "breadth_threshold": col(b_thr), "intensity_threshold": col(i_thr), "p_high_breadth": col(p_b),
+                     "p_high_intensity": col(p_i), "placement_certain": pa.array(sure, pa.bool_(), mask=~elig)}, schema=_PLACE_SCHEMA)
 
 # %% ../notebooks/21_quadrant.ipynb #a20e3daf
 _QUADRANT = {(True, True): "Phenomenon", (True, False): "Mainstream", (False, True): "Cult", (False, False): "Quiet"}
 
-def _quadrant_at(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments: int, events: ir.Table | None = None) -> ir.Table:
-    "Window stats, thresholds, percentiles and quadrant of every title with engagement on or before `as_of`."
+def _window(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments: int, events: ir.Table | None, cap_quantile: float) -> ir.Table:
+    "Per title with engagement on or before `as_of`: comments, breadth and reactions in the window (capped per comment when `events` are given)."
     start = as_of - dt.timedelta(days=window_days - 1)
     in_w = _.day >= start
     t = (engagement.filter(_.day <= as_of).group_by(TITLE_KEY)
          .agg(comments_in_window=_.comments.sum(where=in_w).fill_null(0).cast("int64"),
               breadth=_.distinct_commenters.sum(where=in_w).fill_null(0).cast("int64"),
-              reactions=(_.likes + _.replies_received).sum(where=in_w).fill_null(0))
-         .mutate(intensity=_.reactions.cast("float64") / _.comments_in_window.nullif(0),
-                 eligible=_.comments_in_window >= min_comments))
-    if events is not None:  # exact: distinct people in the window, not commenter-days
-        people = (events.filter(_.created_date >= start, _.created_date <= as_of).group_by(TITLE_KEY)
-                  .agg(people=_.user_slug.nunique().cast("int64")))
-        t = t.left_join(people, TITLE_KEY).select(t, people.people)
-        t = t.mutate(breadth=_.people.fill_null(0)).drop("people")
+              reactions=(_.likes + _.replies_received).sum(where=in_w).fill_null(0).cast("float64"))
+         .mutate(eligible=_.comments_in_window >= min_comments))
+    if events is None:  # the daily fact alone: commenter-days, and no per-comment reactions to cap (Poisson evidence)
+        return t.mutate(reactions_capped=_.reactions, reactions_capped_sq=ibis.null("float64"))
+    ev = events.filter(_.created_date >= start, _.created_date <= as_of).mutate(r=(_.likes + _.replies).cast("float64"))
+    cap = ev.group_by("title_kind").agg(cap=_.r.quantile(cap_quantile))  # one comment's reactions count up to the kind's high quantile
+    ev = ev.join(cap, "title_kind").mutate(r=ibis.least(_.r, _.cap))
+    per = ev.group_by(TITLE_KEY).agg(people=_.user_slug.nunique().cast("int64"), capped=_.r.sum(), capped_sq=(_.r * _.r).sum())
+    t = t.left_join(per, TITLE_KEY).select(t, per.people, per.capped, per.capped_sq)
+    return t.mutate(breadth=_.people.fill_null(0), reactions_capped=_.capped.fill_null(0.0),
+                    reactions_capped_sq=_.capped_sq.fill_null(0.0)).drop("people", "capped", "capped_sq")
+
+def _quadrant_at(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments: int, events: ir.Table | None = None,
+                 cap_quantile: float = 0.99, certainty: float = 0.9) -> ir.Table:
+    "Window stats, shrunk intensity, thresholds, placement confidence, percentiles and quadrant of every title with engagement on or before `as_of`."
+    t = _window(engagement, as_of, window_days, min_comments, events, cap_quantile)
+    t = ibis.memtable(place_titles(t.to_pandas(), certainty))  # one row per title: the fits run in Python on this small table
     elig = t.filter(_.eligible)
-    thresholds = elig.group_by("title_kind").agg(breadth_threshold=_.breadth.median().cast("float64"),
-                                                 intensity_threshold=_.intensity.median().cast("float64"))
     pcts = elig.select(*TITLE_KEY,
                        breadth_pct=ibis.percent_rank().over(group_by="title_kind", order_by="breadth"),
                        intensity_pct=ibis.percent_rank().over(group_by="title_kind", order_by="intensity"))
-    t = (t.left_join(thresholds, "title_kind").select(t, thresholds.breadth_threshold, thresholds.intensity_threshold))
     t = t.left_join(pcts, TITLE_KEY).select(t, pcts.breadth_pct, pcts.intensity_pct)
     hb, hi = _.breadth >= _.breadth_threshold, _.intensity >= _.intensity_threshold
     quad = ibis.cases(*[(_.eligible & (hb if b else ~hb) & (hi if i else ~hi), name) for (b, i), name in _QUADRANT.items()],
                       else_=ibis.null("string"))
-    return t.mutate(quadrant=quad).drop("reactions")
+    return t.mutate(quadrant=quad)
 
 def quadrant(engagement: ir.Table,  # `daily_engagement` output (any as-of on or after `as_of`)
              as_of: dt.date,  # the window ends on this day
              *, window_days: int = 28,  # [metrics] quadrant_window_days
              min_comments: int = 5,  # [metrics] quadrant_min_comments
-             events: ir.Table | None = None,  # comment events as of `as_of`: breadth counts distinct people (else commenter-days)
+             events: ir.Table | None = None,  # comment events as of `as_of`: breadth counts distinct people (else commenter-days), reactions are capped per comment
+             cap_quantile: float = 0.99,  # [metrics] quadrant_reaction_cap: one comment's reactions count up to this quantile of its kind's comments in the window
+             certainty: float = 0.9,  # [metrics] quadrant_certainty: probability a placement (and a move) must reach to be sure
             ) -> ir.Table:
-    "Breadth/intensity quadrant of each title at `as_of`, with its quadrant 7 days earlier."
+    "Breadth/intensity quadrant of each title at `as_of` with how sure its placement is, its quadrant 7 days earlier, and whether it moved beyond noise."
     as_of = as_date(as_of)
-    now = _quadrant_at(engagement, as_of, window_days, min_comments, events)
-    prev = _quadrant_at(engagement, as_of - dt.timedelta(days=7), window_days, min_comments, events)
-    out = now.left_join(prev, TITLE_KEY).select(now, prev_quadrant=prev.quadrant)
+    now = _quadrant_at(engagement, as_of, window_days, min_comments, events, cap_quantile, certainty)
+    prev = _quadrant_at(engagement, as_of - dt.timedelta(days=7), window_days, min_comments, events, cap_quantile, certainty)
+    out = now.left_join(prev, TITLE_KEY).select(now, prev_quadrant=prev.quadrant, prev_certain=prev.placement_certain)
+    moved = (_.prev_quadrant.notnull() & (_.quadrant != _.prev_quadrant) & _.placement_certain & _.prev_certain).fill_null(False)
     return (out.select(as_of_date=ibis.literal(as_of, type="date"), title_kind=_.title_kind,
                        title_id_trakt=_.title_id_trakt, comments_in_window=_.comments_in_window, breadth=_.breadth,
                        intensity=_.intensity, eligible=_.eligible, breadth_threshold=_.breadth_threshold,
                        intensity_threshold=_.intensity_threshold, breadth_pct=_.breadth_pct,
-                       intensity_pct=_.intensity_pct, quadrant=_.quadrant, prev_quadrant=_.prev_quadrant)
+                       intensity_pct=_.intensity_pct, quadrant=_.quadrant, prev_quadrant=_.prev_quadrant,
+                       raw_intensity=_.raw_intensity, intensity_lo=_.intensity_lo, intensity_hi=_.intensity_hi,
+                       p_high_breadth=_.p_high_breadth, p_high_intensity=_.p_high_intensity,
+                       placement_certain=_.placement_certain, moved=moved)
                .order_by(TITLE_KEY))

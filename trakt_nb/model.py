@@ -35,7 +35,8 @@ def half_life_of(history: ir.Table, releases: ir.Table | None, as_of: dt.date, m
 def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table, as_of: dt.date, m) -> dict[str, ir.Table]:
     "Every mart as of `as_of`, from the day's engagement, comment events, half-lives and rating snapshots, thresholds from `m`."
     return {
-        "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events),
+        "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events,
+                                        cap_quantile=m.quadrant_reaction_cap, certainty=m.quadrant_certainty),
         "mart_title_half_life": hl,
         "mart_title_hold_up": hold_up(eng, hl, as_of, p_threshold=m.half_life_p_threshold, max_yearly_share=m.long_tail_max_yearly_share,
                                       burst_half_lives=m.hold_up_burst_half_lives, min_ratings=m.rating_min_count),

@@ -289,7 +289,7 @@ def load_metrics(path: str | Path | None = None) -> Catalogue:
 _GOLD_DDL = {
     "silver.dim_title": "title_kind VARCHAR, title_id_trakt BIGINT, slug VARCHAR, title VARCHAR, year INTEGER, genres VARCHAR[]",
     "gold.fct_title_daily_engagement": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, day DATE, comments BIGINT, top_level_comments BIGINT, replies_posted BIGINT, reviews BIGINT, spoilers BIGINT, distinct_commenters BIGINT, likes BIGINT, replies_received BIGINT, words BIGINT, rating_sum BIGINT, rating_count BIGINT, rating_mean DOUBLE",
-    "gold.mart_title_quadrant": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, comments_in_window BIGINT, breadth BIGINT, intensity DOUBLE, eligible BOOLEAN, breadth_threshold DOUBLE, intensity_threshold DOUBLE, breadth_pct DOUBLE, intensity_pct DOUBLE, quadrant VARCHAR, prev_quadrant VARCHAR",
+    "gold.mart_title_quadrant": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, comments_in_window BIGINT, breadth BIGINT, intensity DOUBLE, eligible BOOLEAN, breadth_threshold DOUBLE, intensity_threshold DOUBLE, breadth_pct DOUBLE, intensity_pct DOUBLE, quadrant VARCHAR, prev_quadrant VARCHAR, raw_intensity DOUBLE, intensity_lo DOUBLE, intensity_hi DOUBLE, p_high_breadth DOUBLE, p_high_intensity DOUBLE, placement_certain BOOLEAN, moved BOOLEAN",
     "gold.mart_title_half_life": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, first_comment_day DATE, onset_day DATE, onset_source VARCHAR, pre_onset_comments BIGINT, top_level_comments BIGINT, observed_days DOUBLE, fit_status VARCHAR, burst_half_life_days DOUBLE, burst_half_life_days_lo DOUBLE, burst_half_life_days_hi DOUBLE, background_per_day DOUBLE, background_per_day_lo DOUBLE, background_per_day_hi DOUBLE, burst_comments DOUBLE, background_p DOUBLE, shape_p DOUBLE, gof_p DOUBLE, cohort VARCHAR",
     "gold.mart_title_hold_up": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, fit_status VARCHAR, qualifies BOOLEAN, long_tail BOOLEAN, background_yearly_share DOUBLE, background_yearly_share_lo DOUBLE, background_yearly_share_hi DOUBLE, burst_days DOUBLE, during_ratings BIGINT, after_ratings BIGINT, during_rating_mean DOUBLE, after_rating_mean DOUBLE, rating_drift DOUBLE, rating_drift_lo DOUBLE, rating_drift_hi DOUBLE, holds_up BOOLEAN",
     "gold.mart_title_rating_trend": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, rating DOUBLE, votes BIGINT, rating_change_7d DOUBLE, rating_change_28d DOUBLE, votes_change_7d BIGINT, votes_change_28d BIGINT, share_9_10 DOUBLE, share_1_3 DOUBLE",
@@ -305,11 +305,15 @@ _DEMO_ROWS = {
         (_A, "movie", 1, "2026-11-20", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "movie", 2, "2026-11-19", 4, 3, 1, 0, 2, 3, 2, 1, 80, 0, 0, None),
         (_A, "movie", 2, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 10, 6, 1, 6.0), (_A, "show", 1, "2026-11-18", 5, 4, 1, 2, 1, 4, 10, 1, 500, 27, 3, 9.0),
         (_A, "show", 1, "2026-11-19", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "show", 1, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 20, 0, 0, None)],
-    # as_of, kind, id, comments_in_window, breadth, intensity, eligible, b_thr, i_thr, b_pct, i_pct, quadrant, prev_quadrant
+    # as_of, kind, id, comments_in_window, breadth, intensity, eligible, b_thr, i_thr, b_pct, i_pct, quadrant, prev_quadrant,
+    # raw_intensity, intensity_lo, intensity_hi, p_high_breadth, p_high_intensity, placement_certain, moved
     "gold.mart_title_quadrant": [
-        (_P, "movie", 1, 6, 3, 2.0, True, 3.5, 1.25, 0.0, 1.0, "Cult", None), (_P, "movie", 2, 9, 4, 0.5, True, 3.5, 1.25, 1.0, 0.0, "Mainstream", None),
-        (_A, "movie", 1, 5, 5, 1.2, True, 4.5, 0.9, 1.0, 1.0, "Phenomenon", "Cult"), (_A, "movie", 2, 5, 4, 0.6, True, 4.5, 0.9, 0.0, 0.0, "Quiet", "Mainstream"),
-        (_A, "show", 1, 6, 5, 1.8, True, 5.0, 1.8, 0.0, 0.0, "Phenomenon", None), (_A, "show", 3, 1, 1, 0.0, False, 5.0, 1.8, None, None, None, None)],
+        (_P, "movie", 1, 6, 3, 2.0, True, 3.5, 1.25, 0.0, 1.0, "Cult", None, 2.2, 1.0, 3.0, 0.2, 0.95, False, False),
+        (_P, "movie", 2, 9, 4, 0.5, True, 3.5, 1.25, 1.0, 0.0, "Mainstream", None, 0.4, 0.3, 0.8, 0.9, 0.05, True, False),
+        (_A, "movie", 1, 5, 5, 1.2, True, 4.5, 0.9, 1.0, 1.0, "Phenomenon", "Cult", 1.3, 0.9, 1.6, 0.95, 0.92, True, True),
+        (_A, "movie", 2, 5, 4, 0.6, True, 4.5, 0.9, 0.0, 0.0, "Quiet", "Mainstream", 0.7, 0.3, 1.0, 0.45, 0.2, False, False),
+        (_A, "show", 1, 6, 5, 1.8, True, 5.0, 1.8, 0.0, 0.0, "Phenomenon", None, 1.9, 1.5, 2.2, 0.95, 0.93, True, False),
+        (_A, "show", 3, 1, 1, 0.0, False, 5.0, 1.8, None, None, None, None, 0.0, 0.0, 2.0, None, None, None, False)],
     # as_of, kind, id, first_day, onset, onset_source, pre_onset, top_level, observed_days, status, half-life (lo, hi), background (lo, hi), burst comments, background p, shape p, gof p, cohort
     "gold.mart_title_half_life": [
         (_A, "movie", 1, "2025-02-01", "2025-02-10", "release", 12, 388, 649.0, "ok", 12.0, 10.5, 13.8, 0.2, 0.15, 0.25, 300.0, 1e-12, 0.4, 0.6, "2025"),

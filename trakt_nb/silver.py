@@ -18,8 +18,9 @@ from .bronze import table_exists, transaction
 from .contracts import latest_contract, promoted_fields
 
 # %% auto #0
-__all__ = ['UTC_TS', 'EVENT_COLUMNS', 'SILVER_TABLES', 'flatten_comments', 'latest_version', 'day_versions', 'end_of_day',
-           'comment_events_as_of', 'rating_dist', 'dim_title', 'comment_contract', 'contract_signature', 'build_silver']
+__all__ = ['UTC_TS', 'EVENT_COLUMNS', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version', 'day_versions',
+           'end_of_day', 'comment_events_as_of', 'rating_dist', 'dim_title', 'comment_contract', 'contract_signature',
+           'build_silver']
 
 # %% ../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -77,7 +78,6 @@ def flatten_comments(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
     p = p.select("title_kind", "title_id_trakt", "run_date", "fetched_at", "load_id", item=_parse_items(p.payload, _comment_shape(promoted)).unnest())
     i = p.item
     text = i.comment
-    words = text.re_replace(r"\[/?spoiler\]", " ").re_split(r"\s+").filter(lambda w: w != "").length()  # empty pieces (leading, trailing) are dropped
     return p.select(
         comment_id=i.id,
         parent_id=i.parent_id,
@@ -87,7 +87,7 @@ def flatten_comments(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
         created_at=i.created_at.cast(UTC_TS),
         updated_at=i.updated_at.cast(UTC_TS),
         comment_text=text,
-        word_count=words.cast("int32"),
+        word_count=word_count(text),
         is_review=i.review,
         is_spoiler=i.spoiler | text.lower().contains("[spoiler]"),
         likes=i.likes,
@@ -99,6 +99,14 @@ def flatten_comments(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
         load_id=p.load_id,
         **{f["silver_column"]: _get(i, f["json_path"]).cast(_JSON_AS[f["json_type"]][1]) for f in promoted},
     ).mutate(is_reply=_.parent_id != 0, created_date=_.created_at.date())
+
+# %% ../notebooks/10_silver.ipynb #1d270792
+_WHITESPACE = r"[ \t\n\r\f\x0B]+"  # ASCII whitespace only (the same in DuckDB's RE2, Spark's Java regex and Python's re)
+
+def word_count(text: ir.StringValue) -> ir.IntegerValue:
+    "Words in `text`: runs of non-whitespace, spoiler tags and `Edit:` markers left out (see above)."
+    pieces = text.re_replace(r"(?i)\[/?spoiler\]", " ").re_split(_WHITESPACE)
+    return pieces.filter(lambda w: (w != "") & (w.lower() != "edit:")).length().cast("int32")  # empty pieces: leading or trailing whitespace
 
 # %% ../notebooks/10_silver.ipynb #ef3f7c6b
 EVENT_COLUMNS = ["comment_id", "parent_id", "is_reply", "title_kind", "title_id_trakt", "user_slug", "created_at", "updated_at",

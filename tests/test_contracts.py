@@ -39,7 +39,7 @@ def test_every_resource_has_a_well_formed_v1():
         Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"] == f"trakt-nb:{r}:v1" and schema["x-version"] == 1 and schema["title"]
-        assert CONTRACTS.version(r) == (2 if r == "ratings" else 1)  # ratings v2: the plain and the multi-source shape
+        assert CONTRACTS.version(r) == (1 if r.startswith("tmdb") or r == "comment" else 2)  # 2026: ratings' second shape, titles' new fields
 
 
 def _body(schema: dict) -> dict:

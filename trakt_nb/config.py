@@ -33,7 +33,7 @@ class UserError(Exception):
 @dataclass(frozen=True)
 class Key:
     "One declared setting."
-    kind: str  # int | float | str | bool | date | time | list | choice | tz | path
+    kind: str  # int | float | str | bool | date | opt_date | time | list | choice | tz | path
     default: Any
     help: str = ""
     choices: tuple = ()
@@ -101,6 +101,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rate_limit_calls": Key("int", 500, "GETs allowed per window and key", min=1),
         "rate_limit_period_s": Key("float", 10.0, "window length; Trakt's is 300 s, shortened here so runs take seconds", min=0.001),
         "faults": Key("str", "", "fault scenarios, e.g. `server_errors:0.2, slow:0.05`"),
+        "ratings_multi_source_from": Key("opt_date", None, "from this day /ratings answers in 2026's multi-source shape (empty: never)"),
+        "new_fields_from": Key("opt_date", None, "from this day summaries carry 2026's nested fields: ids.plex, images, colors, social_ids, subgenres (empty: never)"),
     },
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
@@ -133,7 +135,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 # %% ../notebooks/00_config.ipynb #a44e8176
 _EXAMPLES = {"int": "a whole number", "float": "a number", "bool": "true or false",
-             "date": "a date like 2026-11-28", "time": "a time like 09:00",
+             "date": "a date like 2026-11-28", "opt_date": "a date like 2026-11-28, or nothing", "time": "a time like 09:00",
              "tz": "an IANA time zone like America/Chicago"}
 
 def parse_value(section: str, name: str, key: Key, text: str) -> Any:
@@ -149,6 +151,7 @@ def parse_value(section: str, name: str, key: Key, text: str) -> Any:
             if low not in ("true", "false", "yes", "no", "1", "0", "on", "off"): bad(_EXAMPLES["bool"])
             v = low in ("true", "yes", "1", "on")
         elif key.kind == "date": v = dt.date.fromisoformat(raw)
+        elif key.kind == "opt_date": v = dt.date.fromisoformat(raw) if raw else None
         elif key.kind == "time": v = dt.time.fromisoformat(raw)
         elif key.kind == "tz": ZoneInfo(raw); v = raw
         elif key.kind == "list": v = [p.strip() for p in re.split(r"[,\n]", raw) if p.strip()]

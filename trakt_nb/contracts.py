@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +31,7 @@ __all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'DRIFT_REP
            'promote_from_drift', 'drift_report']
 
 # %% ../notebooks/06_contracts.ipynb #1a896e08
-SCHEMAS_DIR = Path(trakt_nb.__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or Path(trakt_nb.__file__).resolve().parent.parent / "schemas")
 
 # %% ../notebooks/06_contracts.ipynb #92bf4164
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",

@@ -110,16 +110,23 @@ def test_run_end_to_end_across_the_2026_switch(tmp_path):
     "Day 1 in 2025's shapes, day 2 in 2026's: nothing quarantined, both ratings shapes in silver, drift at the leaves, promote ids.plex, backfilled."
     schemas = tmp_path / "schemas"
     shutil.copytree(SCHEMAS_DIR, schemas)
-    env = {**os.environ, **SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp_path / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp_path / "r"),
-           "TRAKT_NB_STORAGE_STATE_DIR": str(tmp_path / "state"), "TRAKT_NB_SCHEMAS_DIR": str(schemas),
+    # each source its own warehouse, state and reports: the paths name it
+    env = {**os.environ, **SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp_path / "{source}" / "w.duckdb"),
+           "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp_path / "r" / "{source}"), "TRAKT_NB_STORAGE_STATE_DIR": str(tmp_path / "{source}"),
+           "TRAKT_NB_SCHEMAS_DIR": str(schemas), "TRAKT_CLIENT_ID": "a-live-key-that-is-never-used",
            "TRAKT_NB_RUN_SUMMARY_REFRESH_DAYS": "1", "TRAKT_NB_REPLAY_RATINGS_MULTI_SOURCE_FROM": D2.isoformat(),
            "TRAKT_NB_REPLAY_NEW_FIELDS_FROM": D2.isoformat()}
     env.pop("TRAKT_NB_SETTINGS", None)
     for day in (D1, D2):
         code, out, err = cli(env, "run", "--date", day.isoformat())
         assert code == 0, err[-2000:]
-        assert json.loads((tmp_path / "r" / day.isoformat() / "run.json").read_text())["status"] == "succeeded"  # data tests included
-    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+        assert json.loads((tmp_path / "r" / "replay" / day.isoformat() / "run.json").read_text())["status"] == "succeeded"  # data tests included
+    assert "the replay API" in (tmp_path / "r" / "replay" / "index.html").read_text()  # the reports say which source they show
+    # live Trakt keeps its own state: the replay's done day is not "already done" for it, and a past day is refused, with no call
+    code, out, err = cli(env, "ingest", "--source", "trakt", "--date", D1.isoformat())
+    assert code == 2 and "no time travel" in err and "already done" not in out + err and not (tmp_path / "trakt").exists(), out + err
+    wh = tmp_path / "replay" / "w.duckdb"
+    con = duckdb.connect(str(wh), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM bronze.quarantine").fetchone()[0] == 0
         dist = dict(con.execute("SELECT snapshot_date, count(*) FROM silver.stg_trakt__rating_dist GROUP BY 1").fetchall())
@@ -142,9 +149,32 @@ def test_run_end_to_end_across_the_2026_switch(tmp_path):
     assert "$.ids.plex" not in out and "$.subgenres[*]" in out
     code, out, err = cli(env, "model", "--date", D2.isoformat())
     assert code == 0, err
-    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    con = duckdb.connect(str(wh), read_only=True)
     try:
         rows = con.execute("SELECT slug, ids_plex_slug, ids_plex_guid FROM silver.dim_title").fetchall()
     finally:
         con.close()
     assert rows and all(slug == plex and guid.startswith("plex://") for slug, plex, guid in rows)  # backfilled from bronze, no refetch
+    # forget a user on request: every layer, bronze included
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        slug, n = con.execute("""SELECT user_slug, count(*) FROM silver.stg_trakt__comment_event_history GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1""").fetchone()
+    finally:
+        con.close()
+    code, out, err = cli(env, "forget", "--user", slug)
+    assert code == 0 and f"forgot {slug}" in out, err
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        items = con.execute("""SELECT count(*) FROM (SELECT unnest(from_json(payload, '["json"]')) AS i FROM bronze.trakt_pages
+                               WHERE resource_kind IN ('comments', 'replies')) WHERE i->'user'->'ids'->>'slug' = $1""", [slug]).fetchone()[0]
+        silver = con.execute("SELECT count(*) FROM silver.stg_trakt__comment_event_history WHERE user_slug = $1", [slug]).fetchone()[0]
+        others = con.execute("SELECT count(*) FROM silver.stg_trakt__comment_event").fetchone()[0]
+    finally:
+        con.close()
+    assert (items, silver) == (0, 0) and others > 0
+    code, out, err = cli(env, "model", "--date", D2.isoformat(), "--full-refresh")  # a rebuild from bronze does not bring the user back
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert code == 0 and con.execute("SELECT count(*) FROM silver.stg_trakt__comment_event WHERE user_slug = $1", [slug]).fetchone()[0] == 0
+    finally:
+        con.close()

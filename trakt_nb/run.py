@@ -443,7 +443,8 @@ def write_index(s: Settings) -> Path:
     latest = _runs(s)[0]["run_date"] if rows else "none"
     p = s.storage.reports_dir / "index.html"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page("trakt-nb reports", body, {"runs": (str(len(rows)), ""), "latest": (latest, "")},
+    source = "live Trakt" if s.run.source == "trakt" else "the replay API (synthetic data)"  # each source has its own reports folder
+    p.write_text(page(f"trakt-nb reports — {source}", body, {"source": (source, ""), "runs": (str(len(rows)), ""), "latest": (latest, "")},
                       [("latest", "latest/" + next(iter(REPORTS)) + ".html")]), encoding="utf-8")
     return p
 

@@ -625,6 +625,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.run.StepKernel.stop': ('run.html#stepkernel.stop', 'trakt_nb/run.py'),
                               'trakt_nb.run.StepKernel.warm': ('run.html#stepkernel.warm', 'trakt_nb/run.py'),
                               'trakt_nb.run.StepResult': ('run.html#stepresult', 'trakt_nb/run.py'),
+                              'trakt_nb.run._day_has_pages': ('run.html#_day_has_pages', 'trakt_nb/run.py'),
                               'trakt_nb.run._facts': ('run.html#_facts', 'trakt_nb/run.py'),
                               'trakt_nb.run._facts_html': ('run.html#_facts_html', 'trakt_nb/run.py'),
                               'trakt_nb.run._observe': ('run.html#_observe', 'trakt_nb/run.py'),

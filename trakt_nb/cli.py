@@ -56,7 +56,9 @@ def cmd_replay_summary(args, s: Settings) -> int:
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped cleanly, run the same command again later
 
 def _with_source(args, s: Settings) -> Settings:
-    return s.replace(run={"source": args.source}) if getattr(args, "source", None) else s
+    if not getattr(args, "source", None): return s
+    os.environ["TRAKT_NB_RUN_SOURCE"] = args.source  # the steps' kernels read their settings too: the same source, so the same paths
+    return s.replace(run={"source": args.source})
 
 def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."

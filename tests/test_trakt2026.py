@@ -195,3 +195,26 @@ def test_a_day_without_pages_has_no_report(tmp_path):
                     "payload": json.dumps({"rating": 7.0, "votes": 1, "distribution": {str(i): int(i == 7) for i in range(1, 11)}})}, "u1")
     con.close()
     assert _day_has_pages(s, D1) and not _day_has_pages(s, D2)
+
+
+@pytest.mark.lakehouse
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_forget_user_rewrites_the_lake_tables(tmp_path, fmt):
+    "With a lakehouse storage, the user's items leave the lake's bronze pages and silver comment tables too; everyone else's stay."
+    import pyarrow as pa
+    from trakt_nb.bronze import connect, ensure_bronze
+    from trakt_nb.forget import forget_user
+    from trakt_nb.lake import BRONZE_PAGES, open_lake
+    s = load_settings(env={}).replace(storage={"warehouse": tmp_path / "w.duckdb", "state_dir": tmp_path, "storage": fmt, "lake": tmp_path / "lake"})
+    ensure_bronze(connect(s)).close()
+    lake = open_lake(s)
+    page = json.dumps([{"id": 1, "user": {"ids": {"slug": "ann"}}}, {"id": 2, "user": {"ids": {"slug": "bo"}}}])
+    lake.append(BRONZE_PAGES, pa.table({"load_id": [1, 2], "fetched_day": [D1, D1], "payload": [page, "[]"]}), {"trakt_nb.published_load_id": "2"},
+                partition_by=["fetched_day"])
+    lake.overwrite("silver.stg_trakt__comment_event", pa.table({"comment_id": [1, 2], "user_slug": ["ann", "bo"]}), {"trakt_nb.last_load_id": "2"})
+    gone = forget_user(s, "ann")
+    assert gone[f"lake:{BRONZE_PAGES}"] == 1 and gone["lake:silver.stg_trakt__comment_event"] == 1
+    pages = lake.to_arrow(BRONZE_PAGES).sort_by("load_id").column("payload").to_pylist()
+    assert [[i["id"] for i in json.loads(p)] for p in pages] == [[2], []]
+    assert lake.to_arrow("silver.stg_trakt__comment_event").column("user_slug").to_pylist() == ["bo"]
+    assert lake.props(BRONZE_PAGES).get("trakt_nb.published_load_id") == "2"  # the lake's own bookkeeping survives the rewrite

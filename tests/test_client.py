@@ -590,3 +590,45 @@ def test_loopback_oversized_chunked_body_stops_reading_and_drops_the_connection(
     srv, e, resp = run(go())
     assert not e.announced and e.seen_bytes < 2_000_000  # read as it arrives, not to the end
     assert resp.status == 200 and resp.content == b"[]" and srv.connections == 2
+
+
+# ---------------------------------------------------------------- 2026: Trakt or Cloudflare by body and headers
+
+CF_HDRS = {"server": "cloudflare", "cf-ray": "8e1c2d3e4f5a-ORD"}
+
+
+def test_json_403_without_request_id_is_the_origin_and_stops_at_once():
+    "2026: no X-Ratelimit outside 429s, no x-request-id on some answers: a JSON 403 is still Trakt's rejected key, not six Cloudflare retries."
+    t, seen = mock([httpx.Response(403, json={"error": "invalid api key"}, headers={"content-type": "application/json", **CF_HDRS})])
+    c, ft = client_for(t)
+    with pytest.raises(ApiKeyRejected, match="TRAKT_CLIENT_ID"):
+        run(c.get("/movies/1/comments/newest"))
+    assert len(seen) == 1 and ft.sleeps == [] and c.stats.cloudflare == 0
+
+
+def test_cloudflare_by_headers_when_there_is_no_body():
+    "An empty 403 that carries only Cloudflare's headers is a block (retried); an empty one with Trakt's markers is a rejected key."
+    t, seen = mock([httpx.Response(403, headers=CF_HDRS), httpx.Response(200, json=[], headers=TRAKT_HDRS)])
+    c, ft = client_for(t)
+    assert run(c.get("/x")).status == 200 and len(seen) == 2 and c.stats.cloudflare == 1 and len(ft.sleeps) == 1
+    t, seen = mock([httpx.Response(403, headers={**CF_HDRS, "x-request-id": "r-9", "x-runtime": "0.003"})])
+    c, _ = client_for(t)
+    with pytest.raises(ApiKeyRejected):
+        run(c.get("/x"))
+    assert len(seen) == 1
+
+
+def test_limiter_follows_x_ratelimit_when_one_comes():
+    "The settings' limit holds until an answer announces another; a 429's X-Ratelimit of 1000/300 s is then followed."
+    s = S.replace(run={"source": "trakt"})
+    until = (FakeTime().now() + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rl = orjson.dumps({"name": "UNAUTHED_API_GET_LIMIT", "period": 300, "limit": 1000, "remaining": 0, "until": until}).decode()
+    t, _ = mock([httpx.Response(200, json=[], headers=TRAKT_HDRS),
+                 httpx.Response(429, headers={**TRAKT_HDRS, "retry-after": "2", "x-ratelimit": rl}),
+                 httpx.Response(200, json=[], headers=TRAKT_HDRS)])
+    c, _ = client_for(t, s)
+    assert (c.limiter.calls, c.limiter.period_s) == (500, 300.0)  # settings.ini: what Trakt documents in 2026
+    run(c.get("/a"))
+    assert (c.limiter.calls, c.limiter.period_s) == (500, 300.0)  # 2026 answers carry no X-Ratelimit: the settings hold
+    run(c.get("/b"))
+    assert (c.limiter.calls, c.limiter.period_s) == (1000, 300.0)

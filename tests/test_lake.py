@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("iceberg", "delta")
 D1, D2, D3 = dt.date(2026, 7, 10), dt.date(2026, 7, 11), dt.date(2026, 7, 12)
 GOLD = MARTS + ("fct_title_daily_engagement",)
-SILVER_SAME = {"stg_trakt__comment_event_history": [], "stg_trakt__comment_event": [], "stg_trakt__rating_dist": [], "dim_title": []}
+SILVER_SAME = {"stg_trakt__comment_event_history": [], "stg_trakt__comment_event": [], "stg_trakt__rating_dist": [], "stg_trakt__rating_source": [], "dim_title": []}
 
 
 def lake_settings(tmp_path, storage, name=None):

@@ -43,7 +43,7 @@ def _open_error(path: Path, e: Exception) -> UserError:
     if "not a valid DuckDB database" in msg:
         return UserError(f"{path} is not a DuckDB database file; point [storage] warehouse at another path or move that file away.")
     if "Is a directory" in msg:
-        return UserError(f"{path} is a folder, not a DuckDB file; set [storage] warehouse to a file path such as data/warehouse.duckdb.")
+        return UserError(f"{path} is a folder, not a DuckDB file; set [storage] warehouse to a file path such as data/replay/warehouse.duckdb.")
     if "different configuration" in msg:
         return UserError(f"The warehouse {path} is already open in this process in another mode (read-only vs read-write); close that connection first.")
     if "version number" in msg or "serialization" in msg.lower():

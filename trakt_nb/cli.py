@@ -18,8 +18,8 @@ from .config import UserError, load_settings, configure_logging, Settings
 
 # %% auto #0
 __all__ = ['EXIT_STOPPED', 'parse_day', 'cmd_replay_serve', 'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run',
-           'cmd_backfill', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_metrics_list',
-           'build_parser', 'main']
+           'cmd_backfill', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_forget',
+           'cmd_metrics_list', 'build_parser', 'main']
 
 # %% ../notebooks/50_cli.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
@@ -56,7 +56,9 @@ def cmd_replay_summary(args, s: Settings) -> int:
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped cleanly, run the same command again later
 
 def _with_source(args, s: Settings) -> Settings:
-    return s.replace(run={"source": args.source}) if getattr(args, "source", None) else s
+    if not getattr(args, "source", None): return s
+    os.environ["TRAKT_NB_RUN_SOURCE"] = args.source  # the steps' kernels read their settings too: the same source, so the same paths
+    return s.replace(run={"source": args.source})
 
 def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
@@ -115,7 +117,10 @@ def cmd_schema_promote(args, s: Settings) -> int:
     "Write the next schema version of a resource with a drifted field promoted; the next model run backfills it into silver."
     from trakt_nb.contracts import promote
     path = promote(args.resource, args.field, settings=s)
-    print(f"wrote {path}; the next `trakt-nb model` rebuilds silver with the new column from the payloads already in bronze")
+    from trakt_nb.contracts import promoted_fields, load_contracts
+    cols = [f["silver_column"] for f in promoted_fields(load_contracts(path.parent.parent)[args.resource]) if f["since"] == int(path.stem[1:])]
+    print(f"wrote {path}; the next `trakt-nb model` rebuilds silver with the new column(s) {', '.join(cols) or '(none: declared only)'} "
+          "from the payloads already in bronze")
     return 0
 
 def cmd_schema_drift(args, s: Settings) -> int:
@@ -129,6 +134,13 @@ def cmd_schema_drift(args, s: Settings) -> int:
     finally: con.close()
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(df.to_string(index=False) if len(df) else "no schema drift")
+    return 0
+
+def cmd_forget(args, s: Settings) -> int:
+    "Remove a user's comments and replies from every layer (bronze included), on request."
+    from trakt_nb.forget import forget_user
+    gone = forget_user(s, args.user)
+    print(f"forgot {args.user} in {s.storage.warehouse}: " + ", ".join(f"{n} from {t}" for t, n in gone.items()))
     return 0
 
 def cmd_metrics_list(args, s: Settings) -> int:
@@ -179,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sc.add_parser("drift", help="fields that appeared, went missing or changed type")
     dr.add_argument("--date", help="run date, YYYY-MM-DD (default: today)")
     dr.set_defaults(func=cmd_schema_drift)
+    fg = sub.add_parser("forget", help="remove stored content on request (every layer, bronze included)")
+    fg.add_argument("--user", required=True, help="the user's slug: every comment and reply they wrote is removed")
+    fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
+    fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))
     mt = sub.add_parser("metrics", help="the governed metrics").add_subparsers(dest="metrics_command", required=True, metavar="SUBCOMMAND")
     mt.add_parser("list", help="print the catalogue of governed metrics").set_defaults(func=cmd_metrics_list)
     rp = sub.add_parser("replay", help="the built-in synthetic Trakt/TMDb API").add_subparsers(dest="replay_command", required=True, metavar="SUBCOMMAND")

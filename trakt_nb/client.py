@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import ssl
 import time
 from collections import Counter, deque
@@ -143,15 +144,23 @@ def parse_ratelimit(value: str | None) -> dict | None:
     except (KeyError, TypeError, ValueError, AttributeError): out["until"] = None
     return out
 
-def is_cloudflare(status: int, headers: dict[str, str], api: str = "trakt") -> bool:
-    "True when an error answer came from Cloudflare (or the CDN) rather than from the API itself."
+_CF_ERROR_CODE = re.compile(rb"error code: \d+")
+
+def is_cloudflare(status: int, headers: dict[str, str], api: str = "trakt",
+                  body: bytes = b"",  # the answer's body (its first bytes are enough)
+                  ) -> bool:
+    "True when an error answer came from Cloudflare (or the CDN) rather than from the API: told by its body, then Cloudflare's headers."
     if status < 400: return False
     if status in CLOUDFLARE_STATUSES: return True
     ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-    textual = ctype in ("text/html", "text/plain")
-    if api != "trakt": return textual
-    if any(h in headers for h in _ORIGIN_MARKERS): return False
-    return textual or "x-ratelimit" not in headers
+    head = bytes(body[:256]).lstrip().lower()
+    if head[:1] in (b"{", b"[") or (ctype.endswith("json") and not head.startswith(b"<")): return False  # JSON is the API's own
+    if head.startswith((b"<!doctype", b"<html", b"<head", b"<body")) or (ctype == "text/html" and head) or _CF_ERROR_CODE.match(head):
+        return True  # an HTML page or Cloudflare's `error code: 1015` text
+    if api != "trakt": return ctype in ("text/html", "text/plain")
+    if any(h in headers for h in _ORIGIN_MARKERS): return False  # present only on Trakt's own (uncached) answers
+    if ctype == "text/plain": return True  # Trakt answers JSON or nothing
+    return headers.get("server", "").strip().lower() == "cloudflare" and "cf-ray" in headers  # no JSON body, and Cloudflare says it served it
 
 # %% ../notebooks/05_client.ipynb #3aab1288
 MIN_WAIT_S = 0.1  # no retry ever follows its failure sooner than this
@@ -211,6 +220,14 @@ class RateLimiter:
     def pause_remaining(self) -> float:
         "Seconds left of the current pause (0 when there is none)."
         return max(0.0, self._pause_until - self._clock())
+
+    def follow(self, calls, period_s) -> bool:
+        "Adopt the limit an answer announced (`X-Ratelimit` limit and period); True when it changed."
+        try: calls, period_s = int(calls), float(period_s)
+        except (TypeError, ValueError): return False
+        if calls < 1 or not 0 < period_s < 86400 or (calls, period_s) == (self.calls, self.period_s): return False
+        self.calls, self.period_s = calls, period_s
+        return True
 
     def sync(self, remaining: int, until: datetime) -> None:
         "Adopt the server's count: at most `remaining` more starts before `until` (UTC)."
@@ -454,11 +471,13 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
             elapsed = time.perf_counter() - t0
         cf = False
         if status is not None:
-            cf = is_cloudflare(status, hdrs, api)
+            cf = is_cloudflare(status, hdrs, api, content)
             resp = Response(status, hdrs, content, request_path, elapsed, attempt, cf)
             self.stats.responses[status] += 1; self.stats.bytes += len(content)
             if cf: self.stats.cloudflare += 1
             rl = parse_ratelimit(hdrs.get("x-ratelimit")) if api == "trakt" and not cf else None
+            if rl and limiter.follow(rl.get("limit"), rl.get("period")):  # the header, when one comes; [trakt] rate_limit_* otherwise
+                self._log.info("http_rate_limit_followed", calls=limiter.calls, period_s=limiter.period_s)
             if rl and rl["remaining"] is not None and rl["until"] is not None:
                 remaining = rl["remaining"]
                 limiter.sync(remaining, rl["until"] + timedelta(seconds=1))  # `until` is truncated to the second

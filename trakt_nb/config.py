@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,8 +19,8 @@ import structlog
 
 # %% auto #0
 __all__ = ['SCHEMA', 'ENV_PREFIX', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'UserError', 'Key', 'parse_value',
-           'Section', 'Settings', 'find_settings', 'load_settings', 'trakt_client_id', 'tmdb_token', 'secret_values',
-           'redact', 'redact_secrets', 'configure_logging', 'get_logger']
+           'Section', 'Settings', 'source_path', 'find_settings', 'load_settings', 'trakt_client_id', 'tmdb_token',
+           'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -33,7 +33,7 @@ class UserError(Exception):
 @dataclass(frozen=True)
 class Key:
     "One declared setting."
-    kind: str  # int | float | str | bool | date | time | list | choice | tz | path
+    kind: str  # int | float | str | bool | date | opt_date | time | list | choice | tz | path
     default: Any
     help: str = ""
     choices: tuple = ()
@@ -75,12 +75,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "storage": {
         "storage": Key("choice", "duckdb", "where bronze, silver and gold live: the DuckDB file, or Iceberg or Delta tables under `lake`", choices=("duckdb", "iceberg", "delta")),
-        "warehouse": Key("path", "data/warehouse.duckdb", "DuckDB file (with a lakehouse storage: the run ledger, quarantine and drift)"),
-        "lake": Key("path", "data/lake", "root of the Iceberg or Delta tables (a folder, or the warehouse location of the catalog)"),
+        "warehouse": Key("path", "data/{source}/warehouse.duckdb", "DuckDB file (with a lakehouse storage: the run ledger, quarantine and drift); {source} is the run's source"),
+        "lake": Key("path", "data/{source}/lake", "root of the Iceberg or Delta tables (a folder, or the warehouse location of the catalog)"),
         "catalog_uri": Key("str", "", "Iceberg SQL catalog URI, e.g. postgresql+psycopg2://… (empty: a SQLite catalog in `lake`)"),
         "catalog_name": Key("str", "trakt_nb", "name of the Iceberg catalog"),
-        "reports_dir": Key("path", "reports", "where executed notebooks and HTML go"),
-        "state_dir": Key("path", "data", "run state, locks, lineage"),
+        "reports_dir": Key("path", "reports/{source}", "where executed notebooks and HTML go"),
+        "state_dir": Key("path", "data/{source}", "run state, locks, lineage"),
         "write_batch_pages": Key("int", 200, "bronze pages per write transaction (a killed crawl fetches at most this many again)", min=1, max=10000),
     },
     "model": {
@@ -101,6 +101,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rate_limit_calls": Key("int", 500, "GETs allowed per window and key", min=1),
         "rate_limit_period_s": Key("float", 10.0, "window length; Trakt's is 300 s, shortened here so runs take seconds", min=0.001),
         "faults": Key("str", "", "fault scenarios, e.g. `server_errors:0.2, slow:0.05`"),
+        "ratings_multi_source_from": Key("opt_date", None, "from this day /ratings answers in 2026's multi-source shape (empty: never)"),
+        "new_fields_from": Key("opt_date", None, "from this day summaries carry 2026's nested fields: ids.plex, images, colors, social_ids, subgenres (empty: never)"),
     },
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
@@ -135,7 +137,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 # %% ../notebooks/00_config.ipynb #a44e8176
 _EXAMPLES = {"int": "a whole number", "float": "a number", "bool": "true or false",
-             "date": "a date like 2026-11-28", "time": "a time like 09:00",
+             "date": "a date like 2026-11-28", "opt_date": "a date like 2026-11-28, or nothing", "time": "a time like 09:00",
              "tz": "an IANA time zone like America/Chicago"}
 
 def parse_value(section: str, name: str, key: Key, text: str) -> Any:
@@ -151,6 +153,7 @@ def parse_value(section: str, name: str, key: Key, text: str) -> Any:
             if low not in ("true", "false", "yes", "no", "1", "0", "on", "off"): bad(_EXAMPLES["bool"])
             v = low in ("true", "yes", "1", "on")
         elif key.kind == "date": v = dt.date.fromisoformat(raw)
+        elif key.kind == "opt_date": v = dt.date.fromisoformat(raw) if raw else None
         elif key.kind == "time": v = dt.time.fromisoformat(raw)
         elif key.kind == "tz": ZoneInfo(raw); v = raw
         elif key.kind == "list": v = [p.strip() for p in re.split(r"[,\n]", raw) if p.strip()]
@@ -181,6 +184,7 @@ class Settings:
     path: Path | None  # the file read, or None for pure defaults
     root: Path  # folder that relative paths are resolved against
     sections: dict[str, Section]
+    raw_paths: dict = field(default_factory=dict, compare=False)  # (section, key) -> path as written, `{source}` unreplaced
     def __getattr__(self, k):
         secs = object.__getattribute__(self, "sections")
         if k in secs: return secs[k]
@@ -188,13 +192,14 @@ class Settings:
     def replace(self, **changes: Mapping[str, Any]) -> "Settings":
         "A copy with some keys changed, e.g. `s.replace(replay={'movies': 3})`."
         new = {n: Section(n, sec.as_dict()) for n, sec in self.sections.items()}
+        raw = dict(self.raw_paths)
         for sec, kv in changes.items():
             for k, v in kv.items():
                 if sec not in SCHEMA or k not in SCHEMA[sec]: raise UserError(f"There is no setting [{sec}] {k}; check the spelling against settings.ini.")
-                key = SCHEMA[sec][k]
-                if key.kind == "path": v = _resolve(self.root, v)
-                new[sec]._values[k] = v
-        return Settings(self.path, self.root, new)
+                if SCHEMA[sec][k].kind == "path": raw[(sec, k)] = v
+                else: new[sec]._values[k] = v
+        for (sec, k), v in raw.items(): new[sec]._values[k] = source_path(self.root, v, new["run"].source)  # a new source moves its paths
+        return Settings(self.path, self.root, new, raw)
     def as_dict(self) -> dict[str, dict[str, Any]]:
         "Every section as a plain dict (safe to log: secrets never live here)."
         return {n: s.as_dict() for n, s in self.sections.items()}
@@ -202,6 +207,10 @@ class Settings:
 def _resolve(root: Path, p) -> Path:
     p = Path(p).expanduser()
     return p if p.is_absolute() else (root / p)
+
+def source_path(root: Path, p, source: str) -> Path:
+    "A path setting resolved against `root`, `{source}` replaced by the run's source: each source keeps its own warehouse, state and reports."
+    return _resolve(root, str(p).replace("{source}", source))
 
 # %% ../notebooks/00_config.ipynb #7407a3ed
 ENV_PREFIX = "TRAKT_NB_"
@@ -233,7 +242,7 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
         for k in cp[sec]:
             if k not in SCHEMA[sec]: raise UserError(f"settings.ini [{sec}] has an unknown key {k!r}; remove it or check the spelling (known: {', '.join(SCHEMA[sec])}).")
     root = Path(path).resolve().parent if path is not None else Path.cwd().resolve()
-    sections = {}
+    sections, raw = {}, {}
     for sec, keys in SCHEMA.items():
         vals = {}
         for k, key in keys.items():
@@ -241,10 +250,11 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
             if env_name in env: v = parse_value(sec, k, key, env[env_name])
             elif cp.has_option(sec, k): v = parse_value(sec, k, key, cp.get(sec, k))
             else: v = key.default
-            if key.kind == "path": v = _resolve(root, v)
+            if key.kind == "path": raw[(sec, k)] = v
             vals[k] = v
         sections[sec] = Section(sec, vals)
-    s = Settings(Path(path).resolve() if path is not None else None, root, sections)
+    for (sec, k), v in raw.items(): sections[sec]._values[k] = source_path(root, v, sections["run"].source)
+    s = Settings(Path(path).resolve() if path is not None else None, root, sections, raw)
     _check_consistency(s)
     return s
 

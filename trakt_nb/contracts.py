@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +31,7 @@ __all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'DRIFT_REP
            'promote_from_drift', 'drift_report']
 
 # %% ../notebooks/06_contracts.ipynb #1a896e08
-SCHEMAS_DIR = Path(trakt_nb.__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or Path(trakt_nb.__file__).resolve().parent.parent / "schemas")
 
 # %% ../notebooks/06_contracts.ipynb #92bf4164
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
@@ -122,12 +123,20 @@ def _build_shape(node, root: dict, path: str = "$", depth: int = 0) -> _Shape | 
     if shape.keys is None and not shape.props and shape.items is None: return None
     return shape
 
+def _leaves(path: str, value, out: list):
+    "Append (json_path, json_type) for every leaf of an undeclared value: its scalars, and its empty objects or arrays."
+    if isinstance(value, dict) and value:
+        for k in sorted(value): _leaves(f"{path}.{k}", value[k], out)
+    elif isinstance(value, list) and value:
+        for v in value: _leaves(f"{path}[*]", v, out)
+    else: out.append((path, json_type(value)))
+
 def _walk(shape: _Shape, value, out: list):
-    "Append (json_path, json_type) for every undeclared key in `value`."
+    "Append (json_path, json_type) for every leaf below an undeclared key in `value` (array items as `[*]`)."
     if isinstance(value, dict):
         keys = shape.keys
         if keys is not None and not value.keys() <= keys:  # the subset test allocates nothing in the common case
-            out.extend((f"{shape.path}.{k}", json_type(value[k])) for k in sorted(value.keys() - keys))
+            for k in sorted(value.keys() - keys): _leaves(f"{shape.path}.{k}", value[k], out)
         for k, sub in shape.props.items():
             v = value.get(k)
             if v is not None: _walk(sub, v, out)
@@ -136,7 +145,7 @@ def _walk(shape: _Shape, value, out: list):
 
 # %% ../notebooks/06_contracts.ipynb #9ee4f8ed
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description", "x-version", "examples", "default",
-                          "deprecated", "readOnly", "writeOnly"})
+                          "deprecated", "readOnly", "writeOnly", "x-promoted"})
 _TYPED_KEYWORDS = frozenset({"type", "properties", "required", "items", "additionalProperties", "minimum", "maximum",
                              "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "format",
                              "minItems", "maxItems", "$ref"})
@@ -229,6 +238,14 @@ def _message(e) -> str:
     if desc and e.validator in ("pattern", "format", "anyOf", "oneOf"): msg += f" ({desc})"
     return msg
 
+def _closest_branch(e, depth: int = 0) -> list:
+    "For an object that fits no branch of an `anyOf`/`oneOf`, the errors of the branch it came closest to (deepest, not a bare type mismatch, fewest)."
+    if e.validator not in ("anyOf", "oneOf") or not e.context or not isinstance(e.instance, dict) or depth > 8: return [e]
+    by: dict = {}
+    for c in e.context: by.setdefault(c.relative_schema_path[0], []).append(c)
+    best = min(by.values(), key=lambda es: (-max(len(x.absolute_path) for x in es), all(x.validator == "type" for x in es), len(es)))
+    return [x for c in best for x in _closest_branch(c, depth + 1)]
+
 class Contract:
     "One version of one resource's JSON Schema: fast check, readable errors, drift."
     def __init__(self, resource: str, version: int, schema: dict):
@@ -262,7 +279,8 @@ class Contract:
 
     def errors(self, obj) -> list[str]:
         "Every violation as `$.path: message`, sorted by path; empty when valid."
-        errs = sorted(self._validator.iter_errors(obj), key=lambda e: ([str(p) for p in e.absolute_path], e.message))
+        errs = [x for e in self._validator.iter_errors(obj) for x in _closest_branch(e)]
+        errs = sorted(errs, key=lambda e: ([str(p) for p in e.absolute_path], e.message))
         return [f"{e.json_path}: {_message(e)}" for e in errs]
 
     def drift(self, obj) -> list[tuple[str, str]]:
@@ -422,7 +440,7 @@ def as_field_path(path: str) -> str:
     if not p.startswith("$"): p = "$." + p.lstrip(".")
     if not _FIELD_PATH.fullmatch(p):
         raise UserError(f"Field {path!r} is not a JSON path of object keys like $.sentiment or $.user.karma; "
-                        "fields inside arrays cannot be promoted.")
+                        "fields inside arrays cannot be promoted on their own: promote the array that holds them (e.g. $.images).")
     return p
 
 def silver_column(path: str) -> str:
@@ -448,11 +466,13 @@ def _main_type(prop: dict) -> str:
     return next((x for x in ts if x != "null"), "null")
 
 def promoted_fields(contract: Contract | dict) -> list[dict]:
-    "Every promoted field of a schema: json_path, json_type, silver_column, since (oldest first)."
+    "Every promoted field of a schema: json_path, json_type (arrays: also item_type), silver_column, since (oldest first)."
     schema = contract.schema if isinstance(contract, Contract) else contract
     nodes = []; _scan(schema, nodes)
     out = [{"json_path": n["x-promoted"]["json_path"], "json_type": _main_type(n), "silver_column": n["x-promoted"]["silver_column"],
             "since": n["x-promoted"]["since"]} for n in nodes]
+    for f, n in zip(out, nodes):
+        if f["json_type"] == "array": f["item_type"] = _main_type(n.get("items") or {})
     return sorted(out, key=lambda f: (f["since"], f["json_path"]))
 
 # %% ../notebooks/06_contracts.ipynb #58d9de22
@@ -480,13 +500,48 @@ def _parent_object(schema: dict, path: str, resource: str) -> dict:
 
 # %% ../notebooks/06_contracts.ipynb #94eeb6e1
 def _drift_rows(con, resource: str, path: str) -> list[tuple]:
-    "(json_type, count, first_seen, last_seen) recorded for one path."
+    "(json_path, json_type, count, first_seen, last_seen) recorded for `path` and every path below it (keys and array items)."
     try:
-        return con.execute("""SELECT json_type, sum(count)::BIGINT, min(first_seen), max(last_seen) FROM bronze.schema_drift
-                              WHERE resource = $1 AND json_path = $2 GROUP BY ALL ORDER BY 1""", [resource, path]).fetchall()
+        return con.execute("""SELECT json_path, json_type, sum(count)::BIGINT, min(first_seen), max(last_seen) FROM bronze.schema_drift
+                              WHERE resource = $1 AND (json_path = $2 OR starts_with(json_path, $2 || '.') OR starts_with(json_path, $2 || '[*]'))
+                              GROUP BY ALL ORDER BY 1, 2""", [resource, path]).fetchall()
     except Exception as e:  # no bronze yet
         if "schema_drift" in str(e) or "bronze" in str(e): return []
         raise
+
+def _drift_tree(rows: list[tuple], path: str) -> dict:
+    "The recorded leaves below `path` as a tree: {types, keys: {key: tree}, items: tree | None}."
+    new = lambda: {"types": set(), "keys": {}, "items": None}
+    tree = new()
+    for p, t, *_ in rows:
+        node = tree
+        for seg in re.findall(r"\[\*\]|\.[^.\[]+", p[len(path):]):
+            if seg == "[*]":
+                node["items"] = node["items"] or new()
+                node = node["items"]
+            else: node = node["keys"].setdefault(seg[1:], new())
+        node["types"].add(t)
+    return tree
+
+def _tree_schema(tree: dict, path: str, since: int, columns: list, top_type: str | None = None) -> dict:
+    "The schema of a recorded subtree (every level nullable); scalar leaves and arrays of scalars reached through keys only are marked for silver."
+    kinds = {top_type} if top_type else set(tree["types"]) - {"null"}
+    if tree["keys"]: kinds.add("object")
+    if tree["items"] is not None: kinds.add("array")
+    if kinds >= {"integer", "number"}: kinds.discard("integer")
+    node = {"type": sorted(kinds) + ["null"]}
+    if tree["keys"]:
+        node["properties"] = {k: _tree_schema(sub, f"{path}.{k}", since, columns) for k, sub in sorted(tree["keys"].items())}
+    if tree["items"] is not None:
+        node["items"] = _tree_schema(tree["items"], f"{path}[*]", since, [])  # nothing inside an array is a column of its own
+        node["items"]["type"] = [t for t in node["items"]["type"] if t != "null"] + ["null"]
+    scalar = lambda ks: len(ks) == 1 and next(iter(ks)) in PROMOTABLE_TYPES
+    items = node.get("items")
+    if _FIELD_PATH.fullmatch(path) and (scalar(kinds) or (kinds == {"array"} and items is not None and not items.get("properties") and not items.get("items")
+                                                           and scalar(set(items["type"]) - {"null"}))):
+        node["x-promoted"] = {"since": since, "json_path": path, "silver_column": silver_column(path)}
+        columns.append(node["x-promoted"]["silver_column"])
+    return node
 
 def _choose_type(resource: str, path: str, seen: set[str], json_type: str | None) -> str:
     "The JSON type to declare for `path`, from the observed types and an optional explicit one."
@@ -535,7 +590,7 @@ def latest_contract(resource: str, schemas_dir: Path | str | None = None) -> Con
 
 def promote(resource: str, field_path: str, json_type: str | None = None, schemas_dir: Path | str | None = None, *,
             con=None, settings=None) -> Path:
-    "Declare a drifted field in `schemas/<resource>/v<N+1>.json`, marked for silver; returns the new file."
+    "Declare a drifted field (a leaf, an object or an array, with what was recorded below it) in `schemas/<resource>/v<N+1>.json`, marked for silver; returns the new file."
     contracts = _load_resource(schemas_dir, resource)
     latest = contracts[resource]
     path = as_field_path(field_path)
@@ -551,18 +606,23 @@ def promote(resource: str, field_path: str, json_type: str | None = None, schema
         if own: con.close()
     if not rows:
         raise UserError(f"{resource} {path} has never been seen in bronze.schema_drift; check the path against the drift report.")
-    t = _choose_type(resource, path, {r[0] for r in rows}, json_type)
-    col = silver_column(path)
-    taken = _reserved(resource) | {f["silver_column"] for f in promoted_fields(latest)}
-    if col in taken:
-        raise UserError(f"{resource} {path} would become silver column {col!r}, which already exists; rename it in a hand-written schema version.")
+    tree = _drift_tree(rows, path)
+    leaf = not tree["keys"] and tree["items"] is None
+    t = _choose_type(resource, path, tree["types"], json_type) if leaf and (json_type or tree["types"] - {"object", "array", "null"}) else None
+    if json_type is not None and not leaf:
+        raise UserError(f"{resource} {path} is an object or an array; promote it without a type (its leaves bring theirs).")
     n = latest.version + 1
+    columns: list[str] = []
+    node = _tree_schema(tree, path, n, columns, top_type=t)
+    taken = _reserved(resource) | {f["silver_column"] for f in promoted_fields(latest)}
+    clash = sorted(set(columns) & taken) or sorted(c for c in set(columns) if columns.count(c) > 1)
+    if clash:
+        raise UserError(f"{resource} {path} would become silver column {clash[0]!r}, which already exists; rename it in a hand-written schema version.")
     schema = copy.deepcopy(latest.schema)
     schema["$id"], schema["x-version"] = f"trakt-nb:{resource}:v{n}", n
-    first = min(r[2] for r in rows)
-    _parent_object(schema, path, resource)["properties"][path.rsplit(".", 1)[1]] = {
-        "type": [t, "null"], "description": f"promoted from schema drift (first seen {first:%Y-%m-%d})",
-        "x-promoted": {"since": n, "json_path": path, "silver_column": col}}
+    first = min(r[3] for r in rows)
+    node["description"] = f"promoted from schema drift (first seen {first:%Y-%m-%d})"
+    _parent_object(schema, path, resource)["properties"][path.rsplit(".", 1)[1]] = node
     try: Draft202012Validator.check_schema(schema)
     except SchemaError as e:
         raise UserError(f"Promoting {path} would give an invalid schema ({_short(e.message, 120)}); fix {resource} v{latest.version} first.") from None
@@ -627,6 +687,13 @@ def _value_at(obj, path: str):
     return obj
 
 # %% ../notebooks/06_contracts.ipynb #ca6876ea
+def _undeclared_top(contract: Contract, path: str) -> str | None:
+    "The outermost undeclared object key on `path` (what to promote to declare it), or None when it sits inside an array."
+    for m in re.finditer(r"\.[^.\[]+", path):
+        head = path[: m.end()]
+        if not _is_declared(contract, head): return head if _FIELD_PATH.fullmatch(head) else None
+    return None
+
 def _new_fields(con, contracts: Contracts) -> list[dict]:
     rows = con.execute("""SELECT resource, json_path, array_to_string(list_sort(list_distinct(list(json_type))), ', '),
                                  sum(count)::BIGINT, min(first_seen), max(last_seen)
@@ -635,7 +702,8 @@ def _new_fields(con, contracts: Contracts) -> list[dict]:
     for r, p, t, n, first, last in rows:
         if r in contracts and _is_declared(contracts[r], p): continue  # promoted since it was recorded
         where = contracts[r].schema_id if r in contracts else f"any schema (no {r} contract)"
-        how = f"; promote with `trakt-nb schema promote {r} {p}`" if _FIELD_PATH.fullmatch(p) and r in contracts else ""
+        top = _undeclared_top(contracts[r], p) if r in contracts else None
+        how = f"; promote with `trakt-nb schema promote {r} {top}`" if top else ""
         out.append(dict(change="new", resource=r, json_path=p, json_type=t, count=n, first_seen=first, last_seen=last,
                         detail=f"not declared in {where}{how}"))
     return out

@@ -20,12 +20,14 @@ import orjson
 from .config import Settings, UserError, get_logger, tmdb_token
 from .client import (TraktClient, ClientStats, InvalidBody, RetriesExhausted, RateLimitedUntil, ResponseTooLarge, Response)
 from .contracts import load_contracts, check_items, check_object, quarantine_text
-from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state)
+from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state,
+                             table_exists)
 
 # %% auto #0
 __all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl',
            'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
-           'IngestSummary', 'crawl_connection', 'ingest_async', 'preflight_async', 'preflight', 'ingest']
+           'IngestSummary', 'crawl_connection', 'ingest_async', 'live_date_check', 'preflight_async', 'preflight',
+           'ingest']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -440,6 +442,7 @@ def _already_done(con, run_date: dt.date) -> bool:
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:
     "Ingest one day into bronze (see `ingest` for the synchronous form)."
+    live_date_check(s, run_date)
     if progress: from tqdm.auto import tqdm  # imported only when wanted: it warns in kernels without widgets
     t0, wh = time.monotonic(), s.storage.warehouse
     run_id = f"{run_date.isoformat()}-{uuid.uuid4().hex[:8]}"
@@ -525,8 +528,22 @@ def _finish(cr: Crawl, summary: IngestSummary, t0: float):
     summary.duration_s = round(time.monotonic() - t0, 3)
     finish_run(cr.con, summary.run_id, summary.status, summary.as_dict())
 
+def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None) -> None:
+    "Live Trakt answers only as of now: a past day is modelled from what bronze already holds of it, or refused with a sentence."
+    if s.run.source != "trakt": return
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    if run_date >= today: return
+    if s.storage.warehouse.exists():
+        con = connect(s, read_only=True)
+        try:
+            if table_exists(con, "bronze", "runs") and _already_done(con, run_date): return  # bronze holds that day: no API call
+        finally: con.close()
+    raise UserError(f"Trakt's API has no time travel, so {run_date} cannot be crawled as it was, and bronze holds no live crawl of that day; "
+                    f"run the live source for today (--date {today}), or use the replay source for past days.")
+
 async def preflight_async(s: Settings, run_date: dt.date, in_process: bool = False):
     "Before a first run writes anything: check the key works and every listed title exists (a `UserError` if not)."
+    live_date_check(s, run_date)
     if s.storage.warehouse.exists(): return  # titles were resolved on the first run and are remembered
     with endpoints(s, run_date, in_process) as ep:
         async with TraktClient(s, transport=ep.transport, base_url=ep.base_url, tmdb_base_url=ep.tmdb_base_url) as client:

@@ -19,7 +19,7 @@ from .bronze import connect, warehouse_lock
 from .lake import BRONZE_PAGES, Lake, open_lake, publish_bronze, published_load_id, _sql_literal
 from .backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
 from .silver import (EVENT_COLUMNS, comment_contract, contract_signature, day_versions, dim_title, flatten_comments,
-                             rating_dist, _current, _version_key)
+                             rating_dist, rating_source, title_contract, _current, _version_key)
 from .silver import comment_events_as_of
 from .gold import daily_engagement
 from .gold_engagement import GOLD_EVENT_COLUMNS
@@ -41,7 +41,7 @@ def lake_table(b: ibis.BaseBackend, lake: Lake, name: str,
 
 # %% ../notebooks/28_lake_model.ipynb #f35a6a5c
 SILVER = {"history": "silver.stg_trakt__comment_event_history", "current": "silver.stg_trakt__comment_event",
-          "rating_dist": "silver.stg_trakt__rating_dist", "dim_title": "silver.dim_title"}
+          "rating_dist": "silver.stg_trakt__rating_dist", "rating_source": "silver.stg_trakt__rating_source", "dim_title": "silver.dim_title"}
 LAST_LOAD_ID, CONTRACT = "trakt_nb.last_load_id", "trakt_nb.contract"
 
 def _since(lake: Lake, name: str, sig: str, full_refresh: bool) -> int | None:
@@ -79,8 +79,10 @@ def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = Fals
             keys = ["comment_id"]
         elif key == "rating_dist":
             arrow, keys = to_arrow(rating_dist(batch)), ["title_kind", "title_id_trakt", "snapshot_date"]
+        elif key == "rating_source":
+            arrow, keys = to_arrow(rating_source(batch)), ["title_kind", "title_id_trakt", "snapshot_date", "source"]
         else:  # dim_title: a title's latest summary and TMDb pages, from all of bronze
-            arrow, keys = to_arrow(dim_title(batch.filter(_.resource_kind.isin(["summary", "tmdb"])))), None
+            arrow, keys = to_arrow(dim_title(batch.filter(_.resource_kind.isin(["summary", "tmdb"])), title_contract(schemas_dir))), None
         if since is None: lake.overwrite(name, arrow, props)
         else: lake.upsert(name, arrow, keys, props)
         out[key], out["loads"][key] = arrow.num_rows, [0 if since is None else since + 1, top]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import gzip
 import hashlib
 import json
 import math
@@ -23,7 +25,8 @@ import orjson
 
 from .config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN, Settings, UserError, trakt_client_id, tmdb_token
 from .replay_world import (World, WorldSpec, get_world, to_epoch, iso_ms, SORTS, comment_listing, reply_listing,
-                                   comment_objects, ratings_object, title_object, tmdb_object, trending, popular, visible)
+                                   comment_objects, ratings_object, title_object, tmdb_object, trending, popular, visible,
+                                   title_updated_at)
 
 # %% auto #0
 __all__ = ['FAULTS', 'TRANSIENT_STREAK', 'DEFAULT_HEADERS', 'Fault', 'parse_faults', 'FixedWindowLimit', 'Reply', 'ReplayAPI',
@@ -105,11 +108,22 @@ class Reply:
     body: bytes = b""
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    cut: bool = False  # the body was cut short (a fault): sent as is, never compressed
 
 _CF_HTML_403 = (b"<!DOCTYPE html>\n<html><head><title>Attention Required! | Cloudflare</title></head><body>"
                 b"<h1>Sorry, you have been blocked</h1><p>You are unable to access trakt.tv</p>"
                 b"<p>Cloudflare Ray ID: <strong>%s</strong></p></body></html>")
 _CF_HTML_429 = b"<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>cloudflare</center></body></html>"
+
+@functools.lru_cache(maxsize=512)
+def _gzip(body: bytes) -> bytes:
+    "`body` gzip-compressed (remembered: the CDN cache hands out the same bytes objects again)."
+    return gzip.compress(body, compresslevel=1, mtime=0)
+
+def _gzipped(r: Reply) -> Reply:
+    "`r` with a gzip-encoded body, as Trakt (through Cloudflare) answers a client that accepts it; empty and cut bodies stay as they are."
+    if not r.body or r.cut or "content-encoding" in r.headers: return r
+    return Reply(r.status, _gzip(r.body), {**r.headers, "content-encoding": "gzip", "vary": "Accept-Encoding"}, r.delay)
 
 def _json_reply(obj, status=200, cache_s=600, extra=None) -> Reply:
     body = orjson.dumps(obj)
@@ -139,8 +153,10 @@ _LIST_RE = re.compile(r"^/(movies|shows)/(trending|popular)/?$")
 class ReplayAPI:
     "Trakt and TMDb as served by a replay world, as an ASGI app."
     def __init__(self, world: World, *, as_of=None, api_keys=(REPLAY_DEV_KEY,), tmdb_tokens=(REPLAY_TMDB_TOKEN,),
-                 rate_limit_calls: int = 500, rate_limit_period_s: float = 300.0, faults=None, clock=time.monotonic, wall=time.time):
+                 rate_limit_calls: int = 500, rate_limit_period_s: float = 300.0, faults=None, clock=time.monotonic, wall=time.time,
+                 cache_hit_rate: float = 0.25):  # share of cacheable answers served from Cloudflare's cache (no x-request-id / x-runtime)
         self.world, self.api_keys, self.tmdb_tokens = world, set(api_keys), set(tmdb_tokens)
+        self.cache_hit_rate = cache_hit_rate
         self.as_of = None if as_of is None else to_epoch(as_of)
         self.limit = FixedWindowLimit(rate_limit_calls, rate_limit_period_s, clock, wall)
         self.faults = parse_faults(faults)
@@ -197,7 +213,7 @@ class ReplayAPI:
         self.requests += 1
         r = self._handle(method, path, qs, headers)
         self.by_status[r.status] = self.by_status.get(r.status, 0) + 1
-        return r
+        return _gzipped(r) if "gzip" in headers.get("accept-encoding", "") else r
 
     def _handle(self, method, path, qs, headers) -> Reply:
         n = self.requests
@@ -221,7 +237,10 @@ class ReplayAPI:
                                     "x-ratelimit": self.limit.header(0, left), "content-type": "application/json"})
         r = self._cached_trakt(path, qs)
         if r.status in (404, 405): r.body = b""; r.headers.pop("content-type", None)
-        r.headers.update(trakt_h)
+        if r.status == 404: r.headers["content-type"] = "text/html"  # 2026: an empty text/html body
+        if r.status == 200 and _u01(self.world.spec.seed, "cf-cache", key, k) < self.cache_hit_rate:
+            r.headers.update({**cf, "cf-cache-status": "HIT", "age": str(1 + int(_u01(rid, "age") * 500))})  # Cloudflare's copy: no Trakt markers
+        else: r.headers.update({**trakt_h, "cf-cache-status": "MISS" if r.status == 200 else "DYNAMIC"})
         return self._fault_after(r, key, k)
 
     # -- Trakt ------------------------------------------------------------
@@ -247,8 +266,12 @@ class ReplayAPI:
             page, limit = _paging(qs, 100)
             ranked = trending(w, kind, t) if which == "trending" else [(i, None) for i in popular(w, kind, t)]
             chunk = ranked[(page - 1) * limit: page * limit]
-            items = [{"watchers": n, kind: title_object(w, i, t)} if which == "trending" else title_object(w, i, t) for i, n in chunk]
-            return _json_reply(items, cache_s=3600, extra=_page_headers(page, limit, max(1, math.ceil(len(ranked) / limit)), len(ranked)))
+            full = "full" in qs.get("extended", [""])[0]  # trending and popular honour extended=full
+            items = [{"watchers": n, kind: title_object(w, i, t, extended=full)} if which == "trending" else title_object(w, i, t, extended=full)
+                     for i, n in chunk]
+            h = _page_headers(page, limit, max(1, math.ceil(len(ranked) / limit)), len(ranked))
+            if which == "trending": h["x-trending-user-count"] = str(sum(n for _, n in ranked))
+            return _json_reply(items, cache_s=3600, extra=h)
         m = _TITLE_RE.match(path)
         if m:
             kinds, ident, sub, sort = m.groups()
@@ -261,9 +284,8 @@ class ReplayAPI:
             if sort not in SORTS or (sort == "watched" and kind == "movie"): return Reply(404)
             self.listing_requests += 1
             t = self.now()
-            how = "asc" if sort in ("oldest", "lowest") else "desc"
-            return self._page_of(comment_listing(w, ti, sort, t), qs, t, default_limit=10,
-                                 extra={"x-sort-by": sort, "x-sort-how": how, "x-applied-sort-by": sort, "x-applied-sort-how": how})
+            return self._page_of(comment_listing(w, ti, sort, t), qs, t, default_limit=10,  # 2026: no x-sort-* headers
+                                 extra={f"x-{kind}-updated-at": title_updated_at(w, ti, t)})
         m = _COMMENT_RE.match(path)
         if m:
             row = w.row_of(int(m.group(1)))
@@ -345,7 +367,7 @@ class ReplayAPI:
             if self._hit("wrong_item_count", key, k, transient=False) and "x-pagination-item-count" in r.headers:
                 r.headers["x-pagination-item-count"] = str(int(r.headers["x-pagination-item-count"]) * 3 + 17)
             if self._hit("truncated", key, k) or self._hit("truncated_always", key, k, transient=False):
-                r.body = r.body[: max(1, len(r.body) * 2 // 3)]
+                r.body, r.cut = r.body[: max(1, len(r.body) * 2 // 3)], True
         return r
 
     def _mutate_items(self, items: list[dict]) -> list[dict]:

@@ -20,8 +20,8 @@ from .config import Settings
 # %% auto #0
 __all__ = ['DECAY_SHAPES', 'LANGUAGES', 'GENRES', 'SORTS', 'WorldSpec', 'to_epoch', 'iso_ms', 'Corpus', 'build_corpus', 'slugify',
            'burst_delays', 'World', 'likes_as_of', 'replies_as_of', 'words_as_of', 'visible', 'comment_text',
-           'comment_objects', 'comment_listing', 'reply_listing', 'ratings_object', 'title_object', 'tmdb_object',
-           'recent_comment_counts', 'trending', 'popular', 'ground_truth', 'world_summary', 'get_world']
+           'comment_objects', 'comment_listing', 'reply_listing', 'ratings_object', 'title_updated_at', 'title_object',
+           'tmdb_object', 'recent_comment_counts', 'trending', 'popular', 'ground_truth', 'world_summary', 'get_world']
 
 # %% ../notebooks/01_replay_world.ipynb #8f0109ac
 DECAY_SHAPES = ("exponential", "biexponential", "stretched", "power_law")
@@ -38,6 +38,8 @@ class WorldSpec:
     end_date: dt.date = dt.date(2027, 12, 31)
     decay_shape: str = "exponential"  # the burst's shape: exponential | biexponential | stretched | power_law
     cohort_trend: float = 1.0  # titles released a year later have bursts this many times shorter (1 = no trend)
+    ratings_multi_source_from: dt.date | None = None  # from this day, /ratings answers in 2026's multi-source shape (None: never)
+    new_fields_from: dt.date | None = None  # from this day, summaries carry 2026's nested fields: ids.plex, images, colors, social_ids, subgenres
 
     def __post_init__(self):
         if self.decay_shape not in DECAY_SHAPES:
@@ -48,7 +50,8 @@ class WorldSpec:
     def from_settings(cls, s: Settings) -> "WorldSpec":
         "The spec of `[replay]` in settings."
         r = s.replay
-        return cls(r.seed, r.movies, r.shows, r.users, r.comments_per_title, r.start_date, r.end_date)
+        return cls(r.seed, r.movies, r.shows, r.users, r.comments_per_title, r.start_date, r.end_date,
+                   ratings_multi_source_from=r.ratings_multi_source_from, new_fields_from=r.new_fields_from)
 
 # %% ../notebooks/01_replay_world.ipynb #53de8ce5
 def to_epoch(x) -> int:
@@ -527,10 +530,26 @@ def ratings_object(w: World, title: int, t: int) -> dict:
     dist = np.floor(votes * p).astype(np.int64)
     dist[int(np.argmax(p))] += votes - int(dist.sum())
     rating = float(round((dist * k).sum() / votes, 5)) if votes else 0.0
-    return {"rating": rating, "votes": votes, "distribution": {str(i): int(x) for i, x in zip(k, dist)}}
+    plain = {"rating": rating, "votes": votes, "distribution": {str(i): int(x) for i, x in zip(k, dist)}}
+    if not _since(w.spec.ratings_multi_source_from, t): return plain
+    h = int(r.trakt)  # which sources know the title, from its id
+    base = float(r.base_rating)
+    return {"trakt": plain,
+            "tmdb": {"rating": round(min(10.0, base + 0.3), 1), "votes": votes // 3} if h % 7 else None,
+            "imdb": {"rating": round(min(10.0, base - 0.2), 1), "votes": votes * 4} if h % 5 else None,
+            "metascore": int(round(base * 9)) if h % 3 else None,
+            "rotten_tomatoes": {"rating": int(round(base * 10)), "user_rating": int(round(base * 10 + 4)) % 101} if h % 2 else None}
+
+def _since(day: dt.date | None, t: int) -> bool:
+    "True when instant `t` falls on or after `day` (never when `day` is None)."
+    return day is not None and t >= to_epoch(day) - _DAY + 1
 
 # %% ../notebooks/01_replay_world.ipynb #97908302
 def _date(day: int) -> str: return str(np.datetime64(int(day), "D"))
+
+def title_updated_at(w: World, title: int, t: int) -> str:
+    "When Trakt last changed a title's record, as of `t` (its summary's `updated_at`, and the `x-<kind>-updated-at` header)."
+    return iso_ms(min(t, int(w.titles.release_day.iat[title]) * _DAY + 86400 * 30))
 
 def title_object(w: World, title: int, t: int, extended: bool = False) -> dict:
     "Trakt's movie or show object (`extended=full` adds the long form)."
@@ -539,21 +558,36 @@ def title_object(w: World, title: int, t: int, extended: bool = False) -> dict:
     if r.kind == "show": ids["tvdb"] = int(r.tvdb)
     ids["imdb"] = r.imdb
     ids["tmdb"] = None if r.tmdb_state == "absent" else int(r.tmdb)
+    new = _since(w.spec.new_fields_from, t)
+    if r.kind == "show": ids["tvrage"] = None if int(r.trakt) % 4 == 0 else int(r.trakt) * 3 + 11
+    if new: ids["plex"] = {"guid": f"plex://{r.kind}/{hashlib.blake2b(r.slug.encode(), digest_size=12).hexdigest()}", "slug": r.slug}
     o = {"title": r.title, "year": int(r.year), "ids": ids}
+    if r.kind == "show": o["aired_episodes"] = 8 + int(r.trakt) % 30  # sent even without extended (2026)
     if not extended: return o
     rt = ratings_object(w, title, t)
+    rt = rt.get("trakt", rt)  # the multi-source shape holds Trakt's own under `trakt`
     rows = w.by_title[title]
     n = int(np.searchsorted(w.c["created"][rows], t, side="right"))
     o.update({"tagline": f"{r.title}.", "overview": f"A {r.genres[0]} story about the {r.title.split()[-1].lower()}.",
               "runtime": int(r.runtime), "country": r.country, "trailer": None, "homepage": None,
               "status": r.status, "rating": rt["rating"], "votes": rt["votes"], "comment_count": n,
-              "updated_at": iso_ms(min(t, int(r.release_day) * _DAY + 86400 * 30)),
+              "updated_at": title_updated_at(w, title, t),
               "language": r.language, "languages": [r.language], "available_translations": ["en", r.language] if r.language != "en" else ["en"],
               "genres": list(r.genres), "certification": r.certification})
-    if r.kind == "movie": o["released"] = _date(r.release_day)
+    o["original_title"] = r.title
+    if r.kind == "movie":
+        o.update({"released": _date(r.release_day), "after_credits": int(r.trakt) % 3 == 0, "during_credits": int(r.trakt) % 5 == 0})
     else:
         o["first_aired"] = iso_ms(int(r.release_day) * _DAY + 2 * 3600)
-        o.update({"network": "Replay Network", "aired_episodes": 8 + int(r.trakt) % 30, "country": r.country})
+        o.update({"network": "Replay Network", "country": r.country, "total_runtime": int(r.runtime) * o["aired_episodes"],
+                  "airs": {"day": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")[int(r.release_day + 3) % 7],
+                           "time": f"{18 + int(r.trakt) % 5}:00", "timezone": "America/New_York"}})
+    if new:
+        img = f"walter-r2.trakt.tv/images/{r.kind}s/000/{int(r.trakt):03d}"
+        o.update({"subgenres": [f"{r.genres[0]}-{w}" for w in ("noir", "epic")[: 1 + int(r.trakt) % 2]],
+                  "images": {"poster": [f"{img}/posters/medium/a.jpg"], "fanart": [f"{img}/fanarts/medium/a.jpg"], "logo": []},
+                  "colors": {"poster": ["#%06x" % (int(r.trakt) * 2654435761 % 0xFFFFFF), "#1a1a1a"]},
+                  "social_ids": {"twitter": r.slug[:15], "instagram": None if int(r.trakt) % 2 else r.slug[:30]}})
     return o
 
 def tmdb_object(w: World, kind: str, tmdb_id: int) -> dict | None:

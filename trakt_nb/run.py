@@ -272,6 +272,14 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) ->
     # write, so between two steps a second run would otherwise find it free and write into (or clean up) the same folders
     with warehouse_lock(s, suffix=".run.lock"): return _run_day(s, run_date, steps, echo)
 
+def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
+    "Whether bronze holds any page fetched for `run_date` (a crawl that got nothing leaves none)."
+    from trakt_nb.bronze import connect, table_exists
+    if not s.storage.warehouse.exists(): return False
+    con = connect(s, read_only=True)
+    try: return table_exists(con, "bronze", "trakt_pages") and con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [run_date]).fetchone()[0] > 0
+    finally: con.close()
+
 def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
     import papermill as pm
     from jupyter_core.utils import run_sync
@@ -314,6 +322,13 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
                 render.shutdown(wait=True)
                 for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
                 raise UserError(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
+            if err is None and name == "10_ingest" and not _day_has_pages(s, run_date):  # no report pretends to be of a day without data
+                run_sync(cancel)(ahead)
+                for k in kernels: k.stop(kill=True)
+                render.shutdown(wait=True)
+                for p in created: shutil.rmtree(p, ignore_errors=True)
+                raise UserError(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
+                                f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
             bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
             if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
             if err is None:
@@ -443,7 +458,8 @@ def write_index(s: Settings) -> Path:
     latest = _runs(s)[0]["run_date"] if rows else "none"
     p = s.storage.reports_dir / "index.html"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page("trakt-nb reports", body, {"runs": (str(len(rows)), ""), "latest": (latest, "")},
+    source = "live Trakt" if s.run.source == "trakt" else "the replay API (synthetic data)"  # each source has its own reports folder
+    p.write_text(page(f"trakt-nb reports — {source}", body, {"source": (source, ""), "runs": (str(len(rows)), ""), "latest": (latest, "")},
                       [("latest", "latest/" + next(iter(REPORTS)) + ".html")]), encoding="utf-8")
     return p
 

@@ -18,9 +18,9 @@ from .bronze import table_exists, transaction
 from .contracts import latest_contract, promoted_fields
 
 # %% auto #0
-__all__ = ['UTC_TS', 'EVENT_COLUMNS', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version', 'day_versions',
-           'end_of_day', 'comment_events_as_of', 'rating_dist', 'dim_title', 'comment_contract', 'contract_signature',
-           'build_silver']
+__all__ = ['UTC_TS', 'EVENT_COLUMNS', 'RATING_SOURCES', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version',
+           'day_versions', 'end_of_day', 'comment_events_as_of', 'rating_dist', 'rating_source', 'dim_title',
+           'comment_contract', 'title_contract', 'contract_signature', 'build_silver']
 
 # %% ../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -33,15 +33,24 @@ _BASE = {"id": "int64", "parent_id": "int64", "created_at": "string", "updated_a
          "spoiler": "boolean", "review": "boolean", "replies": "int64", "likes": "int64", "user_rating": "int64",
          "language": "string", "user_stats": {"rating": "int64"}, "user": {"ids": {"slug": "string"}}}
 
-def _comment_shape(promoted: list[dict] = ()) -> dict:
-    "The nested field -> type map silver reads from a comment: the fixed contract plus every promoted field."
-    shape = json.loads(json.dumps(_BASE))
+def _field_shape(f: dict):
+    "The silver type of a promoted field: a type name, or [type name] for an array of scalars."
+    if f["json_type"] == "array": return [_JSON_AS[f["item_type"]][1]]
+    return _JSON_AS[f["json_type"]][1]
+
+def _with_promoted(base: dict, promoted: list[dict] = ()) -> dict:
+    "`base` (a nested field -> type map) plus every promoted field at its path."
+    shape = json.loads(json.dumps(base))
     for f in promoted:
         *parents, leaf = f["json_path"][2:].split(".")
         node = shape
         for k in parents: node = node.setdefault(k, {})
-        node[leaf] = str(_JSON_AS[f["json_type"]][1])
+        node[leaf] = _field_shape(f)
     return shape
+
+def _comment_shape(promoted: list[dict] = ()) -> dict:
+    "The nested field -> type map silver reads from a comment: the fixed contract plus every promoted field."
+    return _with_promoted(_BASE, promoted)
 
 def _ibis_type(shape) -> dt_.DataType:  # a shape is a type name, a {key: shape} struct or a [shape] array
     if isinstance(shape, dict): return dt_.Struct({k: _ibis_type(v) for k, v in shape.items()})
@@ -97,7 +106,7 @@ def flatten_comments(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
         seen_date=p.run_date,
         fetched_at=p.fetched_at,
         load_id=p.load_id,
-        **{f["silver_column"]: _get(i, f["json_path"]).cast(_JSON_AS[f["json_type"]][1]) for f in promoted},
+        **{f["silver_column"]: _get(i, f["json_path"]).cast(_ibis_type(_field_shape(f))) for f in promoted},
     ).mutate(is_reply=_.parent_id != 0, created_date=_.created_at.date())
 
 # %% ../notebooks/10_silver.ipynb #1d270792
@@ -135,15 +144,40 @@ def comment_events_as_of(history: ir.Table, as_of: dt.date) -> ir.Table:
     return latest_version(h, ["comment_id"])
 
 # %% ../notebooks/10_silver.ipynb #a3f9e4de
-def rating_dist(pages: ir.Table) -> ir.Table:
-    "`stg_trakt__rating_dist`: one row per title per snapshot day."
+_PLAIN_RATINGS = {"rating": "float64", "votes": "int64", "distribution": {str(k): "int64" for k in range(1, 11)}}
+RATING_SOURCES = ("trakt", "tmdb", "imdb", "metascore", "rotten_tomatoes")
+
+def _ratings_pages(pages: ir.Table) -> ir.Table:
+    "The last ratings page of each title and run date."
     r = pages.filter(_.resource_kind == "ratings", _.http_status == 200)
     r = r.mutate(_rank=ibis.row_number().over(group_by=["title_kind", "title_id_trakt", "run_date"], order_by=ibis.desc("fetched_at")))
-    r = r.filter(_._rank == 0)
-    o = _from_json(r.payload, {"rating": "float64", "votes": "int64", "distribution": {str(k): "int64" for k in range(1, 11)}})
-    return r.select(title_kind=r.title_kind, title_id_trakt=r.title_id_trakt, snapshot_date=r.run_date,
-                    rating=o["rating"], votes=o["votes"],
-                    **{f"dist_{k}": o["distribution"][str(k)] for k in range(1, 11)}, fetched_at=r.fetched_at)
+    return r.filter(_._rank == 0)
+
+def rating_dist(pages: ir.Table) -> ir.Table:
+    "`stg_trakt__rating_dist`: one row per title per snapshot day, Trakt's own distribution from the plain or the multi-source shape."
+    r = _ratings_pages(pages)
+    o = _from_json(r.payload, {**_PLAIN_RATINGS, "trakt": _PLAIN_RATINGS})
+    t = o["trakt"]
+    pick = lambda f: ibis.coalesce(t[f], o[f])  # multi-source: under `trakt`; plain: at the top
+    out = r.select(title_kind=r.title_kind, title_id_trakt=r.title_id_trakt, snapshot_date=r.run_date,
+                   rating=ibis.coalesce(t["rating"], o["rating"]), votes=ibis.coalesce(t["votes"], o["votes"]),
+                   **{f"dist_{k}": ibis.coalesce(t["distribution"][str(k)], o["distribution"][str(k)]) for k in range(1, 11)},
+                   fetched_at=r.fetched_at)
+    return out.filter(_.votes.notnull())  # a multi-source answer whose `trakt` is null has no Trakt distribution that day
+
+def rating_source(pages: ir.Table) -> ir.Table:
+    "`stg_trakt__rating_source`: one row per title, snapshot day and rating source (trakt, tmdb, imdb, metascore, rotten_tomatoes) that had a rating."
+    r = _ratings_pages(pages)
+    rv = {"rating": "float64", "votes": "int64"}
+    obj = _from_json(r.payload, {**rv, **{s: rv for s in RATING_SOURCES}})  # a source as an object {rating, votes, …}
+    num = _from_json(r.payload, {s: "float64" for s in RATING_SOURCES})  # a source as a bare number (e.g. metascore: 74)
+    parts = []
+    for s in RATING_SOURCES:
+        rating, votes = ibis.coalesce(obj[s]["rating"], num[s]), obj[s]["votes"]
+        if s == "trakt": rating, votes = ibis.coalesce(rating, obj["rating"]), ibis.coalesce(votes, obj["votes"])  # the plain shape is Trakt's
+        parts.append(r.select(title_kind=r.title_kind, title_id_trakt=r.title_id_trakt, snapshot_date=r.run_date,
+                              source=ibis.literal(s), rating=rating, votes=votes, fetched_at=r.fetched_at))
+    return ibis.union(*parts).filter(_.rating.notnull() | _.votes.notnull())
 
 def _latest_page(pages: ir.Table, resource: str, statuses: list[int]) -> ir.Table:
     p = pages.filter(_.resource_kind == resource, _.http_status.isin(statuses))
@@ -154,16 +188,17 @@ _SUMMARY = {"ids": {"slug": "string", "imdb": "string", "tmdb": "int64", "tvdb":
             "released": "string", "first_aired": "string", "genres": ["string"], "runtime": "int64", "language": "string",
             "country": "string", "status": "string"}
 
-def dim_title(pages: ir.Table) -> ir.Table:
-    "`dim_title`: one row per followed title, from its latest summary and TMDb record."
+def dim_title(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
+    "`dim_title`: one row per followed title, from its latest summary and TMDb record (plus one column per promoted movie/show field)."
     s = _latest_page(pages, "summary", [200])
-    o = _from_json(s.payload, _SUMMARY)
+    o = _from_json(s.payload, _with_promoted(_SUMMARY, promoted))
     summary = s.select(
         title_kind=s.title_kind, title_id_trakt=s.title_id_trakt, slug=o["ids"]["slug"], imdb=o["ids"]["imdb"],
         tmdb=o["ids"]["tmdb"], tvdb=o["ids"]["tvdb"], title=o["title"], year=o["year"].cast("int32"),
         release_date=ibis.coalesce(o["released"], o["first_aired"].left(10)).cast("date"),
         genres=o["genres"], runtime=o["runtime"].cast("int32"),
-        language=o["language"], country=o["country"], status=o["status"])
+        language=o["language"], country=o["country"], status=o["status"],
+        **{f["silver_column"]: _get(o, f["json_path"]).cast(_ibis_type(_field_shape(f))) for f in promoted})
     t = _latest_page(pages, "tmdb", [200, 404])
     m = _from_json(t.payload, {"popularity": "float64", "vote_average": "float64", "vote_count": "int64", "original_language": "string"})
     tm = t.select(title_kind=t.title_kind, title_id_trakt=t.title_id_trakt, tmdb_known=t.http_status == 200,
@@ -173,7 +208,8 @@ def dim_title(pages: ir.Table) -> ir.Table:
     return j.mutate(tmdb_known=j.tmdb_known.fill_null(False))
 
 # %% ../notebooks/10_silver.ipynb #c20417a4
-SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "dim_title", "load_state")
+SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "stg_trakt__rating_source",
+                 "dim_title", "load_state")
 _RESERVED = {"version_key", "load_id", "first_seen_at", "last_seen_at"}
 
 def comment_contract(schemas_dir=None) -> list[dict]:
@@ -184,14 +220,34 @@ def comment_contract(schemas_dir=None) -> list[dict]:
         col = f["silver_column"]
         if not (isinstance(col, str) and col.isidentifier() and col == col.lower()) or col in seen:
             raise UserError(f"Promoted field {f['json_path']} has silver column {col!r}, which is not a free lower-case identifier; fix its x-promoted in the comment schema.")
-        if f["json_type"] not in _JSON_AS:
-            raise UserError(f"Promoted field {f['json_path']} has JSON type {f['json_type']!r}; silver takes only {', '.join(_JSON_AS)}.")
+        _check_type(f)
         seen.add(col)
     return fields
 
+def _check_type(f: dict):
+    if f["json_type"] not in _JSON_AS and not (f["json_type"] == "array" and f.get("item_type") in _JSON_AS):
+        raise UserError(f"Promoted field {f['json_path']} has JSON type {f['json_type']!r}; silver takes only {', '.join(_JSON_AS)} and arrays of them.")
+
+_TITLE_COLUMNS = {"title_kind", "title_id_trakt", "slug", "imdb", "tmdb", "tvdb", "title", "year", "release_date", "genres", "runtime",
+                  "language", "country", "status", "tmdb_known", "tmdb_popularity", "tmdb_vote_average", "tmdb_vote_count", "tmdb_original_language"}
+
+def title_contract(schemas_dir=None) -> list[dict]:
+    "The promoted fields of the latest movie and show schemas that `dim_title` extracts (one column per path; same type in both)."
+    by: dict[str, dict] = {}
+    for kind in ("movie", "show"):
+        for f in promoted_fields(latest_contract(kind, schemas_dir)):
+            _check_type(f)
+            col, prev = f["silver_column"], by.get(f["silver_column"])
+            if col in _TITLE_COLUMNS:
+                raise UserError(f"Promoted {kind} field {f['json_path']} has silver column {col!r}, which dim_title already has; fix its x-promoted in the {kind} schema.")
+            if prev and (prev["json_path"], _field_shape(prev)) != (f["json_path"], _field_shape(f)):
+                raise UserError(f"Promoted field {col!r} differs between the movie and show schemas ({prev['json_path']} vs {f['json_path']}); promote it with the same type in both.")
+            by[col] = f
+    return list(by.values())
+
 def contract_signature(fields: list[dict]) -> str:
     "What `silver.load_state` records of the extracted columns: a change means a full rebuild."
-    return ",".join(f"{f['silver_column']}:{f['json_type']}:{f['json_path']}" for f in fields)
+    return ",".join(f"{f['silver_column']}:{f['json_type']}{'<' + f['item_type'] + '>' if f.get('item_type') else ''}:{f['json_path']}" for f in fields)
 
 def _ensure_schema(con):
     con.execute("CREATE SCHEMA IF NOT EXISTS silver")
@@ -246,8 +302,10 @@ def build_silver(con, full_refresh: bool = False, schemas_dir=None) -> dict:
         finally:
             con.execute("DROP TABLE IF EXISTS _silver_batch")
     b.create_table("stg_trakt__rating_dist", rating_dist(pages), database="silver", overwrite=True)
-    b.create_table("dim_title", dim_title(pages), database="silver", overwrite=True)
+    b.create_table("stg_trakt__rating_source", rating_source(pages), database="silver", overwrite=True)
+    b.create_table("dim_title", dim_title(pages, title_contract(schemas_dir)), database="silver", overwrite=True)
     out["rating_dist"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_dist").fetchone()[0]
+    out["rating_source"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_source").fetchone()[0]
     out["dim_title"] = con.execute("SELECT count(*) FROM silver.dim_title").fetchone()[0]
     log.info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
     return out

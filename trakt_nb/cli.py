@@ -19,7 +19,7 @@ from .config import UserError, load_settings, configure_logging, Settings
 # %% auto #0
 __all__ = ['EXIT_STOPPED', 'parse_day', 'cmd_replay_serve', 'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run',
            'cmd_backfill', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_metrics_list',
-           'build_parser', 'main']
+           'cmd_query', 'build_parser', 'main']
 
 # %% ../notebooks/50_cli.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
@@ -140,6 +140,53 @@ def cmd_metrics_list(args, s: Settings) -> int:
         print(cat.to_string(index=False))
     return 0
 
+# %% ../notebooks/50_cli.ipynb #e434820c
+def _where_arg(text: str) -> tuple[str, object]:
+    "`DIM=VALUE` from the command line: `a..b` is an inclusive range, `a,b` a list, true/false/null as such."
+    dim, sep, raw = text.partition("=")
+    if not sep or not dim.strip(): raise UserError(f"--where {text!r} is not DIM=VALUE; write it like --where title_kind=movie or --where day=2026-11-01..2026-11-30.")
+    one = lambda v: {"true": True, "false": False, "null": None}.get(v.strip().lower(), v.strip())
+    if ".." in raw: lo, _, hi = raw.partition(".."); return dim.strip(), (one(lo), one(hi))
+    if "," in raw: return dim.strip(), [one(v) for v in raw.split(",")]
+    return dim.strip(), one(raw)
+
+def _formatted(df, names: list[str]):
+    "Metric columns written in their formats (`_ratio` columns as ×N.NN), n/a for NULL."
+    from trakt_nb.semantic import format_value
+    out = df.copy()
+    for c in out.columns:
+        base = next((n for n in names if c == n or c in (f"{n}_prev", f"{n}_delta")), None)
+        if base: out[c] = [format_value(base, v) for v in df[c]]
+        elif c.endswith("_ratio") and c[:-6] in names: out[c] = ["n/a" if v is None or v != v else f"×{v:.2f}" for v in df[c]]
+    return out
+
+def cmd_query(args, s: Settings) -> int:
+    "Governed metrics by dimension over a period, from the warehouse the daily run writes (opened read-only)."
+    import pandas as pd
+    from trakt_nb.bronze import connect
+    from trakt_nb.semantic import query
+    names = [n for m in args.metrics for n in m.split(",") if n]
+    by = [d for b in args.by or [] for d in b.split(",") if d]
+    where = dict(_where_arg(w) for w in args.where or [])
+    between = tuple(parse_day(d) for d in args.between) if args.between else None
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        raise UserError("Parquet is binary; add --output FILE.parquet or redirect the output to a file.")
+    con = connect(s, read_only=True)
+    try:
+        df = query(con, names, by=by, where=where, as_of=parse_day(args.as_of) if args.as_of else None, between=between,
+                   last_days=args.last_days, month=args.month, week=args.week, compare=args.compare, order_by=args.order_by).to_pandas()
+    finally: con.close()
+    if args.format == "parquet":
+        df.to_parquet(args.output or sys.stdout.buffer, index=False)
+    elif args.format == "csv":
+        text = df.to_csv(index=False)
+        Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            text = _formatted(df, names).to_string(index=False) if len(df) else "none"
+        Path(args.output).write_text(text + "\n") if args.output else print(text)
+    return 0
+
 # %% ../notebooks/50_cli.ipynb #78169542
 def build_parser() -> argparse.ArgumentParser:
     "The `trakt-nb` argument parser."
@@ -181,6 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=cmd_schema_drift)
     mt = sub.add_parser("metrics", help="the governed metrics").add_subparsers(dest="metrics_command", required=True, metavar="SUBCOMMAND")
     mt.add_parser("list", help="print the catalogue of governed metrics").set_defaults(func=cmd_metrics_list)
+    qy = sub.add_parser("query", help="governed metrics by dimension over a period (table, CSV or Parquet)",
+                        description="Governed metrics (see `trakt-nb metrics list`) from the warehouse the daily run writes, opened read-only. "
+                                    "Days are YYYY-MM-DD, today or yesterday (UTC).")
+    qy.add_argument("metrics", nargs="+", metavar="METRIC", help="metric names, e.g. comments mean_user_rating")
+    qy.add_argument("--by", nargs="+", metavar="DIM", help="dimensions to group by, e.g. title or title_kind day")
+    qy.add_argument("--where", action="append", metavar="DIM=VALUE", help="filter: DIM=v, DIM=v1,v2 (any of) or DIM=lo..hi (inclusive); repeatable")
+    per = qy.add_mutually_exclusive_group()
+    per.add_argument("--between", nargs=2, metavar=("FIRST", "LAST"), help="the days FIRST to LAST, inclusive")
+    per.add_argument("--last-days", type=int, metavar="N", help="the N days ending on the as-of date")
+    per.add_argument("--month", metavar="YYYY-MM", help="a calendar month")
+    per.add_argument("--week", metavar="YYYY-Www", help="an ISO week, Monday to Sunday, e.g. 2026-W48")
+    qy.add_argument("--compare", action="store_true", help="add each metric over the period before: _prev, _delta, _ratio")
+    qy.add_argument("--as-of", metavar="DATE", help="the as-of date of the gold rows (default: the latest)")
+    qy.add_argument("--order-by", metavar="COLUMN", help="sort by a result column; --order-by=-COLUMN for descending (NULLs last)")
+    qy.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format (default: table)")
+    qy.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    qy.set_defaults(func=cmd_query)
     rp = sub.add_parser("replay", help="the built-in synthetic Trakt/TMDb API").add_subparsers(dest="replay_command", required=True, metavar="SUBCOMMAND")
     sv = rp.add_parser("serve", help="serve the replay API over HTTP until Ctrl-C")
     sv.add_argument("--host"); sv.add_argument("--port", type=int); sv.add_argument("--seed", type=int)

@@ -340,7 +340,7 @@ def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection
         con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     return con
 
-# %% ../notebooks/25_semantic.ipynb #f63cc879
+# %% ../notebooks/25_semantic.ipynb #a8df0ca1
 @dataclass(frozen=True)
 class Period:
     "An inclusive range of days; `previous()` is the period it is compared with."
@@ -522,7 +522,6 @@ def _apply_where(t: ir.Table, cat: Catalogue, model: str, where: Mapping, unnest
 def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: bool, where: Mapping, as_of, per: Period | None = None) -> ir.Table:
     "The model's rows at the as-of date, with title dimensions joined, the period's days and `where` applied."
     t = _rows_as_of(backend, cat, model, as_of)
-    if per is not None: t = t.filter(t.day.between(ibis.literal(per.start, type="date"), ibis.literal(per.end, type="date")))
     joined = [cat.dimensions[d] for d in sorted(dims) if cat.dimensions[d].source]
     if joined:
         dim = _table(backend, DIM_TITLE)
@@ -531,7 +530,9 @@ def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: boo
         t = t.left_join(dim, [t.title_kind == dim._dk, t.title_id_trakt == dim._di]).drop("_dk", "_di")
         for d in joined:
             if d.unnest and unnest: t = t.mutate(**{d.name: t[d.name].unnest()})
-    return _apply_where(t, cat, model, where, unnest)
+    t = _apply_where(t, cat, model, where, unnest)  # before the period: a value is checked against every day
+    if per is not None: t = t.filter(t.day.between(ibis.literal(per.start, type="date"), ibis.literal(per.end, type="date")))
+    return t
 
 def _join_on(left: ir.Table, right: ir.Table, by: list[str]) -> ir.Table:
     "Outer join on the `by` dimensions (NULL matches NULL), one column per dimension."
@@ -611,7 +612,7 @@ def query(backend,                        # an Ibis DuckDB backend or a DuckDB c
         out = out.order_by(by) if by and order_by is None else out
     return _order(out, order_by) if order_by else out
 
-# %% ../notebooks/25_semantic.ipynb #6be75acd
+# %% ../notebooks/25_semantic.ipynb #0f3bfc4a
 _SENTINEL = Period(dt.date(1111, 1, 1), dt.date(1111, 1, 2))  # replaced by the macro's parameters in the compiled SQL
 PERIOD_BY = ("title_kind", "title_id_trakt", "title")
 

@@ -22,7 +22,7 @@ import pandas as pd
 __all__ = ['VEGALITE_MIME', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json', 'chart_html',
            'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter', 'quadrant_counts',
            'movers', 'top_titles', 'half_life_distribution', 'weekly_since_peak', 'with_fit', 'decay_curves',
-           'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation']
+           'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation', 'table']
 
 # %% ../notebooks/40_charts.ipynb #a4b330f4
 def _bundle_cache_path() -> Path:
@@ -332,3 +332,43 @@ def rating_polarisation(df: pd.DataFrame) -> alt.Chart:  # per title: title, yea
                  alt.Tooltip("latest_rating:Q", title="Rating", format=".2f"), alt.Tooltip("votes:Q", title="Votes", format=","),
                  alt.Tooltip("share_9_10:Q", title="9-10 votes", format=".1%"), alt.Tooltip("share_1_3:Q", title="1-3 votes", format=".1%")],
     ).properties(width=420, height=280)
+
+# %% ../notebooks/40_charts.ipynb #db619c2e
+def _cell_text(v, fmt: str | None) -> str:
+    "One value as a report shows it: integers as integers (1,234), other numbers to two places, a format when given."
+    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return "n/a"
+    if isinstance(v, (pd.Timestamp, dt.datetime)): return v.strftime("%Y-%m-%d %H:%M") if (v.hour, v.minute, v.second) != (0, 0, 0) else v.strftime("%Y-%m-%d")
+    if isinstance(v, dt.date): return v.isoformat()
+    if isinstance(v, (bool, np.bool_)): return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)) and not fmt: return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        kind, _, digits = (fmt or "").partition(":")
+        n = int(digits or 0)
+        if kind == "percent": return f"{float(v) * 100:,.{n}f}%"
+        if kind == "days": return f"{float(v):,.{n}f} days"
+        if kind == "integer" or float(v).is_integer(): return f"{round(float(v)):,}"  # breadth 11, not 11.0
+        if kind == "decimal": return f"{float(v):,.{n}f}"
+        return f"{float(v):,.2f}"
+    if isinstance(v, (int, np.integer)): return _cell_text(float(v), fmt)
+    return str(v)
+
+def table(df: pd.DataFrame,                   # the rows to show (its index is dropped: name the columns you want)
+          formats: dict[str, str] | None = None,  # column -> integer | decimal:N | percent:N | days:N
+          metric_formats: bool = True,        # columns named after a governed metric take that metric's format
+          caption: str | None = None,
+          empty: str = "none"):               # what an empty table says
+    "A frame as a report table: no index column, integers as integers, numbers in their formats, n/a for NULL, `empty` when there are no rows."
+    from IPython.display import HTML
+    import html as _html
+    cap = f"<p class='caption'>{_html.escape(caption)}</p>" if caption else ""
+    if df is None or len(df) == 0: return HTML(f"{cap}<p class='empty'><em>{_html.escape(empty)}</em></p>")
+    fmts = dict(formats or {})
+    if metric_formats:
+        from trakt_nb.semantic import load_metrics
+        cat = load_metrics()
+        fmts = {**{c: cat[c].format for c in df.columns if c in cat}, **fmts}
+    shown = pd.DataFrame({c: [_cell_text(v, fmts.get(c)) for v in df[c].tolist()] for c in df.columns})
+    right = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    out = shown.to_html(index=False, escape=True, border=0, classes="trakt-table")
+    for c in right: out = out.replace(f"<th>{_html.escape(str(c))}</th>", f'<th class="num">{_html.escape(str(c))}</th>', 1)
+    return HTML(cap + out)

@@ -593,8 +593,8 @@ def query(backend,                        # an Ibis DuckDB backend or a DuckDB c
          ) -> ir.Table:
     "Governed metrics by name, grouped by dimensions, over a period of days, optionally against the period before, as an Ibis table."
     b, cat, names, by = _backend(backend), catalogue or load_metrics(), list(metrics), list(by)
-    as_of = _as_of_value(as_of)
-    end = as_of
+    as_of = as_of if as_of == "all" else _as_of_value(as_of)  # 'all': every stored as-of date
+    end = None if as_of == "all" else as_of
     if last_days is not None and end is None:  # the N days end on the newest as-of date of the day-grain models
         models = {cat[n].model for n in names if n in cat and "day" in cat[n].dimensions}
         end = min((as_of_dates(b, mdl, cat.models[mdl]["as_of"]) or [None])[-1] for mdl in models) if models else None

@@ -102,3 +102,57 @@ def test_data_text_cannot_run_as_script(reports, browser):
         assert dialogs == []
         page.close()
     (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_no_page_scrolls_sideways_at_1280(reports, browser):
+    for path in pages_of(reports):
+        page, errors, remote, dialogs = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        width, view = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert view == 1280 and width <= view, (path.name, width)
+        page.close()
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_every_chart_offers_its_data_as_csv(reports, browser):
+    import csv, io
+    from urllib.parse import unquote as unq
+    for path in pages_of(reports):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        n = page.locator(".trakt-chart").count()
+        links = page.eval_on_selector_all(".trakt-csv a", "els => els.map(e => [e.getAttribute('download'), e.getAttribute('href')])")
+        page.close()
+        if not n: continue
+        charts_with_links = len({d.rsplit("-", 1)[0] if d.rsplit("-", 1)[-1][:-4].isdigit() else d for d, _ in links})
+        assert len(links) >= n and charts_with_links >= 1, (path.name, n, len(links))
+        for name, href in links:
+            assert name.endswith(".csv") and href.startswith("data:text/csv"), (path.name, name)
+            rows = list(csv.reader(io.StringIO(unq(href.split(",", 1)[1]))))
+            assert len(rows) >= 2 and all(len(r) == len(rows[0]) for r in rows), (path.name, name)  # a header and rows
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_tables_read_at_a_glance(reports, browser):
+    "No pandas index column, integers as integers, titles by name on the ingest page."
+    import re
+    for path in pages_of(reports):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        index_cells = page.locator("main table tbody th").count()
+        cells = page.eval_on_selector_all("main table td", "els => els.map(e => e.textContent.trim())")
+        heads = page.eval_on_selector_all("main table th", "els => els.map(e => e.textContent.trim())")
+        page.close()
+        assert index_cells == 0, (path.name, "index column")
+        assert not [c for c in cells if re.fullmatch(r"-?[\d,]+\.0+", c)], (path.name, [c for c in cells if re.fullmatch(r"-?[\d,]+\.0+", c)][:5])
+        if path.stem == "10_ingest":
+            assert "title" in heads and "title_id_trakt" not in heads, heads
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_every_axis_says_what_it_is(reports, browser):
+    for path in pages_of(reports):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        untitled = page.evaluate("""() => [...document.querySelectorAll('.trakt-chart svg g.role-axis')]
+            .filter(a => !(a.querySelector('.role-axis-title text') || {}).textContent)
+            .map(a => a.getAttribute('aria-label') || '?')""")
+        page.close()
+        assert untitled == [], (path.name, untitled[:5])
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)

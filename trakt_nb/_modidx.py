@@ -754,4 +754,13 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.slo.slo_status': ('slo.html#slo_status', 'trakt_nb/slo.py'),
                               'trakt_nb.slo.slo_window': ('slo.html#slo_window', 'trakt_nb/slo.py'),
                               'trakt_nb.slo.status_table': ('slo.html#status_table', 'trakt_nb/slo.py'),
-                              'trakt_nb.slo.summary_line': ('slo.html#summary_line', 'trakt_nb/slo.py')}}}
+                              'trakt_nb.slo.summary_line': ('slo.html#summary_line', 'trakt_nb/slo.py')},
+            'trakt_nb.title_pages': { 'trakt_nb.title_pages._gold_rows': ('title_pages.html#_gold_rows', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages._interval': ('title_pages.html#_interval', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.activity_chart': ('title_pages.html#activity_chart', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.rating_chart': ('title_pages.html#rating_chart', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.title_body': ('title_pages.html#title_body', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.title_file': ('title_pages.html#title_file', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.title_frames': ('title_pages.html#title_frames', 'trakt_nb/title_pages.py'),
+                                      'trakt_nb.title_pages.write_title_pages': ( 'title_pages.html#write_title_pages',
+                                                                                  'trakt_nb/title_pages.py')}}}

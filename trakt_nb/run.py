@@ -142,7 +142,18 @@ _WARM = """def _trakt_nb_warm(mods):
     for m in mods:
         try: importlib.import_module(m)
         except BaseException: pass  # not a module, or broken: the notebook's own import will say so
-_trakt_nb_warm({mods!r}); del _trakt_nb_warm"""
+_trakt_nb_warm({mods!r}); del _trakt_nb_warm
+def _trakt_nb_tables():  # report tables: no index column, integers as integers, 'none' when empty (trakt_nb.charts.table)
+    try:
+        import pandas as pd
+        from IPython import get_ipython
+        def _html(df):
+            from trakt_nb.charts import table
+            if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None: df = df.reset_index()
+            return table(df).data
+        get_ipython().display_formatter.formatters["text/html"].for_type(pd.DataFrame, _html)
+    except Exception: pass  # the default table then
+_trakt_nb_tables(); del _trakt_nb_tables"""
 
 _EXIT = """def _trakt_nb_exit(atexit=__import__("atexit"), os=__import__("os")):  # locals: IPython's exit handler clears the namespace
     try: atexit._run_exitfuncs()
@@ -416,10 +427,14 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
     facts = _facts(res, _slo_fact(s, res))
     for st in (st for st in res.steps if (out / f"{st.name}.ipynb").exists()):
         nav = [("index", "../index.html"), ("latest", "../latest/" + (reports[0] + ".html" if reports else "run.json"))]
-        nav += [(REPORTS[r], f"{r}.html") for r in reports if r != st.name] + [("Health", "health.html")]
+        nav += [(REPORTS[r], f"{r}.html") for r in reports if r != st.name] + [("Titles", "titles/index.html"), ("Health", "health.html")]
         title = REPORTS.get(st.name, st.name.split("_", 1)[1].title()) + f" — {res.run_date}"
         body, head = bodies[st.name].result() if bodies and st.name in bodies else notebook_body(out / f"{st.name}.ipynb")
         (out / f"{st.name}.html").write_text(page(title, body, facts, nav, head), encoding="utf-8")
+    try:  # a page per followed title, linked from the reports' navigation; never fails the run
+        from trakt_nb.title_pages import write_title_pages
+        write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports})
+    except Exception as e: get_logger("trakt_nb.run").error("title_pages_failed", error=f"{type(e).__name__}: {e}"[:500])
 
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     "Manifest, Prometheus textfile (and push), lineage events and the health page of a run; never changes its outcome."

@@ -172,3 +172,19 @@ def test_title_page_shows_the_title(reports, browser):
     page.close()
     assert errors == [] and remote == [] and n >= 1
     assert heads[:2] == ["Comments, replies and ratings over time", "Quadrant week by week"] and "Attention decay" in heads and "Hold-up" in heads
+
+
+def test_marks_naming_a_title_link_to_its_page(reports, browser):
+    import re
+    day = reports / DAY.isoformat()
+    linked = set()
+    for path in (day / "30_quadrants.html", day / "31_half_life.html"):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        specs = page.evaluate("""() => [...document.querySelectorAll('script[data-for]')]
+            .map(j => JSON.stringify(window.traktLinks(JSON.parse(j.textContent))))""")
+        page.close()
+        with_links = [t for t in specs if '"href":{"field":"_title_page"}' in t]
+        assert with_links, path.name
+        linked |= {m for t in with_links for m in re.findall(r'"_title_page":"(titles/[^"]+)"', t)}
+    assert linked and all((day / href).exists() for href in linked), sorted(h for h in linked if not (day / h).exists())[:3]
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['VEGALITE_MIME', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json', 'chart_html',
-           'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter', 'quadrant_counts',
-           'movers', 'top_titles', 'half_life_distribution', 'weekly_since_peak', 'with_fit', 'decay_curves',
-           'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation', 'table']
+__all__ = ['VEGALITE_MIME', 'TITLE_LINKS_JS', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json',
+           'chart_html', 'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter',
+           'quadrant_counts', 'movers', 'top_titles', 'half_life_distribution', 'weekly_since_peak', 'with_fit',
+           'decay_curves', 'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation', 'table']
 
 # %% ../notebooks/40_charts.ipynb #a4b330f4
 def _bundle_cache_path() -> Path:
@@ -74,7 +74,7 @@ def chart_html(chart) -> str:
           f"if(!j||j.getAttribute('data-for')!=='{cid}')j=document.querySelector('script[data-for=\"{cid}\"]');"
           "var d=j.previousElementSibling;"
           "if(typeof vegaEmbed!=='function'){d.textContent='This chart needs the Vega bundle in the page head.';return;}"
-          "vegaEmbed(d,JSON.parse(j.textContent),{actions:false,renderer:'svg'})"
+          "vegaEmbed(d,(window.traktLinks||function(x){return x;})(JSON.parse(j.textContent)),{actions:false,renderer:'svg'})"
           ".catch(function(e){d.textContent='Chart error: '+e.message;});})();")
     return (f'<div class="trakt-chart" id="{cid}"></div>'
             f'<script type="application/json" data-for="{cid}">{body}</script>'
@@ -89,6 +89,20 @@ def show(chart) -> None:
     "Display a chart: JupyterLab renders the Vega-Lite spec, nbconvert reports take the embedded HTML."
     from IPython.display import display
     display(mimebundle(chart), raw=True)
+
+# %% ../notebooks/40_charts.ipynb #647bd5dc
+# a title named by a mark links to its page: rows with title_kind and title_id_trakt get the page's address, and every
+# mark that shows a title (not aggregated) takes it as its href; the reports' pages define it, notebooks do not
+TITLE_LINKS_JS = """<script>window.traktLinks=function(spec){
+function rows(s){if(!s||typeof s!=='object')return;
+ var sets=[];if(s.datasets)for(var k in s.datasets)sets.push(s.datasets[k]);if(s.data&&Array.isArray(s.data.values))sets.push(s.data.values);
+ sets.forEach(function(d){(d||[]).forEach(function(r){if(r&&r.title_kind&&r.title_id_trakt!=null)r._title_page='titles/'+r.title_kind+'-'+Math.round(r.title_id_trakt)+'.html';});});
+ ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(rows);});if(s.spec)rows(s.spec);}
+function names(enc){var ok=false;Object.keys(enc||{}).forEach(function(ch){[].concat(enc[ch]).forEach(function(e){if(e&&e.field==='title'&&!e.aggregate)ok=true;});});return ok;}
+function marks(s,inherited){if(!s||typeof s!=='object')return;var enc=Object.assign({},inherited||{},s.encoding||{});
+ if(s.mark&&names(enc)&&!enc.href){s.encoding=s.encoding||{};s.encoding.href={field:'_title_page'};}
+ ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(function(x){marks(x,k==='layer'?enc:null);});});if(s.spec)marks(s.spec);}
+rows(spec);marks(spec);return spec;};</script>"""
 
 # %% ../notebooks/40_charts.ipynb #56720cc9
 def run_facts(con, day: dt.date) -> dict:

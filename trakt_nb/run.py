@@ -430,6 +430,9 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         nav += [(REPORTS[r], f"{r}.html") for r in reports if r != st.name] + [("Titles", "titles/index.html"), ("Health", "health.html")]
         title = REPORTS.get(st.name, st.name.split("_", 1)[1].title()) + f" — {res.run_date}"
         body, head = bodies[st.name].result() if bodies and st.name in bodies else notebook_body(out / f"{st.name}.ipynb")
+        if "trakt-chart" in body:  # marks that name a title link to its page (written below)
+            from trakt_nb.charts import TITLE_LINKS_JS
+            head += TITLE_LINKS_JS
         (out / f"{st.name}.html").write_text(page(title, body, facts, nav, head), encoding="utf-8")
     try:  # a page per followed title, linked from the reports' navigation; never fails the run
         from trakt_nb.title_pages import write_title_pages

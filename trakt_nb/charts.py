@@ -370,7 +370,8 @@ def table(df: pd.DataFrame,                   # the rows to show (its index is d
           formats: dict[str, str] | None = None,  # column -> integer | decimal:N | percent:N | days:N
           metric_formats: bool = True,        # columns named after a governed metric take that metric's format
           caption: str | None = None,
-          empty: str = "none"):               # what an empty table says
+          empty: str = "none",                # what an empty table says
+          title_links: bool = False):         # on a report page: a title links to its page (titles/<kind>-<id>.html)
     "A frame as a report table: no index column, integers as integers, numbers in their formats, n/a for NULL, `empty` when there are no rows."
     from IPython.display import HTML
     import html as _html
@@ -383,6 +384,10 @@ def table(df: pd.DataFrame,                   # the rows to show (its index is d
         fmts = {**{c: cat[c].format for c in df.columns if c in cat}, **fmts}
     shown = pd.DataFrame({c: [_cell_text(v, fmts.get(c)) for v in df[c].tolist()] for c in df.columns})
     right = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    out = shown.to_html(index=False, escape=True, border=0, classes="trakt-table")
+    shown = shown.map(_html.escape)
+    if title_links and {"title", "title_kind", "title_id_trakt"} <= set(df.columns):
+        shown["title"] = [f'<a href="titles/{_html.escape(str(k))}-{int(i)}.html">{t}</a>' if pd.notna(i) and pd.notna(k) else t
+                          for t, k, i in zip(shown.title, df.title_kind, df.title_id_trakt)]
+    out = shown.to_html(index=False, escape=False, border=0, classes="trakt-table")
     for c in right: out = out.replace(f"<th>{_html.escape(str(c))}</th>", f'<th class="num">{_html.escape(str(c))}</th>', 1)
     return HTML(cap + out)

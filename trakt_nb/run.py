@@ -150,7 +150,7 @@ def _trakt_nb_tables():  # report tables: no index column, integers as integers,
         def _html(df):
             from trakt_nb.charts import table
             if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None: df = df.reset_index()
-            return table(df).data
+            return table(df, title_links=True).data  # a report page: titles link to their pages
         get_ipython().display_formatter.formatters["text/html"].for_type(pd.DataFrame, _html)
     except Exception: pass  # the default table then
 _trakt_nb_tables(); del _trakt_nb_tables"""

@@ -9,7 +9,7 @@ reruns skip generation (its time is printed apart and is not part of any figure)
 Each measurement runs in a child process of its own on a fresh copy of that file (copying is not timed) and reports
 its wall time and peak RSS (VmHWM of the child):
   ibis full        build_silver(full_refresh=True) + build_gold(D)                 (the project's code)
-  sql full         the same silver and gold tables written by hand in DuckDB SQL     (same numpy decay fit)
+  sql full         the same silver and gold tables written by hand in DuckDB SQL     (same scipy decay fit)
   ibis full D+1    full refresh over all five loads + build_gold(D+1)
   ibis incr D+1    after silver/gold for D (untimed): build_silver incremental on load 5 + build_gold(D+1)
 The run fails unless (sql full) equals (ibis full) and (ibis incr D+1) equals (ibis full D+1), table by table
@@ -306,8 +306,9 @@ FROM t LEFT JOIN th USING (title_kind) LEFT JOIN pc USING (title_kind, title_id_
 
 
 def hand_gold(con, a: dt.date, m) -> None:
-    "Every gold table as of `a` into schema `hand`, in plain DuckDB SQL (the decay fit is the project's numpy step)."
-    from trakt_nb.gold_half_life import _fit_decay
+    "Every gold table as of `a` into schema `hand`, in plain DuckDB SQL (the decay fit and the trend regression are the project's scipy/statsmodels steps)."
+    from scipy import stats
+    from trakt_nb.gold_half_life import _HL_SCHEMA, cohort_trend, fit_titles
     end = f"TIMESTAMPTZ '{a} 23:59:59+00'"
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE events AS
@@ -337,71 +338,64 @@ FROM {_quadrant_sql(a, m.quadrant_window_days, m.quadrant_min_comments)} n
 LEFT JOIN {_quadrant_sql(prev, m.quadrant_window_days, m.quadrant_min_comments)} p USING (title_kind, title_id_trakt)
 ORDER BY n.title_kind, n.title_id_trakt;
 """)
-    H, min_weeks, min_c = m.half_life_horizon_days, max(m.half_life_min_weeks, 2), m.half_life_min_comments
-    con.execute(f"""
-CREATE OR REPLACE TEMP TABLE hl AS
-WITH peak AS (SELECT title_kind, title_id_trakt, day AS peak_day FROM eng WHERE day <= DATE '{a}'
-              QUALIFY row_number() OVER (PARTITION BY title_kind, title_id_trakt ORDER BY comments DESC, day) = 1),
-st AS (SELECT title_kind, title_id_trakt, sum(comments)::BIGINT AS total_comments, min(day) FILTER (WHERE comments > 0) AS first_comment_day
-       FROM eng WHERE day <= DATE '{a}' GROUP BY ALL)
-SELECT st.*, peak_day, least({H}, DATE '{a}' - peak_day) AS last_offset, peak_day + INTERVAL {H} DAY > DATE '{a}' AS censored,
-       ((least({H}, DATE '{a}' - peak_day) + 1) // 7)::BIGINT AS fit_weeks,
-       ((least({H}, DATE '{a}' - peak_day) + 1) // 7) >= {min_weeks} AND total_comments >= {min_c} AS enough
-FROM st JOIN peak USING (title_kind, title_id_trakt);
-CREATE OR REPLACE TEMP TABLE post AS
-SELECT e.title_kind, e.title_id_trakt, e.comments, e.day - h.peak_day AS "offset", h.last_offset, h.fit_weeks
-FROM eng e JOIN hl h USING (title_kind, title_id_trakt) WHERE e.day <= DATE '{a}' AND h.enough;
-""")
-    weekly = con.sql("""
-WITH wk AS (SELECT title_kind, title_id_trakt, "offset" // 7 AS week, sum(comments) AS n FROM post
-            WHERE "offset" >= 0 AND "offset" < fit_weeks * 7 GROUP BY ALL),
-spine AS (SELECT title_kind, title_id_trakt, unnest(range(fit_weeks)) AS week FROM hl WHERE enough)
-SELECT s.title_kind, s.title_id_trakt, s.week, coalesce(wk.n, 0) AS n FROM spine s LEFT JOIN wk USING (title_kind, title_id_trakt, week)""").df()
-    con.register("fits", _fit_decay(weekly))
-    con.execute(f"""
-CREATE OR REPLACE TABLE hand.mart_title_half_life AS
-WITH emp AS (
-  SELECT title_kind, title_id_trakt, min("offset")::DOUBLE AS empirical_half_life_days FROM (
-    SELECT *, sum(comments) OVER (PARTITION BY title_kind, title_id_trakt ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS cum,
-              sum(comments) OVER (PARTITION BY title_kind, title_id_trakt) AS post_total
-    FROM post WHERE "offset" BETWEEN 1 AND last_offset)
-  WHERE post_total > 0 AND cum * 2 >= post_total GROUP BY ALL)
-SELECT DATE '{a}' AS as_of_date, h.title_kind, h.title_id_trakt, total_comments, peak_day, empirical_half_life_days, censored,
-       fitted_half_life_days, fit_r2, fit_weeks, decay, first_comment_day,
-       year(first_comment_day)::VARCHAR || 'Q' || quarter(first_comment_day)::VARCHAR AS cohort
-FROM hl h LEFT JOIN emp USING (title_kind, title_id_trakt) LEFT JOIN fits f USING (title_kind, title_id_trakt)
-ORDER BY h.title_kind, h.title_id_trakt;
-CREATE OR REPLACE TABLE hand.mart_half_life_cohort_trend AS
-SELECT as_of_date, cohort, count(*) AS titles, count(fitted_half_life_days) AS fitted_titles,
-       quantile_cont(fitted_half_life_days, 0.5) AS median_fitted_half_life_days,
-       count(empirical_half_life_days) AS empirical_titles, quantile_cont(empirical_half_life_days, 0.5) AS median_empirical_half_life_days
-FROM hand.mart_title_half_life GROUP BY ALL ORDER BY ALL;
-""")
+    # decay fits: the top-level comment times and release dates by hand, the fit itself is the project's numpy/scipy step
+    times = con.sql(f"""SELECT DISTINCT title_kind, title_id_trakt, comment_id, epoch(created_at)::BIGINT AS created
+                        FROM hand.stg_trakt__comment_event_history WHERE NOT is_reply AND seen_date <= DATE '{a}' AND created_at <= {end}""").df()
+    rel = con.sql("SELECT title_kind, title_id_trakt, release_date FROM hand.dim_title").df()
+    fits = fit_titles(times, a, rel, min_comments=m.half_life_min_comments, min_days=m.half_life_min_days, p_threshold=m.half_life_p_threshold)
+    con.register("fits", pa.Table.from_pandas(fits, schema=_HL_SCHEMA, preserve_index=False))
+    con.execute("CREATE OR REPLACE TABLE hand.mart_title_half_life AS SELECT * FROM fits ORDER BY title_kind, title_id_trakt")
     con.unregister("fits")
-    W = m.hold_up_window_days
-    late = a - dt.timedelta(days=W - 1)
+    md = m.cohort_min_observed_days
+    trend = cohort_trend(fits, min_observed_days=md)
+    n_max = max(2, len(fits))
+    con.register("tq", pa.table({"n": list(range(2, n_max + 1)), "q": [float(stats.t.ppf(0.95, k - 1)) for k in range(2, n_max + 1)]}))
+    con.execute(f"""
+CREATE OR REPLACE TABLE hand.mart_half_life_cohort_trend AS
+WITH c AS (SELECT as_of_date, cohort, count(*) AS titles,
+                  count(*) FILTER (WHERE fit_status = 'ok' AND observed_days >= {md}) AS fitted_titles,
+                  avg(ln(burst_half_life_days)) FILTER (WHERE fit_status = 'ok' AND observed_days >= {md}) AS m,
+                  stddev_samp(ln(burst_half_life_days)) FILTER (WHERE fit_status = 'ok' AND observed_days >= {md}) AS sd
+           FROM hand.mart_title_half_life GROUP BY ALL)
+SELECT as_of_date, cohort, titles, fitted_titles, exp(m) AS cohort_half_life_days,
+       CASE WHEN fitted_titles >= 2 THEN exp(m - q * sd / sqrt(fitted_titles)) END AS cohort_half_life_days_lo,
+       CASE WHEN fitted_titles >= 2 THEN exp(m + q * sd / sqrt(fitted_titles)) END AS cohort_half_life_days_hi,
+       {trend["trend_titles"]}::BIGINT AS trend_titles,
+       {", ".join(f"{'NULL' if trend[k] is None else repr(trend[k])}::DOUBLE AS {k}" for k in ("trend_per_year", "trend_per_year_lo", "trend_per_year_hi", "trend_per_year_lo99", "trend_per_year_hi99"))},
+       '{trend["trend_verdict"]}' AS trend_verdict
+FROM c LEFT JOIN tq ON tq.n = c.fitted_titles ORDER BY as_of_date, cohort;
+""")
+    con.unregister("tq")
+    z, p_thr, share = 1.6448536269514722, m.half_life_p_threshold, m.long_tail_max_yearly_share
     con.execute(f"""
 CREATE OR REPLACE TABLE hand.mart_title_hold_up AS
-WITH f AS (SELECT title_kind, title_id_trakt, min(day) FILTER (WHERE comments > 0) AS first_comment_day FROM eng WHERE day <= DATE '{a}' GROUP BY ALL),
-j AS (SELECT e.*, f.first_comment_day, e.day - f.first_comment_day AS "offset" FROM eng e JOIN f USING (title_kind, title_id_trakt) WHERE e.day <= DATE '{a}'),
-t AS (SELECT title_kind, title_id_trakt, first_comment_day,
-        coalesce(sum(comments) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}), 0)::BIGINT AS early_comments,
-        coalesce(sum(comments) FILTER (WHERE day >= DATE '{late}'), 0)::BIGINT AS late_comments,
-        sum(rating_sum) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}) AS early_rsum,
-        coalesce(sum(rating_count) FILTER (WHERE "offset" BETWEEN 0 AND {W - 1}), 0) AS early_rn,
-        sum(rating_sum) FILTER (WHERE day >= DATE '{late}') AS late_rsum,
-        coalesce(sum(rating_count) FILTER (WHERE day >= DATE '{late}'), 0) AS late_rn,
-        sum(comments) AS total, coalesce(sum(comments) FILTER (WHERE "offset" >= {W}), 0) AS after
+WITH h AS (SELECT *, CASE WHEN fit_status <> 'ok' THEN NULL WHEN background_p < {p_thr} THEN true
+                          WHEN background_per_day_hi * 365.0 / nullif(burst_comments, 0) < {share} THEN false END AS long_tail,
+                     burst_half_life_days * {m.hold_up_burst_half_lives} AS burst_days
+           FROM hand.mart_title_half_life),
+j AS (SELECT e.title_kind, e.title_id_trakt, e.rating_sum::DOUBLE AS s, e.rating_count::DOUBLE AS c, (e.day - h.onset_day)::DOUBLE AS "offset", h.burst_days
+      FROM eng e JOIN h USING (title_kind, title_id_trakt) WHERE h.fit_status = 'ok' AND e.day <= DATE '{a}'),
+g AS (SELECT title_kind, title_id_trakt,
+        sum(s) FILTER (WHERE "offset" >= 0 AND "offset" < burst_days) AS ds, sum(c) FILTER (WHERE "offset" >= 0 AND "offset" < burst_days) AS dc,
+        sum(s * s) FILTER (WHERE "offset" >= 0 AND "offset" < burst_days) AS dss, sum(s * c) FILTER (WHERE "offset" >= 0 AND "offset" < burst_days) AS dsc,
+        sum(c * c) FILTER (WHERE "offset" >= 0 AND "offset" < burst_days) AS dcc,
+        sum(s) FILTER (WHERE "offset" >= burst_days) AS a_s, sum(c) FILTER (WHERE "offset" >= burst_days) AS ac,
+        sum(s * s) FILTER (WHERE "offset" >= burst_days) AS ass, sum(s * c) FILTER (WHERE "offset" >= burst_days) AS asc_,
+        sum(c * c) FILTER (WHERE "offset" >= burst_days) AS acc
       FROM j GROUP BY ALL),
-u AS (SELECT *, first_comment_day + INTERVAL {W - 1} DAY < DATE '{late}' AS qualifies,
-        late_comments::DOUBLE / nullif(early_comments, 0) AS hold_up_ratio,
-        early_rsum::DOUBLE / nullif(early_rn, 0) AS early_rating_mean, late_rsum::DOUBLE / nullif(late_rn, 0) AS late_rating_mean,
-        after::DOUBLE / nullif(total, 0) AS long_tail_share FROM t),
-v AS (SELECT *, CASE WHEN early_rn >= {m.rating_min_count} AND late_rn >= {m.rating_min_count} THEN late_rating_mean - early_rating_mean END AS rating_drift FROM u)
-SELECT DATE '{a}' AS as_of_date, title_kind, title_id_trakt, first_comment_day, qualifies, early_comments, late_comments, hold_up_ratio,
-       early_rating_mean, late_rating_mean, rating_drift, long_tail_share,
-       CASE WHEN qualifies THEN hold_up_ratio >= {m.hold_up_min_ratio} AND (rating_drift IS NULL OR rating_drift >= {-m.hold_up_max_rating_drop}) END AS holds_up
-FROM v ORDER BY title_kind, title_id_trakt;
+k AS (SELECT *, ds / nullif(dc, 0) AS dm, a_s / nullif(ac, 0) AS am FROM g),
+v AS (SELECT *, (dss - 2 * dm * dsc + dm * dm * dcc) / (nullif(dc, 0) * nullif(dc, 0)) AS dv,
+                (ass - 2 * am * asc_ + am * am * acc) / (nullif(ac, 0) * nullif(ac, 0)) AS av,
+                CASE WHEN dc >= {m.rating_min_count} AND ac >= {m.rating_min_count} THEN am - dm END AS drift FROM k)
+SELECT DATE '{a}' AS as_of_date, h.title_kind, h.title_id_trakt, h.fit_status, h.long_tail IS NOT NULL AS qualifies, h.long_tail,
+       h.background_per_day * 365.0 / nullif(h.burst_comments, 0) AS background_yearly_share,
+       h.background_per_day_lo * 365.0 / nullif(h.burst_comments, 0) AS background_yearly_share_lo,
+       h.background_per_day_hi * 365.0 / nullif(h.burst_comments, 0) AS background_yearly_share_hi,
+       h.burst_days, coalesce(v.dc, 0)::BIGINT AS during_ratings, coalesce(v.ac, 0)::BIGINT AS after_ratings,
+       v.dm AS during_rating_mean, v.am AS after_rating_mean, v.drift AS rating_drift,
+       v.drift - {z} * sqrt(v.av + v.dv) AS rating_drift_lo, v.drift + {z} * sqrt(v.av + v.dv) AS rating_drift_hi,
+       CASE WHEN h.long_tail IS NULL THEN NULL ELSE h.long_tail AND (v.drift + {z} * sqrt(v.av + v.dv) IS NULL OR v.drift + {z} * sqrt(v.av + v.dv) >= 0) END AS holds_up
+FROM h LEFT JOIN v USING (title_kind, title_id_trakt) ORDER BY h.title_kind, h.title_id_trakt;
 """)
     snap = lambda d: (f"(SELECT * FROM hand.stg_trakt__rating_dist WHERE snapshot_date <= DATE '{d}' QUALIFY row_number() OVER "
                       f"(PARTITION BY title_kind, title_id_trakt ORDER BY snapshot_date DESC, fetched_at DESC) = 1)")
@@ -415,7 +409,7 @@ FROM {snap(a)} n LEFT JOIN {snap(a - dt.timedelta(days=7))} w7 USING (title_kind
 LEFT JOIN {snap(a - dt.timedelta(days=28))} w28 USING (title_kind, title_id_trakt)
 ORDER BY n.title_kind, n.title_id_trakt;
 CREATE OR REPLACE TABLE hand.fct_title_daily_engagement AS SELECT *, DATE '{a}' AS as_of_date FROM eng;
-DROP TABLE events; DROP TABLE eng; DROP TABLE hl; DROP TABLE post;
+DROP TABLE events; DROP TABLE eng;
 """)
 
 
@@ -507,7 +501,7 @@ def aggregates(db: Path, silver: str, gold: str, as_of: dt.date) -> dict:
          "comments_sum": q(f"SELECT sum(comments) FROM {gold}.fct_title_daily_engagement")[0],
          "quadrants": dict(con.execute(f"SELECT coalesce(quadrant, '-'), count(*) FROM {gold}.mart_title_quadrant "
                                        f"WHERE as_of_date = DATE '{as_of}' GROUP BY 1 ORDER BY 1").fetchall()),
-         "median_fitted_half_life": q(f"SELECT round(median(fitted_half_life_days), 2) FROM {gold}.mart_title_half_life WHERE as_of_date = DATE '{as_of}'")[0],
+         "median_burst_half_life": q(f"SELECT round(median(burst_half_life_days), 2) FROM {gold}.mart_title_half_life WHERE as_of_date = DATE '{as_of}'")[0],
          "holds_up": q(f"SELECT count(*) FILTER (WHERE holds_up) FROM {gold}.mart_title_hold_up WHERE as_of_date = DATE '{as_of}'")[0]}
     con.close()
     return r

@@ -17,14 +17,14 @@ EVIL = "<script>alert(1)</script>"
 
 def _builders(f: dict, day: dt.date) -> dict:
     "Every builder applied to frames shaped like the reports' semantic queries."
-    lead = f["half_life"][f["half_life"].fitted_half_life.notna()].head(4)
-    weekly = charts.weekly_since_peak(f["daily"].merge(lead[["title_kind", "title_id_trakt"]]), day)
+    lead = f["half_life"].head(4)
+    weekly = charts.weekly_since_onset(f["daily"].merge(lead[["title_kind", "title_id_trakt"]]), lead, day)
     return {"quadrant_scatter": charts.quadrant_scatter(f["quadrant"], f["thresholds"]),
             "quadrant_counts": charts.quadrant_counts(f["counts"]),
             "movers": charts.movers(f["quadrant"]),
             "top_titles": charts.top_titles(f["quadrant"]),
             "half_life_distribution": charts.half_life_distribution(f["half_life"]),
-            "decay_curves": charts.decay_curves(weekly, lead[["title_kind", "title_id_trakt", "title", "fitted_half_life"]]),
+            "decay_curves": charts.decay_curves(weekly, lead),
             "cohort_trend": charts.cohort_trend(f["cohort"]),
             "hold_up_leaderboard": charts.hold_up_leaderboard(f["hold_up"]),
             "rating_polarisation": charts.rating_polarisation(f["rating"])}
@@ -107,10 +107,8 @@ def test_every_builder_renders_on_warehouse_frames(warehouse):
     f = {"quadrant": q(["breadth", "intensity"], title + ["quadrant", "prev_quadrant", "eligible"]),
          "thresholds": q(["breadth", "intensity"], ["title_kind"], where={"eligible": True}),
          "counts": q(["quadrant_titles", "quadrant_movers"], ["title_kind", "quadrant"]),
-         "half_life": q(["fitted_half_life", "empirical_half_life"], title + ["cohort", "censored", "decay"]),
-         "daily": q(["comments"], ["title_kind", "title_id_trakt", "day"]),
-         "cohort": q(["fitted_half_life", "empirical_half_life"], ["as_of_date", "cohort"], as_of="all"),
-         "hold_up": q(["hold_up_ratio", "rating_drift", "long_tail_share"], title + ["holds_up"]),
+         **charts.half_life_frames(warehouse, DAY),
+         "daily": q(["top_level_comments"], ["title_kind", "title_id_trakt", "day"]),
          "rating": q(["share_9_10", "share_1_3", "latest_rating", "votes"], title)}
     assert all(len(v) for v in f.values())
     for name, chart in _builders(f, DAY).items():

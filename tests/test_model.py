@@ -149,12 +149,13 @@ def test_hashes_see_a_change():
 
 
 def test_decay_fit_does_not_depend_on_row_order():
-    from trakt_nb.gold_half_life import _fit_decay
-    weeks = np.arange(52)
-    for seed in range(20):
-        n = np.floor(300 * np.exp(-weeks / 3) + np.random.default_rng(seed).poisson(1, 52)).astype("int64")
-        w = pd.DataFrame({"title_kind": "movie", "title_id_trakt": 1, "week": weeks, "n": n})
-        pd.testing.assert_frame_equal(_fit_decay(w).to_pandas(), _fit_decay(w.iloc[::-1]).to_pandas(), check_exact=True, obj=f"seed {seed}")
+    from trakt_nb.gold_half_life import fit_titles
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        t = (np.concatenate([r.exponential(10 / np.log(2), 300), r.uniform(0, 200, 50)]) * 86400).astype("int64") + 1_735_689_600
+        w = pd.DataFrame({"title_kind": "movie", "title_id_trakt": 1, "created": t})
+        as_of = dt.date(2025, 7, 20)
+        pd.testing.assert_frame_equal(fit_titles(w, as_of), fit_titles(w.iloc[::-1], as_of), check_exact=True, obj=f"seed {seed}")
 
 
 @pytest.mark.slow

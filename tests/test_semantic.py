@@ -36,13 +36,12 @@ EXPECTED = {
     "intensity": 0.9,             # median of 1.2, 0.6, 1.8, 0.0
     "quadrant_titles": 3,         # show 3 is not eligible
     "quadrant_movers": 2,         # both movies changed quadrant; show 1 has no previous quadrant
-    "empirical_half_life": 10.0,  # median of 10, 4, 30 (show 3 has none)
-    "fitted_half_life": 16.0,     # median of 12, 20
-    "censored_share": 0.5,
-    "hold_up_titles": 3,
-    "hold_up_ratio": (30 + 5 + 20) / (100 + 50 + 40),
+    "burst_half_life": 12.0,      # median of the ok fits 12, 4, 20 (show 3 is insufficient_data)
+    "background_rate": 0.2,       # median of 0.2, 0.0, 0.5
+    "decay_fits": 3,
+    "hold_up_titles": 3,          # long tail known for movie 1, movie 2, show 1
     "rating_drift": (-0.2 - 1.0) / 2,
-    "long_tail_share": (0.4 + 0.2 + 0.6 + 0.0) / 4,
+    "long_tail_share": 2 / 3,
     "holds_up_share": 1 / 3,
     "latest_rating": (8.0 * 100 + 6.0 * 300 + 9.0 * 50) / 450,
     "votes": 450,
@@ -215,7 +214,7 @@ def test_catalogue_table_and_formats():
     assert df.set_index("name").loc["mean_user_rating", "expression"] == "sum(rating_sum) / sum(rating_count)"
     assert format_value("comments", 1234567) == "1,234,567"
     assert format_value("share_9_10", 0.2754) == "27.5%"
-    assert format_value("empirical_half_life", 9.96) == "10.0 days"
+    assert format_value("burst_half_life", 9.96) == "10.0 days"
     assert format_value("mean_user_rating", None) == "n/a"
 
 
@@ -243,6 +242,12 @@ def _events():
         day = start + dt.timedelta(days=i // 3 if i < 60 else 40 + (i - 60) * 5)
         rows.append((i + 1, 0 if i % 4 else max(i, 1), "movie", 7, f"u{i % 9}", day.isoformat(), 50 + i, i % 10 == 0,
                      i % 7 == 0, i % 5, i % 3, (i % 10) + 1 if i % 2 else None))
+    # a second movie with a clear 10-day burst over a small background, so that its decay fit is ok
+    import numpy as np
+    r = np.random.default_rng(0)
+    for j, d in enumerate(np.concatenate([r.exponential(10 / np.log(2), 300), r.uniform(0, 300, 60)])):
+        day = (start + dt.timedelta(days=float(d))).replace(microsecond=0)
+        rows.append((1000 + j, 0, "movie", 8, f"v{j % 40}", day.isoformat(), 30, False, False, j % 4, 0, (j % 10) + 1))
     return ge, ge.events_memtable(rows)
 
 
@@ -251,11 +256,12 @@ def test_gold_outputs_have_the_columns_metrics_read():
     as_of = dt.date(2026, 11, 20)
     eng = ge.daily_engagement(events, as_of).mutate(as_of_date=ibis.literal(as_of))
     outputs = {"gold.fct_title_daily_engagement": eng}
-    for mod, fn, model in [("trakt_nb.gold_quadrant", "quadrant", "gold.mart_title_quadrant"),
-                           ("trakt_nb.gold_half_life", "half_life", "gold.mart_title_half_life"),
-                           ("trakt_nb.gold_hold_up", "hold_up", "gold.mart_title_hold_up")]:
-        try: outputs[model] = getattr(__import__(mod, fromlist=[fn]), fn)(eng, as_of)
-        except ImportError: pass
+    from trakt_nb.gold_quadrant import quadrant
+    from trakt_nb.gold_half_life import half_life
+    from trakt_nb.gold_hold_up import hold_up
+    outputs["gold.mart_title_quadrant"] = quadrant(eng, as_of)
+    outputs["gold.mart_title_half_life"] = hl = half_life(events, as_of, min_comments=3, min_days=1)
+    outputs["gold.mart_title_hold_up"] = hold_up(eng, hl, as_of)
     con = duckdb.connect(":memory:")
     con.execute("CREATE SCHEMA gold")
     for model, t in outputs.items():

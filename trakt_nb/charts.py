@@ -21,8 +21,9 @@ import pandas as pd
 # %% auto #0
 __all__ = ['VEGALITE_MIME', 'TITLE_LINKS_JS', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json',
            'chart_html', 'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter',
-           'quadrant_counts', 'movers', 'top_titles', 'half_life_distribution', 'weekly_since_peak', 'with_fit',
-           'decay_curves', 'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation', 'table']
+           'quadrant_counts', 'movers', 'top_titles', 'half_life_frames', 'half_life_distribution',
+           'weekly_since_onset', 'with_fit', 'decay_curves', 'cohort_trend', 'hold_up_leaderboard',
+           'rating_polarisation', 'table']
 
 # %% ../notebooks/40_charts.ipynb #a4b330f4
 def _bundle_cache_path() -> Path:
@@ -151,16 +152,25 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
     start = dt.date(2026, 1, 1)
     days = pd.date_range(start, periods=210, freq="D")
     daily = pd.concat([base.iloc[[i]].merge(pd.DataFrame({"day": days.date}), how="cross")
-                       .assign(comments=rng.poisson(40 * np.exp(-np.arange(len(days)) / (10 + 6 * i)))) for i in range(n)], ignore_index=True)
-    hl = base.assign(cohort=[f"{2024 + i % 3}Q{1 + i % 4}" for i in range(n)], censored=np.arange(n) % 3 == 0,
-                     decay="exponential", fitted_half_life=7 * np.log(2) / (7 / (10 + 6 * np.arange(n))), empirical_half_life=rng.uniform(5, 90, n))
-    hl.loc[1, ["decay", "fitted_half_life"]] = ["none", np.nan]
-    cohort = pd.DataFrame([{"as_of_date": dt.date(2026, 11, 7) + dt.timedelta(days=7 * w), "cohort": c,
-                            "fitted_half_life": 30 + 10 * k + 3 * w, "empirical_half_life": 20 + 8 * k + w}
-                           for w in range(4) for k, c in enumerate(["2025Q3", "2025Q4", "2026Q1"])])
-    hold = base.assign(hold_up_ratio=rng.uniform(0.02, 0.8, n), rating_drift=rng.normal(0, 0.6, n), long_tail_share=rng.uniform(0.1, 0.9, n))
-    hold.loc[2, ["hold_up_ratio", "rating_drift"]] = np.nan
-    hold["holds_up"] = np.where(hold.hold_up_ratio.isna(), None, (hold.hold_up_ratio >= 0.25) & ~(hold.rating_drift < -0.5))
+                       .assign(top_level_comments=rng.poisson(40 * np.exp(-np.arange(len(days)) / (10 + 6 * i)) + 0.5)) for i in range(n)], ignore_index=True)
+    daily["comments"] = daily.top_level_comments
+    half = 7 * np.log(2) / (7 / (10 + 6 * np.arange(n)))  # the daily series' decay: e-folding 10 + 6i days
+    hl = base.assign(cohort=[str(2024 + i % 3) for i in range(n)], onset_day=start, fit_status="ok", burst_half_life=half,
+                     burst_half_life_days_lo=half * 0.85, burst_half_life_days_hi=half * 1.18, burst_comments=40.0 * (10 + 6 * np.arange(n)),
+                     background_per_day=0.5)
+    hl.loc[1, ["fit_status", "burst_half_life", "burst_half_life_days_lo", "burst_half_life_days_hi"]] = ["poor_fit", np.nan, np.nan, np.nan]
+    hl.loc[4, ["fit_status", "burst_half_life", "burst_half_life_days_lo", "burst_half_life_days_hi"]] = ["insufficient_data", np.nan, np.nan, np.nan]
+    trend = {"trend_titles": 9, "trend_per_year": 0.92, "trend_per_year_lo": 0.61, "trend_per_year_hi": 1.38, "trend_per_year_lo99": 0.48,
+             "trend_per_year_hi99": 1.75, "trend_verdict": "no evidence of a trend"}
+    cohort = pd.DataFrame([{"as_of_date": dt.date(2026, 11, 28), "cohort": str(c), "titles": 4, "fitted_titles": 3 - (c == 2026) * 3,
+                            "cohort_half_life_days": None if c == 2026 else 20.0 + 8 * k, "cohort_half_life_days_lo": None if c == 2026 else 12.0 + 5 * k,
+                            "cohort_half_life_days_hi": None if c == 2026 else 33.0 + 12 * k, **trend} for k, c in enumerate([2024, 2025, 2026])])
+    share = rng.uniform(0.0, 0.6, n)
+    hold = base.assign(qualifies=True, long_tail=pd.array(share > 0.1, dtype="boolean"), background_yearly_share=share, background_yearly_share_lo=share * 0.7,
+                       background_yearly_share_hi=share * 1.3 + 0.01, rating_drift=rng.normal(0, 0.6, n))
+    hold = hold.assign(rating_drift_lo=hold.rating_drift - 0.4, rating_drift_hi=hold.rating_drift + 0.4)
+    hold.loc[2, ["qualifies", "long_tail", "rating_drift", "rating_drift_lo", "rating_drift_hi"]] = [False, pd.NA, np.nan, np.nan, np.nan]
+    hold["holds_up"] = hold.long_tail & ~(hold.rating_drift_hi < 0)  # NULL where the long tail is not known
     rating = base.assign(share_9_10=rng.uniform(0.05, 0.6, n), share_1_3=rng.uniform(0.0, 0.2, n),
                          latest_rating=rng.uniform(5, 9, n), votes=rng.integers(100, 100000, n))
     return {"quadrant": q, "thresholds": th, "counts": counts, "half_life": hl, "daily": daily, "cohort": cohort,
@@ -240,98 +250,126 @@ def top_titles(df: pd.DataFrame, n: int = 5) -> alt.FacetChart:  # per title: ti
             .resolve_scale(y="independent"))
 
 # %% ../notebooks/40_charts.ipynb #364952a8
-def half_life_distribution(df: pd.DataFrame, maxbins: int = 20) -> alt.FacetChart:  # per title: fitted_half_life, empirical_half_life, title_kind
-    "Histograms of fitted and empirical half-lives (days) over titles, coloured by kind."
-    d = df.melt(id_vars=[c for c in df.columns if c not in ("fitted_half_life", "empirical_half_life")],
-                value_vars=[c for c in ("fitted_half_life", "empirical_half_life") if c in df], var_name="measure", value_name="days")
-    d = d[d.days.notna()].assign(measure=lambda x: x.measure.map({"fitted_half_life": "Fitted (exponential)", "empirical_half_life": "Empirical"}))
-    return (alt.Chart(d).mark_bar().encode(
-        x=alt.X("days:Q", bin=alt.Bin(maxbins=maxbins), title="Half-life (days)"),
-        y=alt.Y("count():Q", title="Titles", stack=True),
-        color=alt.Color("title_kind:N", title="Kind"),
-        tooltip=[alt.Tooltip("measure:N", title="Half-life"), _KIND, alt.Tooltip("days:Q", bin=alt.Bin(maxbins=maxbins), title="Days"),
-                 alt.Tooltip("count():Q", title="Titles")])
-        .properties(width=300, height=180)
-        .facet(column=alt.Column("measure:N", title=None)))
+def half_life_frames(con, day: dt.date) -> dict[str, pd.DataFrame]:
+    "Per-title rows the half-life report draws, read from the gold marts with each title's name: fits, hold_up, cohort (latest as-of date ≤ `day`)."
+    t = "LEFT JOIN silver.dim_title d USING (title_kind, title_id_trakt)"
+    fits = con.execute(f"""SELECT h.*, h.burst_half_life_days AS burst_half_life, coalesce(d.title, h.title_kind || ' ' || h.title_id_trakt) AS title, d.year
+                           FROM gold.mart_title_half_life h {t} WHERE h.as_of_date = $1 ORDER BY h.title_kind, h.title_id_trakt""", [day]).df()
+    hold = con.execute(f"""SELECT u.*, coalesce(d.title, u.title_kind || ' ' || u.title_id_trakt) AS title, d.year
+                           FROM gold.mart_title_hold_up u {t} WHERE u.as_of_date = $1 ORDER BY u.title_kind, u.title_id_trakt""", [day]).df()
+    cohort = con.execute("SELECT * FROM gold.mart_half_life_cohort_trend WHERE as_of_date = $1 ORDER BY cohort", [day]).df()
+    return {"half_life": fits, "hold_up": hold, "cohort": cohort}
+
+def _doubling_bin(days: pd.Series) -> pd.Series:
+    lo = 2.0 ** np.floor(np.log2(days))
+    return lo
+
+def half_life_distribution(df: pd.DataFrame) -> alt.HConcatChart:  # per title: title_kind, fit_status, burst_half_life (days, NULL unless ok)
+    "Titles per doubling bin of burst half-life (ok fits), coloured by kind, beside the titles of each fit status."
+    df = df[[c for c in ("title", "title_kind", "fit_status", "burst_half_life") if c in df]]
+    ok = df[(df.fit_status == "ok") & df.burst_half_life.notna()]
+    lo = _doubling_bin(ok.burst_half_life)
+    ok = ok.assign(bin_lo=lo, bin=[f"{a:g}–{2 * a:g}" for a in lo])
+    hist = alt.Chart(ok).mark_bar().encode(
+        x=alt.X("bin:O", title="Burst half-life (days)", sort=alt.EncodingSortField("bin_lo", order="ascending")),
+        y=alt.Y("count():Q", title="Titles", stack=True), color=alt.Color("title_kind:N", title="Kind"),
+        tooltip=[alt.Tooltip("bin:O", title="Half-life (days)"), _KIND, alt.Tooltip("count():Q", title="Titles")]).properties(width=320, height=180)
+    st = df.assign(fit_status=df.fit_status.fillna("no comments"))
+    status = alt.Chart(st).mark_bar().encode(
+        y=alt.Y("fit_status:N", title="Fit status", sort=["ok", "insufficient_data", "poor_fit", "no_decay"]),
+        x=alt.X("count():Q", title="Titles"), color=alt.Color("title_kind:N", title="Kind"),
+        tooltip=[alt.Tooltip("fit_status:N", title="Fit status"), _KIND, alt.Tooltip("count():Q", title="Titles")]).properties(width=200, height=120)
+    return alt.hconcat(hist, status)
 
 # %% ../notebooks/40_charts.ipynb #3c6b76df
-def weekly_since_peak(daily: pd.DataFrame,  # per title × day: title_kind, title_id_trakt, day, comments (zero-filled)
-                      as_of: dt.date, horizon_days: int = 365) -> pd.DataFrame:
-    "Comments per complete week since each title's peak day: title_kind, title_id_trakt, peak_day, week, comments."
-    d = daily.assign(day=pd.to_datetime(daily.day)).sort_values(["title_kind", "title_id_trakt", "day"])
-    d = d[d.day <= pd.Timestamp(as_of)]
+def weekly_since_onset(daily: pd.DataFrame,  # per title × day: title_kind, title_id_trakt, day, top_level_comments
+                       fits: pd.DataFrame,   # per title: title_kind, title_id_trakt, onset_day
+                       as_of: dt.date) -> pd.DataFrame:
+    "Top-level comments per week counted from each title's onset (negative before it): title_kind, title_id_trakt, week, days, comments."
     key = ["title_kind", "title_id_trakt"]
-    peak = d.loc[d.groupby(key, sort=False).comments.idxmax(), key + ["day"]].rename(columns={"day": "peak_day"})
-    d = d.merge(peak, on=key)
-    offset = (d.day - d.peak_day).dt.days
-    last = np.minimum(horizon_days, (pd.Timestamp(as_of) - d.peak_day).dt.days)
-    weeks = (last + 1) // 7
-    d = d[(offset >= 0) & (offset < weeks * 7)].assign(week=offset // 7)
-    out = d.groupby(key + ["peak_day", "week"], as_index=False).comments.sum()
-    return out.astype({"week": "int64", "comments": "int64"})
+    d = daily.merge(fits[key + ["onset_day"]], on=key)
+    d = d.assign(day=pd.to_datetime(d.day), onset_day=pd.to_datetime(d.onset_day))
+    d = d[d.day <= pd.Timestamp(as_of)]
+    offset = (d.day - d.onset_day).dt.days
+    d = d.assign(week=offset // 7)
+    out = d.groupby(key + ["week"], as_index=False).agg(comments=("top_level_comments", "sum"), days=("day", "size"))
+    return out.astype({"week": "int64", "comments": "int64", "days": "int64"})
 
-def with_fit(weekly: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:  # fits per title: fitted_half_life (days)
-    "`weekly` with `fitted` comments from the exponential of each title's fitted half-life (NaN without a fit)."
-    w = weekly.merge(fits[["title_kind", "title_id_trakt", "fitted_half_life"]], on=["title_kind", "title_id_trakt"], how="left")
-    lam = np.log(2) / (w.fitted_half_life / 7)  # per week
-    w = w.assign(_y=np.log1p(w.comments) + lam * w.week)
-    a = w.groupby(["title_kind", "title_id_trakt"]).__getitem__("_y").transform("mean")
-    return w.assign(fitted=np.expm1(a - lam * w.week)).drop(columns="_y")
+def with_fit(weekly: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:  # fits per title: burst_half_life (and _lo, _hi), burst_comments, background_per_day
+    "`weekly` with `fitted`, `fitted_lo`, `fitted_hi`: each week's expected comments under the fit (NaN before the onset or without an ok fit)."
+    cols = ["burst_half_life", "burst_half_life_days_lo", "burst_half_life_days_hi", "burst_comments", "background_per_day"]
+    w = weekly.merge(fits[["title_kind", "title_id_trakt", *cols]], on=["title_kind", "title_id_trakt"], how="left")
+    start, n_days = 7.0 * w.week, w.days.astype("float64")
+    def expected(h):
+        r = np.log(2) / h
+        v = w.burst_comments * (np.exp(-r * start) - np.exp(-r * (start + n_days))) + w.background_per_day * n_days
+        return v.where(w.week >= 0)
+    # a week's expected count is not monotone in the half-life: the band is the range over half-lives across the interval
+    lo, hi = w.burst_half_life_days_lo, w.burst_half_life_days_hi
+    curves = pd.concat([expected(lo * (hi / lo) ** q) for q in np.linspace(0, 1, 9)] + [expected(w.burst_half_life)], axis=1)
+    return w.assign(fitted=expected(w.burst_half_life), fitted_lo=curves.min(axis=1, skipna=False),
+                    fitted_hi=curves.max(axis=1, skipna=False)).drop(columns=cols)
 
 # %% ../notebooks/40_charts.ipynb #857ee77a
-def decay_curves(weekly_df: pd.DataFrame,  # per title × week: title_kind, title_id_trakt, week, comments (from weekly_since_peak)
-                 fits_df: pd.DataFrame,    # per title: title_kind, title_id_trakt, title, fitted_half_life (days)
+def decay_curves(weekly_df: pd.DataFrame,  # per title × week: title_kind, title_id_trakt, week, days, comments (from weekly_since_onset)
+                 fits_df: pd.DataFrame,    # per title: title_kind, title_id_trakt, title, fit_status, burst_half_life (_lo, _hi), burst_comments, background_per_day
                  columns: int = 3) -> alt.FacetChart:
-    "Weekly comments since the peak (dots) with the fitted exponential (line), one panel per title."
-    meta = fits_df.drop(columns=[c for c in ("fitted_half_life",) if c in weekly_df], errors="ignore")
-    d = with_fit(weekly_df, fits_df).merge(meta.drop(columns="fitted_half_life"), on=["title_kind", "title_id_trakt"], how="left")
-    d = d.assign(comments_p1=d.comments + 1, fitted_p1=d.fitted + 1,
-                 panel=d.title.astype(str) + " (" + d.title_kind.astype(str) + ")",
-                 half_life=d.fitted_half_life.round(1), peak_day=pd.to_datetime(d.peak_day).dt.strftime("%Y-%m-%d"))
-    y = alt.Y("comments_p1:Q", title="Comments per week + 1", scale=alt.Scale(type="log"))
-    tip = [alt.Tooltip("title:N", title="Title"), _KIND, alt.Tooltip("peak_day:N", title="Peak day"), alt.Tooltip("week:Q", title="Week since peak"),
+    "Weekly comments since the onset (dots) with the fitted burst + background (line) and its 90% band, one panel per title."
+    key = ["title_kind", "title_id_trakt"]
+    meta = fits_df[key + ["title", "fit_status", "burst_half_life", "burst_half_life_days_lo", "burst_half_life_days_hi"]]
+    d = with_fit(weekly_df, fits_df).merge(meta, on=key, how="left")
+    hl = np.where(d.fit_status == "ok", d.burst_half_life.round(1).astype(str) + " d (" + d.burst_half_life_days_lo.round(1).astype(str)
+                  + "–" + d.burst_half_life_days_hi.round(1).astype(str) + ")", d.fit_status.fillna("no fit").astype(str))
+    d = d.assign(comments_p1=d.comments + 1, fitted_p1=d.fitted + 1, lo_p1=d.fitted_lo + 1, hi_p1=d.fitted_hi + 1, half_life=hl,
+                 panel=d.title.astype(str) + " (" + d.title_kind.astype(str) + ") · " + hl)
+    y = alt.Y("comments_p1:Q", title="Top-level comments per week + 1", scale=alt.Scale(type="log"))
+    tip = [alt.Tooltip("title:N", title="Title"), _KIND, alt.Tooltip("week:Q", title="Week since onset"),
            alt.Tooltip("comments:Q", title="Comments"), alt.Tooltip("fitted:Q", title="Fitted", format=".1f"),
-           alt.Tooltip("half_life:Q", title="Fitted half-life (days)")]
-    dots = alt.Chart().mark_circle(size=30, opacity=0.7).encode(x=alt.X("week:Q", title="Weeks since peak"), y=y, tooltip=tip)
+           alt.Tooltip("half_life:N", title="Burst half-life (90%)")]
+    band = alt.Chart().transform_filter("isValid(datum.fitted)").mark_area(opacity=0.25, color="#d62728").encode(
+        x="week:Q", y=alt.Y("lo_p1:Q", scale=alt.Scale(type="log")), y2="hi_p1:Q")
+    dots = alt.Chart().mark_circle(size=24, opacity=0.7).encode(x=alt.X("week:Q", title="Weeks since onset"), y=y, tooltip=tip)
     line = alt.Chart().transform_filter("isValid(datum.fitted)").mark_line(color="#d62728").encode(
         x="week:Q", y=alt.Y("fitted_p1:Q", scale=alt.Scale(type="log")), tooltip=tip)
-    return (alt.layer(dots, line, data=d).properties(width=200, height=130)
+    return (alt.layer(band, dots, line, data=d).properties(width=220, height=130)
             .facet(facet=alt.Facet("panel:N", title=None), columns=columns))
 
 # %% ../notebooks/40_charts.ipynb #c97cd232
-def cohort_trend(df: pd.DataFrame) -> alt.Chart:  # per as_of_date × cohort: fitted_half_life, empirical_half_life (medians)
-    "Median fitted (solid) and empirical (dashed) half-life per cohort over as-of dates."
-    d = df.melt(id_vars=["as_of_date", "cohort"], value_vars=["fitted_half_life", "empirical_half_life"], var_name="measure", value_name="days")
-    d = d[d.days.notna()].assign(measure=lambda x: x.measure.map({"fitted_half_life": "Fitted", "empirical_half_life": "Empirical"}),
-                                 as_of_date=lambda x: pd.to_datetime(x.as_of_date).dt.strftime("%Y-%m-%d"))
-    return alt.Chart(d).mark_line(point=True).encode(
-        x=alt.X("as_of_date:T", title="As-of date"),
-        y=alt.Y("days:Q", title="Median half-life (days)"),
-        color=alt.Color("cohort:N", title="Cohort (first comment)", sort="ascending"),
-        strokeDash=alt.StrokeDash("measure:N", title="Half-life", scale=alt.Scale(domain=["Fitted", "Empirical"], range=[[1, 0], [4, 3]])),
-        detail="measure:N",
-        tooltip=[alt.Tooltip("cohort:N", title="Cohort"), alt.Tooltip("as_of_date:T", title="As of", format="%Y-%m-%d"),
-                 alt.Tooltip("measure:N", title="Half-life"), alt.Tooltip("days:Q", title="Median days", format=".1f")],
-    ).properties(width=520, height=240)
+def cohort_trend(df: pd.DataFrame) -> alt.LayerChart:  # per cohort (one as-of date): cohort_half_life_days (_lo, _hi), fitted_titles, trend_per_year (_lo, _hi), trend_verdict
+    "Geometric-mean burst half-life per cohort with its 90% interval; the trend's verdict and estimate as the title."
+    d = df[df.cohort_half_life_days.notna()].drop(columns=["as_of_date"], errors="ignore").assign(cohort=lambda x: x.cohort.astype(str))
+    r = df.iloc[0] if len(df) else None
+    title = "no cohort trend yet" if r is None else str(r.trend_verdict)
+    if r is not None and pd.notna(r.trend_per_year):
+        title += f" (half-life ×{r.trend_per_year:.2f} per year of onset, 90%: {r.trend_per_year_lo:.2f}–{r.trend_per_year_hi:.2f}; {int(r.trend_titles)} titles)"
+    x = alt.X("cohort:O", title="Cohort (onset year)")
+    tip = [alt.Tooltip("cohort:O", title="Cohort"), alt.Tooltip("cohort_half_life_days:Q", title="Half-life (days)", format=".1f"),
+           alt.Tooltip("cohort_half_life_days_lo:Q", title="90% from", format=".1f"), alt.Tooltip("cohort_half_life_days_hi:Q", title="90% to", format=".1f"),
+           alt.Tooltip("fitted_titles:Q", title="Titles")]
+    bars = alt.Chart(d).mark_rule().encode(x=x, y=alt.Y("cohort_half_life_days_lo:Q", scale=alt.Scale(type="log")), y2="cohort_half_life_days_hi:Q", tooltip=tip)
+    pts = alt.Chart(d).mark_point(filled=True, size=60).encode(
+        x=x, y=alt.Y("cohort_half_life_days:Q", title="Burst half-life (days, geometric mean)", scale=alt.Scale(type="log")), tooltip=tip)
+    return alt.layer(bars, pts).properties(width=420, height=240, title=alt.TitleParams(title, fontSize=12))
 
 # %% ../notebooks/40_charts.ipynb #c46d00b1
-def hold_up_leaderboard(df: pd.DataFrame,  # per title: title, year, title_kind, hold_up_ratio, rating_drift, long_tail_share, holds_up
-                        n: int = 15, min_ratio: float = 0.25) -> alt.LayerChart:
-    "The `n` qualifying titles with the highest hold-up ratio, coloured by whether they hold up, with the ratio threshold."
-    d = df[df.hold_up_ratio.notna()].nlargest(n, "hold_up_ratio")
+def hold_up_leaderboard(df: pd.DataFrame,  # per title: title, year, title_kind, qualifies, long_tail, holds_up, background_yearly_share (_lo, _hi), rating_drift (_lo, _hi)
+                        n: int = 15) -> alt.LayerChart:
+    "The `n` qualifying titles with the largest background share a year, with its 90% interval, coloured by verdict."
+    d = df[df.qualifies.astype("boolean").fillna(False)].nlargest(n, "background_yearly_share").drop(columns=["as_of_date"], errors="ignore")
+    lt, hu = d.long_tail.astype("boolean").fillna(False), d.holds_up.astype("boolean").fillna(False)
     d = d.assign(label=d.title.astype(str) + " (" + d.title_kind.str[0].str.upper() + ")",
-                 verdict=np.where(d.holds_up.astype("boolean").fillna(False), "holds up", "fades"))
+                 verdict=np.where(hu, "holds up", np.where(lt, "long tail, ratings fall", "no long tail")))
+    tip = [alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,
+           alt.Tooltip("background_yearly_share:Q", title="Background a year / burst", format=".0%"),
+           alt.Tooltip("rating_drift:Q", title="Rating drift", format="+.2f"), alt.Tooltip("rating_drift_lo:Q", title="drift 90% from", format="+.2f"),
+           alt.Tooltip("rating_drift_hi:Q", title="drift 90% to", format="+.2f"), alt.Tooltip("verdict:N", title="Verdict")]
+    y = alt.Y("label:N", title=None, sort=alt.EncodingSortField("background_yearly_share", order="descending"))
     bars = alt.Chart(d).mark_bar().encode(
-        x=alt.X("hold_up_ratio:Q", title="Hold-up ratio (late / early comments)"),
-        y=alt.Y("label:N", title=None, sort="-x"),
-        color=alt.Color("verdict:N", title=None, scale=alt.Scale(domain=["holds up", "fades"], range=["#2ca02c", "#bbbbbb"])),
-        tooltip=[alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,
-                 alt.Tooltip("hold_up_ratio:Q", title="Hold-up ratio", format=".2f"),
-                 alt.Tooltip("rating_drift:Q", title="Rating drift", format="+.2f"),
-                 alt.Tooltip("long_tail_share:Q", title="Long-tail share", format=".0%"), alt.Tooltip("verdict:N", title="Verdict")])
-    rule = alt.Chart(pd.DataFrame({"min_ratio": [min_ratio]})).mark_rule(strokeDash=[4, 4]).encode(
-        x="min_ratio:Q", tooltip=[alt.Tooltip("min_ratio:Q", title="Minimum ratio to hold up")])
-    return alt.layer(bars, rule).properties(width=380, height=alt.Step(16))
+        x=alt.X("background_yearly_share:Q", title="Background comments a year / burst comments", axis=alt.Axis(format="%")), y=y,
+        color=alt.Color("verdict:N", title=None, scale=alt.Scale(domain=["holds up", "long tail, ratings fall", "no long tail"],
+                                                                 range=["#2ca02c", "#ff7f0e", "#bbbbbb"])), tooltip=tip)
+    err = alt.Chart(d).mark_rule().encode(x="background_yearly_share_lo:Q", x2="background_yearly_share_hi:Q", y=y, tooltip=tip)
+    return alt.layer(bars, err).properties(width=380, height=alt.Step(16))
 
 # %% ../notebooks/40_charts.ipynb #cf1ff568
 def rating_polarisation(df: pd.DataFrame) -> alt.Chart:  # per title: title, year, title_kind, share_9_10, share_1_3, latest_rating, votes

@@ -105,12 +105,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "metrics": {
         "quadrant_window_days": Key("int", 28, "trailing window of the quadrant", min=1),
         "quadrant_min_comments": Key("int", 5, "comments in the window to be eligible", min=1),
-        "half_life_horizon_days": Key("int", 365, "horizon of the empirical half-life", min=7),
-        "half_life_min_weeks": Key("int", 4, "post-peak weeks needed for a fit", min=2),
-        "half_life_min_comments": Key("int", 20, "comments needed for a half-life", min=1),
-        "hold_up_window_days": Key("int", 90, "early and late window of hold-up", min=1),
-        "hold_up_min_ratio": Key("float", 0.25, "late/early comments ratio to hold up", min=0),
-        "hold_up_max_rating_drop": Key("float", 0.5, "largest rating drop that still holds up", min=0),
+        "half_life_min_comments": Key("int", 50, "top-level comments after the onset needed for a decay fit", min=3),
+        "half_life_min_days": Key("int", 28, "days observed after the onset needed for a decay fit", min=1),
+        "half_life_p_threshold": Key("float", 0.01, "significance of the decay fit's tests (decay, shape, fit, background)", min=0, max=1),
+        "long_tail_max_yearly_share": Key("float", 0.05, "no long tail when the background's 90% upper end is under this share of the burst a year", min=0),
+        "hold_up_burst_half_lives": Key("float", 3.0, "the burst lasts this many half-lives after the onset (rating drift: after minus during)", min=0.1),
+        "cohort_min_observed_days": Key("int", 365, "days after the onset a title needs to take part in the cohort trend", min=1),
         "rating_min_count": Key("int", 5, "ratings needed for a window mean", min=1),
     },
     "slo": {

@@ -97,7 +97,8 @@ def build_lake_gold(b: ibis.BaseBackend, lake: Lake, as_of: dt.date, s: Settings
     history = lake_table(b, lake, SILVER["history"]).select(GOLD_EVENT_COLUMNS)  # as the DuckDB-file run: no comment texts
     events = cache_table(b, "_gold_events", comment_events_as_of(history, as_of))
     eng = cache_table(b, "_gold_engagement", daily_engagement(events, as_of))
-    hl = cache_table(b, "_gold_half_life", half_life_of(eng, as_of, m))
+    releases = lake_table(b, lake, SILVER["dim_title"]) if lake.exists(SILVER["dim_title"]) else None
+    hl = cache_table(b, "_gold_half_life", half_life_of(history, releases, as_of, m))
     marts = gold_marts(eng, events, hl, lake_table(b, lake, SILVER["rating_dist"]), as_of, m)
     rows = {}
     for name, expr in marts.items():

@@ -27,19 +27,20 @@ __all__ = ['MARTS', 'FACT', 'half_life_of', 'gold_marts', 'fact_since', 'build_g
 MARTS = ("mart_title_quadrant", "mart_title_half_life", "mart_title_hold_up", "mart_title_rating_trend", "mart_half_life_cohort_trend")
 
 
-def half_life_of(eng: ir.Table, as_of: dt.date, m) -> ir.Table:
-    "`half_life` of the engagement as of `as_of` with the `[metrics]` settings `m`."
-    return half_life(eng, as_of, horizon_days=m.half_life_horizon_days, min_weeks=m.half_life_min_weeks, min_comments=m.half_life_min_comments)
+def half_life_of(history: ir.Table, releases: ir.Table | None, as_of: dt.date, m) -> ir.Table:
+    "`half_life` of the comment versions `history` (and `dim_title`'s release dates) as of `as_of` with the `[metrics]` settings `m`."
+    return half_life(history, as_of, releases=releases, min_comments=m.half_life_min_comments, min_days=m.half_life_min_days,
+                     p_threshold=m.half_life_p_threshold)
 
 def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table, as_of: dt.date, m) -> dict[str, ir.Table]:
     "Every mart as of `as_of`, from the day's engagement, comment events, half-lives and rating snapshots, thresholds from `m`."
     return {
         "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events),
         "mart_title_half_life": hl,
-        "mart_title_hold_up": hold_up(eng, as_of, window_days=m.hold_up_window_days, min_ratio=m.hold_up_min_ratio,
-                                      max_rating_drop=m.hold_up_max_rating_drop, min_ratings=m.rating_min_count),
+        "mart_title_hold_up": hold_up(eng, hl, as_of, p_threshold=m.half_life_p_threshold, max_yearly_share=m.long_tail_max_yearly_share,
+                                      burst_half_lives=m.hold_up_burst_half_lives, min_ratings=m.rating_min_count),
         "mart_title_rating_trend": rating_trend(ratings, as_of),
-        "mart_half_life_cohort_trend": half_life_cohort_trend(hl),
+        "mart_half_life_cohort_trend": half_life_cohort_trend(hl, min_observed_days=m.cohort_min_observed_days),
     }
 
 
@@ -109,7 +110,8 @@ def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
                 b.create_table(FACT, eng.mutate(as_of_date=ibis.literal(as_of, type="date")), database="gold", overwrite=True)
             if (since is not None or write_fact) and mark is not None:
                 con.execute("INSERT OR REPLACE INTO gold.load_state VALUES ($1, $2, $3, $4)", [FACT, as_of, *mark])
-            hl = b.create_table("_gold_half_life", half_life_of(eng, as_of, m), temp=True, overwrite=True)
+            releases = b.table("dim_title", database="silver") if table_exists(con, "silver", "dim_title") else None
+            hl = b.create_table("_gold_half_life", half_life_of(history, releases, as_of, m), temp=True, overwrite=True)
             marts = gold_marts(eng, events, hl, b.table("stg_trakt__rating_dist", database="silver"), as_of, m)
             for name, expr in marts.items(): rows[name] = _replace_as_of(b, con, name, expr, as_of)
             rows[FACT] = con.execute(f"SELECT count(*) FROM gold.{FACT}").fetchone()[0]

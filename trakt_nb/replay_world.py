@@ -18,12 +18,14 @@ import pandas as pd
 from .config import Settings
 
 # %% auto #0
-__all__ = ['LANGUAGES', 'GENRES', 'SORTS', 'WorldSpec', 'to_epoch', 'iso_ms', 'Corpus', 'build_corpus', 'slugify', 'World',
-           'likes_as_of', 'replies_as_of', 'words_as_of', 'visible', 'comment_text', 'comment_objects',
-           'comment_listing', 'reply_listing', 'ratings_object', 'title_object', 'tmdb_object', 'recent_comment_counts',
-           'trending', 'popular', 'ground_truth', 'world_summary', 'get_world']
+__all__ = ['DECAY_SHAPES', 'LANGUAGES', 'GENRES', 'SORTS', 'WorldSpec', 'to_epoch', 'iso_ms', 'Corpus', 'build_corpus', 'slugify',
+           'burst_delays', 'World', 'likes_as_of', 'replies_as_of', 'words_as_of', 'visible', 'comment_text',
+           'comment_objects', 'comment_listing', 'reply_listing', 'ratings_object', 'title_object', 'tmdb_object',
+           'recent_comment_counts', 'trending', 'popular', 'ground_truth', 'world_summary', 'get_world']
 
 # %% ../notebooks/01_replay_world.ipynb #8f0109ac
+DECAY_SHAPES = ("exponential", "biexponential", "stretched", "power_law")
+
 @dataclass(frozen=True)
 class WorldSpec:
     "The seed and sizes a replay world is built from."
@@ -34,6 +36,13 @@ class WorldSpec:
     comments_per_title: float = 500.0  # mean top-level comments per title over the whole span
     start_date: dt.date = dt.date(2022, 1, 1)
     end_date: dt.date = dt.date(2027, 12, 31)
+    decay_shape: str = "exponential"  # the burst's shape: exponential | biexponential | stretched | power_law
+    cohort_trend: float = 1.0  # titles released a year later have bursts this many times shorter (1 = no trend)
+
+    def __post_init__(self):
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ValueError(f"decay_shape {self.decay_shape!r} is not one of {', '.join(DECAY_SHAPES)}; pick one of them.")
+        if not self.cohort_trend > 0: raise ValueError(f"cohort_trend must be above 0 (1 = no trend), not {self.cohort_trend!r}.")
 
     @classmethod
     def from_settings(cls, s: Settings) -> "WorldSpec":
@@ -185,6 +194,43 @@ def _build_titles(rng: np.random.Generator, spec: WorldSpec) -> pd.DataFrame:
 # %% ../notebooks/01_replay_world.ipynb #75c5c8e6
 _DAY = 86400
 
+_KEEP_WEEKDAY = 0.72  # share of weekday comments kept: on average 0.8 of all comments survive the thinning
+_MEAN_KEEP = (5 * _KEEP_WEEKDAY + 2) / 7
+_BIEXP_FAST, _BIEXP_RATIO = 0.7, 6.0  # biexponential: share of the fast part, slow/fast half-life ratio
+
+def _biexp_median_factor() -> float:
+    "Median delay of the biexponential burst whose fast part has a half-life of 1."
+    from scipy.optimize import brentq
+    return brentq(lambda x: _BIEXP_FAST * 2 ** -x + (1 - _BIEXP_FAST) * 2 ** (-x / _BIEXP_RATIO) - 0.5, 1e-6, 100)
+
+def burst_delays(rng: np.random.Generator, shape: str, median_days: float, n: int) -> np.ndarray:
+    "Delays (seconds) after onset of `n` burst comments of `shape` whose median delay is `median_days`."
+    m = median_days * _DAY
+    if shape == "exponential": return rng.exponential(m / math.log(2), n)
+    if shape == "biexponential":
+        fast = m / _biexp_median_factor()
+        return rng.exponential(np.where(rng.random(n) < _BIEXP_FAST, fast, fast * _BIEXP_RATIO) / math.log(2))
+    if shape == "stretched": return rng.weibull(0.5, n) * m / math.log(2) ** 2  # S(t) = exp(-(t/τ)^½), median τ·ln²2
+    if shape == "power_law": return rng.pareto(1.5, n) * m / (2 ** (1 / 1.5) - 1)  # Lomax: S(t) = (1 + t/s)^-1.5
+    raise ValueError(f"unknown decay shape {shape!r}")
+
+def _attention(titles: pd.DataFrame, spec: WorldSpec) -> pd.DataFrame:
+    "The titles with their burst shape, median delay (trend applied), component shares, background rate and reaction rate."
+    rng = np.random.default_rng([spec.seed, 15])
+    n = len(titles)
+    rel = titles.release_day.to_numpy()
+    d0, d1 = to_epoch(spec.start_date) // _DAY, to_epoch(spec.end_date) // _DAY
+    years = (rel - (d0 + max(d0 + 1, d1 - 150)) / 2) / 365.25  # from the middle of the release span
+    tail_share = np.where(titles.long_tail, rng.uniform(0.3, 0.5, n), 0.0)
+    rev_share = np.where(titles.revival, rng.uniform(0.12, 0.3, n), 0.0)
+    live_days = np.maximum(1, d1 - rel)
+    return titles.assign(
+        base_half_life_days=titles.half_life_days,
+        half_life_days=titles.half_life_days * spec.cohort_trend ** -years, decay_shape=spec.decay_shape,
+        tail_share=tail_share, rev_share=rev_share, revival_half_life_days=rng.uniform(5, 40, n),
+        background_per_day=titles.expected_comments * 1.25 * tail_share * _MEAN_KEEP / live_days,
+        reaction_rate=rng.lognormal(math.log(2.5), 0.8, n))
+
 def _comment_times(rng: np.random.Generator, t: pd.DataFrame, spec: WorldSpec) -> tuple[np.ndarray, np.ndarray]:
     "Creation instants and title index of every top-level comment."
     end = to_epoch(spec.end_date)
@@ -192,21 +238,18 @@ def _comment_times(rng: np.random.Generator, t: pd.DataFrame, spec: WorldSpec) -
     for i, r in enumerate(t.itertuples()):
         rel = int(r.release_day) * _DAY
         n = rng.poisson(r.expected_comments * 1.25)  # 1/1.25 survive the weekday thinning on average
-        tail_share = rng.uniform(0.3, 0.5) if r.long_tail else 0.08
-        rev_share = rng.uniform(0.12, 0.3) if r.revival else 0.0
-        shares = np.array([0.03, 1 - 0.03 - tail_share - rev_share, tail_share, rev_share])
+        shares = np.array([0.03, 1 - 0.03 - r.tail_share - r.rev_share, r.tail_share, r.rev_share])
         k = rng.multinomial(n, shares / shares.sum())
-        hl = r.half_life_days * _DAY
         parts = [
             rel - rng.uniform(0, 45 * _DAY, k[0]),
-            rel + rng.exponential(hl / math.log(2), k[1]),
-            rel + rng.uniform(0, (end - rel) if r.long_tail else 730 * _DAY, k[2]),
-            int(r.revival_day) * _DAY + rng.exponential(rng.uniform(5, 40) * _DAY / math.log(2), k[3]),
+            rel + burst_delays(rng, r.decay_shape, r.half_life_days, k[1]),
+            rel + rng.uniform(0, end - rel, k[2]),
+            int(r.revival_day) * _DAY + rng.exponential(r.revival_half_life_days * _DAY / math.log(2), k[3]),
         ]
         ts = np.concatenate(parts).astype(np.int64)
         ts = ts[(ts <= end) & (ts >= to_epoch(spec.start_date) - 60 * _DAY)]
         weekday = ((ts // _DAY) + 3) % 7  # 0 = Monday
-        keep = rng.random(len(ts)) < np.where(weekday >= 5, 1.0, 0.72)
+        keep = rng.random(len(ts)) < np.where(weekday >= 5, 1.0, _KEEP_WEEKDAY)
         ts = ts[keep]
         times.append(ts); owner.append(np.full(len(ts), i, dtype=np.int32))
     return np.concatenate(times), np.concatenate(owner)
@@ -234,7 +277,7 @@ class World:
     def build(cls, spec: WorldSpec = WorldSpec()) -> "World":
         "Draw a whole world from `spec`."
         rng = np.random.default_rng(spec.seed)
-        titles = _build_titles(rng, spec)
+        titles = _attention(_build_titles(rng, spec), spec)
         users = _build_users(rng, spec.users)
         top_t, top_title = _comment_times(rng, titles, spec)
         c = _build_comments(rng, spec, titles, users, top_t, top_title)
@@ -257,6 +300,18 @@ class World:
         for i, r in enumerate(self.titles.itertuples()):
             for form in (str(r.trakt), r.slug, r.imdb): self.lookup[(r.kind, form)] = i
         self._row_of_id = None
+
+    def truth(self) -> pd.DataFrame:
+        "One row per title: the parameters its comments were generated with (what the gold estimators must recover)."
+        t = self.titles
+        return pd.DataFrame({
+            "title_kind": t.kind.to_numpy(), "title_trakt": t.trakt.to_numpy(dtype="int64"),
+            "released": pd.to_datetime(t.release_day.to_numpy(), unit="D").date,
+            "half_life_days": t.half_life_days.to_numpy(dtype="float64"),  # the burst's median delay
+            "decay_shape": t.decay_shape.to_numpy(), "long_tail": t.long_tail.to_numpy(dtype=bool),
+            "background_per_day": t.background_per_day.to_numpy(dtype="float64"),  # top-level comments a day, after the weekday thinning
+            "revival": t.revival.to_numpy(dtype=bool),
+            "reaction_rate": t.reaction_rate.to_numpy(dtype="float64")})  # expected likes + replies received per comment
 
     def title_index(self, kind: str, id_form: str) -> int | None:
         "The title a path id names (Trakt id, slug or IMDb id), or None."
@@ -286,7 +341,6 @@ def _attributes(rng, m: int, reply: bool) -> dict:
                      np.clip(rng.lognormal(math.log(12 if reply else 24), 0.8, m), 5, 199)).astype(np.int32)
     words = np.minimum(words, 1500)
     spoiler = rng.random(m) < (0.03 if reply else 0.08)
-    likes_final = np.floor(rng.pareto(1.4, m) * np.where(review, 4.0, 1.2)).astype(np.int32)
     edited = rng.random(m) < 0.06
     return dict(
         words=words, spoiler=spoiler,
@@ -296,23 +350,31 @@ def _attributes(rng, m: int, reply: bool) -> dict:
         has_stats=rng.random(m) < 0.9, has_user_rating=rng.random(m) < 0.85,
         rated=rng.random(m) < (0.33 if reply else 0.67),
         play=(rng.geometric(0.6, m) - 1).astype(np.int16),
-        likes_final=np.minimum(likes_final, 5000), like_tau=rng.uniform(2, 30, m).astype(np.float32),
+        like_tau=rng.uniform(2, 30, m).astype(np.float32),
         edit_delay=np.where(edited, np.maximum(60, rng.exponential(3 * _DAY, m)), -1).astype(np.int64),
         edit_words=rng.integers(3, 16, m).astype(np.int16),
         hidden=rng.random(m) < 0.02, text_at=rng.integers(0, 2**40, m),
     )
 
+_REPLY_SHARE, _APPEAL_SHAPE = 0.05, 0.5  # share of reactions that are replies; gamma shape of a comment's appeal
+
+def _reactions(rng, rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Final likes and replies of comments whose titles react at `rate` (expected likes + replies per comment)."
+    appeal = rng.gamma(_APPEAL_SHAPE, 1 / _APPEAL_SHAPE, len(rate)) * rate
+    return rng.poisson(appeal * (1 - _REPLY_SHARE)), rng.poisson(appeal * _REPLY_SHARE)
+
 def _build_comments(rng, spec, titles, users, top_t, top_title) -> dict:
     end = to_epoch(spec.end_date)
     m = len(top_t)
     top = _attributes(rng, m, reply=False)
+    # reactions: each comment draws its appeal around its title's rate (gamma-Poisson, heavy-tailed)
+    rate = titles["reaction_rate"].to_numpy()
+    top_likes, n_rep = _reactions(rng, rate[top_title])
     # threads: who gets replies, how many, and when
-    n_rep = np.where(rng.random(m) < 0.02 + 0.02 * np.minimum(top["likes_final"], 10) / 10,
-                     rng.geometric(0.4, m), 0)
     parent_local = np.repeat(np.arange(m), n_rep)
     rep_t = top_t[parent_local] + np.maximum(30, rng.exponential(1.5 * _DAY, len(parent_local))).astype(np.int64)
-    # a few replies get replies of their own
-    n_rep2 = np.where(rng.random(len(rep_t)) < 0.08, rng.integers(1, 3, len(rep_t)), 0)
+    # replies draw their reactions the same way: likes, and replies of their own
+    rep_likes, n_rep2 = _reactions(rng, rate[top_title[parent_local]])
     parent2_local = np.repeat(np.arange(len(rep_t)), n_rep2)
     rep2_t = rep_t[parent2_local] + np.maximum(30, rng.exponential(1.0 * _DAY, len(parent2_local))).astype(np.int64)
     created = np.concatenate([top_t, rep_t, rep2_t])
@@ -321,6 +383,8 @@ def _build_comments(rng, spec, titles, users, top_t, top_title) -> dict:
     depth = np.concatenate([np.zeros(m), np.ones(len(rep_t)), np.full(len(rep2_t), 2)]).astype(np.int8)
     reps = _attributes(rng, len(rep_t) + len(rep2_t), reply=True)
     attrs = {k: np.concatenate([top[k], reps[k]]) for k in top}
+    rep2_likes, _n = _reactions(rng, rate[top_title[parent_local][parent2_local]])
+    attrs["likes_final"] = np.minimum(np.concatenate([top_likes, rep_likes, rep2_likes]), 5000).astype(np.int32)
     keep = created <= end
     # rows in creation order; ids increase with it, with gaps as Trakt's do
     order = np.lexsort((np.arange(len(created)), created))

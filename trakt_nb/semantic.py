@@ -291,10 +291,10 @@ _GOLD_DDL = {
     "silver.dim_title": "title_kind VARCHAR, title_id_trakt BIGINT, slug VARCHAR, title VARCHAR, year INTEGER, genres VARCHAR[]",
     "gold.fct_title_daily_engagement": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, day DATE, comments BIGINT, top_level_comments BIGINT, replies_posted BIGINT, reviews BIGINT, spoilers BIGINT, distinct_commenters BIGINT, likes BIGINT, replies_received BIGINT, words BIGINT, rating_sum BIGINT, rating_count BIGINT, rating_mean DOUBLE",
     "gold.mart_title_quadrant": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, comments_in_window BIGINT, breadth BIGINT, intensity DOUBLE, eligible BOOLEAN, breadth_threshold DOUBLE, intensity_threshold DOUBLE, breadth_pct DOUBLE, intensity_pct DOUBLE, quadrant VARCHAR, prev_quadrant VARCHAR",
-    "gold.mart_title_half_life": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, total_comments BIGINT, peak_day DATE, empirical_half_life_days DOUBLE, censored BOOLEAN, fitted_half_life_days DOUBLE, fit_r2 DOUBLE, fit_weeks INTEGER, decay VARCHAR, first_comment_day DATE, cohort VARCHAR",
-    "gold.mart_title_hold_up": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, first_comment_day DATE, qualifies BOOLEAN, early_comments BIGINT, late_comments BIGINT, hold_up_ratio DOUBLE, early_rating_mean DOUBLE, late_rating_mean DOUBLE, rating_drift DOUBLE, long_tail_share DOUBLE, holds_up BOOLEAN",
+    "gold.mart_title_half_life": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, first_comment_day DATE, onset_day DATE, onset_source VARCHAR, pre_onset_comments BIGINT, top_level_comments BIGINT, observed_days DOUBLE, fit_status VARCHAR, burst_half_life_days DOUBLE, burst_half_life_days_lo DOUBLE, burst_half_life_days_hi DOUBLE, background_per_day DOUBLE, background_per_day_lo DOUBLE, background_per_day_hi DOUBLE, burst_comments DOUBLE, background_p DOUBLE, shape_p DOUBLE, gof_p DOUBLE, cohort VARCHAR",
+    "gold.mart_title_hold_up": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, fit_status VARCHAR, qualifies BOOLEAN, long_tail BOOLEAN, background_yearly_share DOUBLE, background_yearly_share_lo DOUBLE, background_yearly_share_hi DOUBLE, burst_days DOUBLE, during_ratings BIGINT, after_ratings BIGINT, during_rating_mean DOUBLE, after_rating_mean DOUBLE, rating_drift DOUBLE, rating_drift_lo DOUBLE, rating_drift_hi DOUBLE, holds_up BOOLEAN",
     "gold.mart_title_rating_trend": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, rating DOUBLE, votes BIGINT, rating_change_7d DOUBLE, rating_change_28d DOUBLE, votes_change_7d BIGINT, votes_change_28d BIGINT, share_9_10 DOUBLE, share_1_3 DOUBLE",
-    "gold.mart_half_life_cohort_trend": "as_of_date DATE, cohort VARCHAR, titles BIGINT, fitted_titles BIGINT, median_fitted_half_life_days DOUBLE, empirical_titles BIGINT, median_empirical_half_life_days DOUBLE",
+    "gold.mart_half_life_cohort_trend": "as_of_date DATE, cohort VARCHAR, titles BIGINT, fitted_titles BIGINT, cohort_half_life_days DOUBLE, cohort_half_life_days_lo DOUBLE, cohort_half_life_days_hi DOUBLE, trend_titles BIGINT, trend_per_year DOUBLE, trend_per_year_lo DOUBLE, trend_per_year_hi DOUBLE, trend_per_year_lo99 DOUBLE, trend_per_year_hi99 DOUBLE, trend_verdict VARCHAR",
 }
 _A, _P = "2026-11-20", "2026-11-13"
 _DEMO_ROWS = {
@@ -311,24 +311,25 @@ _DEMO_ROWS = {
         (_P, "movie", 1, 6, 3, 2.0, True, 3.5, 1.25, 0.0, 1.0, "Cult", None), (_P, "movie", 2, 9, 4, 0.5, True, 3.5, 1.25, 1.0, 0.0, "Mainstream", None),
         (_A, "movie", 1, 5, 5, 1.2, True, 4.5, 0.9, 1.0, 1.0, "Phenomenon", "Cult"), (_A, "movie", 2, 5, 4, 0.6, True, 4.5, 0.9, 0.0, 0.0, "Quiet", "Mainstream"),
         (_A, "show", 1, 6, 5, 1.8, True, 5.0, 1.8, 0.0, 0.0, "Phenomenon", None), (_A, "show", 3, 1, 1, 0.0, False, 5.0, 1.8, None, None, None, None)],
-    # as_of, kind, id, total, peak_day, empirical, censored, fitted, r2, weeks, decay, first_day, cohort
+    # as_of, kind, id, first_day, onset, onset_source, pre_onset, top_level, observed_days, status, half-life (lo, hi), background (lo, hi), burst comments, background p, shape p, gof p, cohort
     "gold.mart_title_half_life": [
-        (_A, "movie", 1, 400, "2025-02-10", 10.0, False, 12.0, 0.9, 30, "exponential", "2025-02-01", "2025Q1"),
-        (_A, "movie", 2, 60, "2025-08-01", 4.0, True, None, 0.1, 8, "none", "2025-07-20", "2025Q3"),
-        (_A, "show", 1, 900, "2025-03-01", 30.0, False, 20.0, 0.8, 40, "exponential", "2025-01-15", "2025Q1"),
-        (_A, "show", 3, 3, "2026-11-01", None, True, None, None, 0, None, "2026-11-01", "2026Q4")],
-    # as_of, kind, id, first_day, qualifies, early, late, ratio, early_mean, late_mean, drift, long_tail_share, holds_up
+        (_A, "movie", 1, "2025-02-01", "2025-02-10", "release", 12, 388, 649.0, "ok", 12.0, 10.5, 13.8, 0.2, 0.15, 0.25, 300.0, 1e-12, 0.4, 0.6, "2025"),
+        (_A, "movie", 2, "2025-07-20", "2025-08-01", "release", 3, 57, 477.0, "ok", 4.0, 3.1, 5.2, 0.0, 0.0, 0.01, 57.0, 0.5, 0.7, 0.3, "2025"),
+        (_A, "show", 1, "2025-01-15", "2025-03-01", "peak", 40, 860, 630.0, "ok", 20.0, 18.0, 22.3, 0.5, 0.4, 0.6, 600.0, 1e-30, 0.2, 0.1, "2025"),
+        (_A, "show", 3, "2026-11-01", "2026-11-01", "peak", 0, 3, 20.0, "insufficient_data", None, None, None, None, None, None, None, None, None, None, "2026")],
+    # as_of, kind, id, status, qualifies, long_tail, yearly share (lo, hi), burst days, ratings during, after, means during, after, drift (lo, hi), holds_up
     "gold.mart_title_hold_up": [
-        (_A, "movie", 1, "2025-02-01", True, 100, 30, 0.3, 8.0, 7.8, -0.2, 0.4, True),
-        (_A, "movie", 2, "2025-07-20", True, 50, 5, 0.1, 6.0, None, None, 0.2, False),
-        (_A, "show", 1, "2025-01-15", True, 40, 20, 0.5, 9.0, 8.0, -1.0, 0.6, False),
-        (_A, "show", 3, "2026-11-01", False, 2, 2, 1.0, None, None, None, 0.0, None)],
+        (_A, "movie", 1, "ok", True, True, 0.24, 0.18, 0.3, 36.0, 80, 40, 8.0, 7.8, -0.2, -0.5, 0.1, True),
+        (_A, "movie", 2, "ok", True, False, 0.0, 0.0, 0.06, 12.0, 30, 0, 6.0, None, None, None, None, False),
+        (_A, "show", 1, "ok", True, True, 0.3, 0.24, 0.37, 60.0, 200, 90, 9.0, 8.0, -1.0, -1.4, -0.6, False),
+        (_A, "show", 3, "insufficient_data", False, None, None, None, None, None, 0, 0, None, None, None, None, None, None)],
     # as_of, kind, id, rating, votes, ch7, ch28, vch7, vch28, share_9_10, share_1_3
     "gold.mart_title_rating_trend": [
         (_A, "movie", 1, 8.0, 100, 0.1, 0.3, 5, 20, 0.5, 0.1), (_A, "movie", 2, 6.0, 300, -0.2, None, 10, None, 0.2, 0.3),
         (_A, "show", 1, 9.0, 50, 0.0, -0.1, 2, 4, 0.8, 0.02)],
-    # as_of, cohort, titles, fitted_titles, median_fitted, empirical_titles, median_empirical
-    "gold.mart_half_life_cohort_trend": [(_A, "2025Q1", 2, 2, 16.0, 2, 20.0), (_A, "2025Q3", 1, 0, None, 1, 4.0), (_A, "2026Q4", 1, 0, None, 0, None)],
+    # as_of, cohort, titles, fitted_titles, cohort half-life (lo, hi), trend titles, trend per year (90% lo, hi; 99% lo, hi), verdict
+    "gold.mart_half_life_cohort_trend": [(_A, "2025", 3, 3, 10.6, 3.9, 28.8, 3, 0.9, 0.5, 1.6, 0.3, 2.7, "no evidence of a trend"),
+                                         (_A, "2026", 1, 0, None, None, None, 3, 0.9, 0.5, 1.6, 0.3, 2.7, "no evidence of a trend")],
 }
 
 def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -212,7 +212,7 @@ def quadrant_counts(df: pd.DataFrame) -> alt.FacetChart:  # per title_kind × qu
     d = df.assign(quadrant=lambda x: _quadrant_labels(x.quadrant))
     return (alt.Chart(d).mark_bar().encode(
         x=alt.X("quadrant_titles:Q", title="Titles"),
-        y=alt.Y("quadrant:N", title=None, sort=QUADRANTS),
+        y=alt.Y("quadrant:N", title="Quadrant", sort=QUADRANTS),
         color=alt.Color("quadrant:N", scale=alt.Scale(domain=QUADRANTS, range=QUADRANT_COLORS), legend=None),
         tooltip=[_KIND, alt.Tooltip("quadrant:N", title="Quadrant"), alt.Tooltip("quadrant_titles:Q", title="Titles"),
                  alt.Tooltip("quadrant_movers:Q", title="Moved in since last week")])
@@ -241,7 +241,7 @@ def top_titles(df: pd.DataFrame, n: int = 5) -> alt.FacetChart:  # per title: ti
             .transform_filter(alt.datum.rank <= n)
             .mark_bar().encode(
                 x=alt.X("breadth:Q", title="Breadth"),
-                y=alt.Y("label:N", title=None, sort="-x"),
+                y=alt.Y("label:N", title="Title (M movie, S show)", sort="-x"),
                 color=alt.Color("quadrant:N", scale=alt.Scale(domain=QUADRANTS, range=QUADRANT_COLORS), legend=None),
                 tooltip=[alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,
                          alt.Tooltip("breadth:Q", title="Breadth", format=",.0f"), alt.Tooltip("intensity:Q", title="Intensity", format=".2f")])

@@ -4,17 +4,32 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEV_STAMP := $(VENV)/.installed-dev-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: setup java browser run test lab bench check-sync check-clean clean-notebooks export
+.PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean clean-notebooks export
 
+# `make run` installs only what the daily run needs; the checks (nbdev, pytest, Chromium driver) and the
+# lakehouse/Spark extras come with `make test` (and JupyterLab with `make lab`)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "setting up $(VENV) (first time takes about a minute)…"
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,lake,spark]"
+	@echo "setting up $(VENV) for the daily run (first time takes under a minute)…"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e .
 	@touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	@echo "installing the notebook and test tools into $(VENV)…"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(DEV_STAMP)
+
+$(TEST_STAMP): $(DEV_STAMP)
+	@echo "installing the lakehouse and Spark extras for their tests into $(VENV)…"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,lake,spark]"
+	@touch $(TEST_STAMP)
+
 setup: $(STAMP)
+dev-setup: $(DEV_STAMP)
+test-setup: $(TEST_STAMP)
 
 ## Java 17 for the Spark backend and its tests (Debian's package; needs root, as CI has)
 java:
@@ -33,12 +48,12 @@ run: setup
 	@$(BIN)/trakt-nb run
 
 ## every check CI runs
-test: setup java browser check-sync check-clean
+test: test-setup java browser check-sync check-clean
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -m "not reliability_full" tests notebooks --nbval-lax
 
 ## the library must be exactly the export of the notebooks
-check-sync: setup
+check-sync: dev-setup
 	@before=$$(find trakt_nb -name '*.py' | sort | xargs md5sum | md5sum); \
 	$(BIN)/nbdev-export; \
 	after=$$(find trakt_nb -name '*.py' | sort | xargs md5sum | md5sum); \
@@ -46,24 +61,27 @@ check-sync: setup
 	echo "library in sync with notebooks"
 
 ## committed notebooks carry no outputs or execution counts
-check-clean: setup
+check-clean: dev-setup
 	@$(BIN)/python tests/check_clean.py notebooks
 
 ## export the library and clean the notebooks (run before committing)
-export: setup
+export: dev-setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
 	$(BIN)/python tests/check_clean.py --fix notebooks
 
-lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root
+## JupyterLab at the project root (notebooks/, reports/, data/ side by side), explore.ipynb open, no news pop-up
+lab: dev-setup
+	@$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks/explore.ipynb \
+		--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --allow-root
 
 ## every benchmark in bench/ in turn (installs the bench extra: dlt for the ingest comparison)
-bench: setup
+bench: dev-setup
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	@set -e; for f in bench/*.py; do m=$$(basename $$f .py); [ "$$m" = __init__ ] && continue; \
 		echo "== python -m bench.$$m"; $(BIN)/python -m bench.$$m; done
 
 ## the whole fault matrix (tests/reliability/, every scenario incl. the 30-day backfill; CI runs the quick subset in `make test`)
-test-reliability: setup
+test-reliability: dev-setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability --durations=0

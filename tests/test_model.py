@@ -218,3 +218,25 @@ def test_gold_for_a_day_is_reproducible_later(two_days):
         assert con.execute("SELECT max(as_of_date) FROM gold.fct_title_daily_engagement").fetchone()[0] == D2  # the fact keeps the newest day
     finally:
         con.close()
+
+
+@pytest.mark.slow
+def test_query_as_of_an_earlier_day_equals_that_days_fact(two_days):
+    "The fact is stored as of its newest day; the semantic layer computes an earlier as-of from silver history, equal to what that day's run stored."
+    from trakt_nb.semantic import query
+    s, gold_d1 = two_days
+    con = connect(s, read_only=True)
+    try:
+        assert con.execute("SELECT DISTINCT as_of_date FROM gold.fct_title_daily_engagement").fetchall() == [(D2,)]
+        by = ["title_kind", "title_id_trakt", "day"]
+        got = query(con, ["comments", "likes", "replies_received", "user_ratings"], by=by, as_of=D1).to_pandas()
+        want = gold_d1["fct_title_daily_engagement"]
+        assert len(got) == len(want) > 0
+        got = got.sort_values(by).reset_index(drop=True)
+        assert got.comments.tolist() == want.comments.tolist() and got.likes.tolist() == want.likes.tolist()
+        assert got.replies_received.tolist() == want.replies_received.tolist()
+        assert got.user_ratings.tolist() == want.rating_count.tolist()
+        now = query(con, ["likes"], as_of=D2).to_pandas().likes[0]
+        assert now > want.likes.sum()  # the newest as-of really differs: likes grew after D1
+    finally:
+        con.close()

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from trakt_nb.config import UserError
-from trakt_nb.semantic import (METRICS_PATH, ExpressionError, catalogue_table, create_metric_views, format_value,
+from trakt_nb.semantic import (METRICS_PATH, ExpressionError, catalogue_table, create_metric_views, format_value, period,
                                load_metrics, parse_expression, parse_predicate, query, write_demo_gold)
 
 CAT = load_metrics()
@@ -165,7 +165,8 @@ def test_views_are_replaced_not_duplicated(warehouse):
 def test_as_of_selects_that_days_rows(demo):
     assert query(demo, ["quadrant_titles"], as_of=EARLIER).to_pandas().quadrant_titles[0] == 2
     assert query(demo, ["quadrant_titles"], as_of="2026-11-20").to_pandas().quadrant_titles[0] == 3
-    assert query(demo, ["quadrant_titles"], by=["quadrant"], as_of="2026-01-01").to_pandas().empty
+    with pytest.raises(UserError, match="has no rows as of 2026-01-01; ask for one of its as-of dates 2026-11-13, 2026-11-20"):
+        query(demo, ["quadrant_titles"], by=["quadrant"], as_of="2026-01-01")  # not an empty table
 
 
 def test_metrics_of_several_models(demo):
@@ -283,3 +284,67 @@ def test_views_work_when_the_warehouse_is_attached_under_another_name(warehouse)
         con.execute(f"ATTACH '{warehouse}' AS elsewhere (READ_ONLY)")
         got = con.sql("SELECT title_kind, sum(comments) FROM elsewhere.metrics.comments GROUP BY 1 ORDER BY 1").fetchall()
     assert got == [("movie", 10), ("show", 6)]
+
+
+# --- periods, period-over-period, as-of and typed filters -----------------------------------------------------------
+
+@pytest.mark.parametrize("kw, days", [
+    (dict(between=("2026-11-18", "2026-11-19")), {"2026-11-18", "2026-11-19"}),
+    (dict(between=(dt.date(2026, 11, 19), "2026-11-20")), {"2026-11-19", "2026-11-20"}),
+    (dict(last_days=2), {"2026-11-19", "2026-11-20"}),          # ends on the fact's as-of date
+    (dict(month="2026-11"), {"2026-11-18", "2026-11-19", "2026-11-20"}),
+    (dict(week="2026-W47"), {"2026-11-18", "2026-11-19", "2026-11-20"}),  # Mon 16 … Sun 22 November
+    (dict(month="2026-10"), set()),
+    (dict(where={"day": ("2026-11-20", "2026-11-20")}), {"2026-11-20"}),
+])
+def test_period_keeps_its_days(demo, kw, days):
+    got = query(demo, ["comments"], by=["day"], **kw).to_pandas()
+    assert {str(d)[:10] for d in got.day} == days
+    per_day = {"2026-11-18": 8, "2026-11-19": 6, "2026-11-20": 2}
+    total = query(demo, ["comments"], **kw).to_pandas().comments[0]
+    assert (0 if pd.isna(total) else total) == sum(per_day[d] for d in days)
+
+
+def test_compare_gives_delta_and_ratio_against_the_period_before(demo):
+    df = query(demo, ["comments", "likes"], by=["title_kind"], last_days=1, compare=True).to_pandas().set_index("title_kind")
+    # 20 Nov against 19 Nov: movies 0 + 1 against 2 + 4 comments, likes 0 + 0 against 1 + 2; shows 1 against 0
+    assert df.loc["movie", ["comments", "comments_prev", "comments_delta"]].tolist() == [1, 6, -5]
+    assert df.loc["movie", "comments_ratio"] == pytest.approx(1 / 6)
+    assert df.loc["movie", ["likes", "likes_prev", "likes_delta", "likes_ratio"]].tolist() == [0, 3, -3, 0.0]
+    assert df.loc["show", "comments_prev"] == 0 and pd.isna(df.loc["show", "comments_ratio"])  # nothing before: no ratio
+    assert period(month="2026-12").previous() == period(month="2026-11")
+    with pytest.raises(UserError, match="cannot group by day"):
+        query(demo, ["comments"], by=["day"], last_days=2, compare=True)
+
+
+def test_nulls_sort_last_both_ways(demo):
+    for order in ("mean_user_rating", "-mean_user_rating"):
+        df = query(demo, ["mean_user_rating"], by=["title"], between=("2026-11-19", "2026-11-20"), order_by=order).to_pandas()
+        assert df.title.tolist()[-1] == "Gamma" and pd.isna(df.mean_user_rating.iloc[-1])
+        assert df.title.tolist()[:2] == (["Beta", "Alpha"] if order[0] != "-" else ["Alpha", "Beta"])
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(where={"day": ("2026-11-01", 30)}), "where day=30 is not a date"),
+    (dict(where={"title_kind": "movies"}), "There is no title_kind 'movies' in gold.fct_title_daily_engagement; did you mean 'movie'?"),
+    (dict(where={"title": 7}), "is not text"),
+    (dict(where={"title_id_trakt": 1.5}), "is not a whole number"),
+    (dict(between=("2026-11-20", "2026-11-01")), "after it ends"),
+    (dict(month="November"), "not a calendar month"),
+    (dict(last_days=-3), "positive whole number"),
+    (dict(as_of="2026-12-01"), "known up to 2026-11-20"),
+    (dict(as_of="2026-11-13"), "to compute it as of 2026-11-13"),
+])
+def test_bad_requests_are_one_sentence(demo, kw, message):
+    with pytest.raises(UserError) as e:
+        query(demo, ["comments"], **kw)
+    assert message in str(e.value) and str(e.value).count(". ") == 0
+
+
+def test_period_macros_equal_query(warehouse, demo):
+    with duckdb.connect(str(warehouse), read_only=True) as plain:
+        got = plain.sql("SELECT title, comments FROM metrics.comments_between('2026-11-18', '2026-11-19') ORDER BY title").fetchall()
+        share = plain.sql("SELECT title, spoiler_share FROM metrics.spoiler_share_between('2026-11-18', '2026-11-20') ORDER BY title").fetchall()
+    want = query(demo, ["comments"], by=["title"], between=("2026-11-18", "2026-11-19")).to_pandas()
+    assert got == list(zip(want.title, want.comments)) == [("Alpha", 5), ("Beta", 4), ("Gamma", 5)]
+    assert dict(share) == pytest.approx({"Alpha": 1 / 5, "Beta": 2 / 5, "Gamma": 1 / 6})

@@ -117,6 +117,8 @@ def test_yesterday_not_yet_due_is_pending_not_a_breach(s):
     assert st.window_end == D(2026, 11, 27) and states(st)[D(2026, 11, 27)] == "pending"
     assert st.freshness_ratio == 1.0 and st.ok and check(st) == 0 and len(st.counted_days) == 2
     assert "2/2 days on time, 1 not due yet" in status_table(st)
+    import re
+    assert not re.search(r"\b(fresh|pending)\b", status_table(st))  # one vocabulary with the reports: on time, late, not due yet
     st = slo_status(s, now=after)  # the deadline passed without a run
     assert states(st)[D(2026, 11, 27)] == "missing" and check(st) == 1
     write_run(s, D(2026, 11, 27), before - dt.timedelta(hours=1))  # finished before the deadline: fresh even before it passes
@@ -171,7 +173,7 @@ def test_empty_project_and_missing_pieces(s):
     assert st.freshness_ratio is None and st.completeness_ratio is None
     text = status_table(st)
     assert "no data" in text and "no reports folder" in text and "no warehouse" in text
-    assert summary_line(st) == "SLOs over 30 days: no runs recorded yet."
+    assert summary_line(st) == "SLOs over 30 days: no finished run to judge yet (a run counts once it has finished; `trakt-nb status` then lists it)."
     # reports but no warehouse: freshness judged, completeness has no data and is not a breach
     on_time(s, D(2026, 11, 27))
     (s.storage.reports_dir / "latest").mkdir()

@@ -463,23 +463,34 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         return
     lock = wh.with_name(wh.name + suffix)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = _lock_holder(fd)
+                        if holder is None:
+                            raise UserError(f"another trakt-nb run is writing {wh}; wait for it to finish or stop it, and run again to resume.") from None
+                        raise UserError(f"another trakt-nb run (pid {holder}) is writing {wh}; wait for it to finish "
+                                        f"or stop it (kill {holder}) and run again to resume.") from None
+                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        except BaseException:
+            os.close(fd); raise
+        try: current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: current = False
+        if current: break
+        os.close(fd)  # the holder before us removed the file as it let go: lock the file that is there now
     try:
-        deadline = time.monotonic() + max(0.0, wait_s)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _lock_holder(fd)
-                    if holder is None:
-                        raise UserError(f"another trakt-nb run is writing {wh}; wait for it to finish or stop it, and run again to resume.") from None
-                    raise UserError(f"another trakt-nb run (pid {holder}) is writing {wh}; wait for it to finish "
-                                    f"or stop it (kill {holder}) and run again to resume.") from None
-                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield lock
     finally:
+        try: os.unlink(lock)  # still held, so no one else holds this file: no lock file stays behind
+        except FileNotFoundError: pass
         os.close(fd)  # closing the only descriptor releases the flock
+

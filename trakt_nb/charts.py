@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['VEGALITE_MIME', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json', 'chart_html',
-           'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter', 'quadrant_counts',
-           'movers', 'top_titles', 'half_life_frames', 'half_life_distribution', 'weekly_since_onset', 'with_fit',
-           'decay_curves', 'cohort_trend', 'hold_up_leaderboard', 'rating_polarisation']
+__all__ = ['VEGALITE_MIME', 'TITLE_LINKS_JS', 'QUADRANTS', 'QUADRANT_COLORS', 'vega_bundle_script', 'remote_fetches', 'spec_json',
+           'chart_html', 'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter',
+           'quadrant_counts', 'movers', 'top_titles', 'half_life_frames', 'half_life_distribution',
+           'weekly_since_onset', 'with_fit', 'decay_curves', 'cohort_trend', 'hold_up_leaderboard',
+           'rating_polarisation', 'table']
 
 # %% ../notebooks/40_charts.ipynb #a4b330f4
 def _bundle_cache_path() -> Path:
@@ -74,7 +75,7 @@ def chart_html(chart) -> str:
           f"if(!j||j.getAttribute('data-for')!=='{cid}')j=document.querySelector('script[data-for=\"{cid}\"]');"
           "var d=j.previousElementSibling;"
           "if(typeof vegaEmbed!=='function'){d.textContent='This chart needs the Vega bundle in the page head.';return;}"
-          "vegaEmbed(d,JSON.parse(j.textContent),{actions:false,renderer:'svg'})"
+          "vegaEmbed(d,(window.traktLinks||function(x){return x;})(JSON.parse(j.textContent)),{actions:false,renderer:'svg'})"
           ".catch(function(e){d.textContent='Chart error: '+e.message;});})();")
     return (f'<div class="trakt-chart" id="{cid}"></div>'
             f'<script type="application/json" data-for="{cid}">{body}</script>'
@@ -89,6 +90,20 @@ def show(chart) -> None:
     "Display a chart: JupyterLab renders the Vega-Lite spec, nbconvert reports take the embedded HTML."
     from IPython.display import display
     display(mimebundle(chart), raw=True)
+
+# %% ../notebooks/40_charts.ipynb #647bd5dc
+# a title named by a mark links to its page: rows with title_kind and title_id_trakt get the page's address, and every
+# mark that shows a title (not aggregated) takes it as its href; the reports' pages define it, notebooks do not
+TITLE_LINKS_JS = """<script>window.traktLinks=function(spec){
+function rows(s){if(!s||typeof s!=='object')return;
+ var sets=[];if(s.datasets)for(var k in s.datasets)sets.push(s.datasets[k]);if(s.data&&Array.isArray(s.data.values))sets.push(s.data.values);
+ sets.forEach(function(d){(d||[]).forEach(function(r){if(r&&r.title_kind&&r.title_id_trakt!=null)r._title_page='titles/'+r.title_kind+'-'+Math.round(r.title_id_trakt)+'.html';});});
+ ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(rows);});if(s.spec)rows(s.spec);}
+function names(enc){var ok=false;Object.keys(enc||{}).forEach(function(ch){[].concat(enc[ch]).forEach(function(e){if(e&&e.field==='title'&&!e.aggregate)ok=true;});});return ok;}
+function marks(s,inherited){if(!s||typeof s!=='object')return;var enc=Object.assign({},inherited||{},s.encoding||{});
+ if(s.mark&&names(enc)&&!enc.href){s.encoding=s.encoding||{};s.encoding.href={field:'_title_page'};}
+ ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(function(x){marks(x,k==='layer'?enc:null);});});if(s.spec)marks(s.spec);}
+rows(spec);marks(spec);return spec;};</script>"""
 
 # %% ../notebooks/40_charts.ipynb #56720cc9
 def run_facts(con, day: dt.date) -> dict:
@@ -221,7 +236,7 @@ def quadrant_counts(df: pd.DataFrame) -> alt.FacetChart:  # per title_kind × qu
     d = df.assign(quadrant=lambda x: _quadrant_labels(x.quadrant))
     return (alt.Chart(d).mark_bar().encode(
         x=alt.X("quadrant_titles:Q", title="Titles"),
-        y=alt.Y("quadrant:N", title=None, sort=QUADRANTS),
+        y=alt.Y("quadrant:N", title="Quadrant", sort=QUADRANTS),
         color=alt.Color("quadrant:N", scale=alt.Scale(domain=QUADRANTS, range=QUADRANT_COLORS), legend=None),
         tooltip=[_KIND, alt.Tooltip("quadrant:N", title="Quadrant"), alt.Tooltip("quadrant_titles:Q", title="Titles"),
                  alt.Tooltip("quadrant_movers:Q", title="Moved in since last week")])
@@ -253,7 +268,7 @@ def top_titles(df: pd.DataFrame, n: int = 5) -> alt.FacetChart:  # per title: ti
             .transform_filter(alt.datum.rank <= n)
             .mark_bar().encode(
                 x=alt.X("breadth:Q", title="Breadth"),
-                y=alt.Y("label:N", title=None, sort="-x"),
+                y=alt.Y("label:N", title="Title (M movie, S show)", sort="-x"),
                 color=alt.Color("quadrant:N", scale=alt.Scale(domain=QUADRANTS, range=QUADRANT_COLORS), legend=None),
                 tooltip=[alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,
                          alt.Tooltip("breadth:Q", title="Breadth", format=",.0f"), alt.Tooltip("intensity:Q", title="Intensity", format=".2f")])
@@ -396,3 +411,48 @@ def rating_polarisation(df: pd.DataFrame) -> alt.Chart:  # per title: title, yea
                  alt.Tooltip("latest_rating:Q", title="Rating", format=".2f"), alt.Tooltip("votes:Q", title="Votes", format=","),
                  alt.Tooltip("share_9_10:Q", title="9-10 votes", format=".1%"), alt.Tooltip("share_1_3:Q", title="1-3 votes", format=".1%")],
     ).properties(width=420, height=280)
+
+# %% ../notebooks/40_charts.ipynb #db619c2e
+def _cell_text(v, fmt: str | None) -> str:
+    "One value as a report shows it: integers as integers (1,234), other numbers to two places, a format when given."
+    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return "n/a"
+    if isinstance(v, (pd.Timestamp, dt.datetime)): return v.strftime("%Y-%m-%d %H:%M") if (v.hour, v.minute, v.second) != (0, 0, 0) else v.strftime("%Y-%m-%d")
+    if isinstance(v, dt.date): return v.isoformat()
+    if isinstance(v, (bool, np.bool_)): return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)) and not fmt: return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        kind, _, digits = (fmt or "").partition(":")
+        n = int(digits or 0)
+        if kind == "percent": return f"{float(v) * 100:,.{n}f}%"
+        if kind == "days": return f"{float(v):,.{n}f} days"
+        if kind == "integer" or float(v).is_integer(): return f"{round(float(v)):,}"  # breadth 11, not 11.0
+        if kind == "decimal": return f"{float(v):,.{n}f}"
+        return f"{float(v):,.2f}"
+    if isinstance(v, (int, np.integer)): return _cell_text(float(v), fmt)
+    return str(v)
+
+def table(df: pd.DataFrame,                   # the rows to show (its index is dropped: name the columns you want)
+          formats: dict[str, str] | None = None,  # column -> integer | decimal:N | percent:N | days:N
+          metric_formats: bool = True,        # columns named after a governed metric take that metric's format
+          caption: str | None = None,
+          empty: str = "none",                # what an empty table says
+          title_links: bool = False):         # on a report page: a title links to its page (titles/<kind>-<id>.html)
+    "A frame as a report table: no index column, integers as integers, numbers in their formats, n/a for NULL, `empty` when there are no rows."
+    from IPython.display import HTML
+    import html as _html
+    cap = f"<p class='caption'>{_html.escape(caption)}</p>" if caption else ""
+    if df is None or len(df) == 0: return HTML(f"{cap}<p class='empty'><em>{_html.escape(empty)}</em></p>")
+    fmts = dict(formats or {})
+    if metric_formats:
+        from trakt_nb.semantic import load_metrics
+        cat = load_metrics()
+        fmts = {**{c: cat[c].format for c in df.columns if c in cat}, **fmts}
+    shown = pd.DataFrame({c: [_cell_text(v, fmts.get(c)) for v in df[c].tolist()] for c in df.columns})
+    right = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    shown = shown.map(_html.escape)
+    if title_links and {"title", "title_kind", "title_id_trakt"} <= set(df.columns):
+        shown["title"] = [f'<a href="titles/{_html.escape(str(k))}-{int(i)}.html">{t}</a>' if pd.notna(i) and pd.notna(k) else t
+                          for t, k, i in zip(shown.title, df.title_kind, df.title_id_trakt)]
+    out = shown.to_html(index=False, escape=False, border=0, classes="trakt-table")
+    for c in right: out = out.replace(f"<th>{_html.escape(str(c))}</th>", f'<th class="num">{_html.escape(str(c))}</th>', 1)
+    return HTML(cap + out)

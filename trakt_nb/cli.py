@@ -17,9 +17,10 @@ from . import __version__
 from .config import UserError, load_settings, configure_logging, Settings
 
 # %% auto #0
-__all__ = ['EXIT_STOPPED', 'parse_day', 'cmd_replay_serve', 'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run',
-           'cmd_backfill', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_forget',
-           'cmd_metrics_list', 'build_parser', 'main']
+__all__ = ['DATE_FORMS', 'EXIT_STOPPED', 'parse_day', 'Parser', 'metric_lines', 'cmd_titles', 'cmd_replay_serve',
+           'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run', 'cmd_backfill', 'cmd_status', 'cmd_slo_check',
+           'cmd_schema_promote', 'cmd_schema_drift', 'cmd_forget', 'cmd_metrics_list', 'cmd_query', 'build_parser',
+           'main']
 
 # %% ../notebooks/50_cli.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
@@ -30,6 +31,62 @@ def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
     try: return dt.date.fromisoformat(text.strip())
     except ValueError: raise UserError(f"{text!r} is not a date; write it as YYYY-MM-DD, e.g. {today.isoformat()}.") from None
 
+# %% ../notebooks/50_cli.ipynb #fe8727e6
+DATE_FORMS = "YYYY-MM-DD, today or yesterday (UTC days)"
+
+class Parser(argparse.ArgumentParser):
+    "argparse with one-sentence errors: a misspelt command or choice gets the nearest one ('did you mean')."
+    def error(self, message: str):
+        import difflib, re
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m[2]) or [c.strip() for c in m[2].split(",")]
+            near = difflib.get_close_matches(m[1], choices, n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]}? " if near else ""
+            self.exit(2, f"{self.prog}: {m[1]!r} is not a command or choice here; {hint}use one of {', '.join(choices)} (see {self.prog} --help).\n")
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help.\n")
+
+def _progress_bar(quiet: bool, stream=None) -> bool:
+    "Show a progress bar only when asked and the output is a terminal (not a cron log or a pipe)."
+    stream = stream or sys.stderr
+    return not quiet and hasattr(stream, "isatty") and stream.isatty()
+
+def metric_lines(width: int = 100) -> str:
+    "The governed metrics as `name  description [format]`, wrapped to `width` columns, for `trakt-nb metrics list`."
+    import textwrap
+    from trakt_nb.semantic import load_metrics
+    cat = list(load_metrics())
+    w = max(len(m.name) for m in cat) + 2
+    out = []
+    for m in cat:
+        text = f"{m.description} [{m.format}; by {', '.join(d for d in m.dimensions if d != 'as_of_date')}]"
+        out += textwrap.wrap(text, width=width, initial_indent=m.name.ljust(w), subsequent_indent=" " * w)
+    return "\n".join(out)
+
+def cmd_titles(args, s: Settings) -> int:
+    "The followed titles (fixed at the first run), and with the replay source the titles the replay world offers."
+    import pandas as pd
+    from trakt_nb.bronze import connect, get_state, table_exists
+    followed = None
+    if s.storage.warehouse.exists():
+        con = connect(s, read_only=True)
+        try: followed = get_state(con, "followed_titles") if table_exists(con, "bronze", "state") else None
+        finally: con.close()
+    if followed:
+        df = pd.DataFrame(followed)[["kind", "trakt", "slug", "title", "year"]].sort_values(["kind", "title"])
+        print(f"Followed titles ({len(df)}, fixed at the first run):")
+        print(df.rename(columns={"trakt": "trakt id"}).to_string(index=False))
+    else:
+        lists = [f"{k}: {v}" for k, v in (("movies", ", ".join(s.titles.movies)), ("shows", ", ".join(s.titles.shows))) if v]
+        print("No run has chosen the titles yet; the first run follows " +
+              ("; ".join(lists) if lists else f"the top {s.titles.trending_top_n} trending movies and shows") + ".")
+    if s.run.source == "replay" and (args.available or not followed):
+        from trakt_nb.replay_world import WorldSpec, get_world
+        t = get_world(WorldSpec.from_settings(s)).titles[["kind", "trakt", "slug", "title", "year"]].sort_values(["kind", "title"])
+        print(f"\nAvailable in the replay world (seed {s.replay.seed}; list ids or slugs under [titles] movies/shows):")
+        print(t.rename(columns={"trakt": "trakt id"}).to_string(index=False))
+    return 0
+
 # %% ../notebooks/50_cli.ipynb #4a028bff
 def cmd_replay_serve(args, s: Settings) -> int:
     "Serve the replay API in the foreground until Ctrl-C."
@@ -37,9 +94,17 @@ def cmd_replay_serve(args, s: Settings) -> int:
     from trakt_nb.replay_api import ReplayAPI
     if args.seed is not None: s = s.replace(replay={"seed": args.seed})
     as_of = None if args.as_of in (None, "now") else parse_day(args.as_of)
+    if args.faults in ("list", "help"):
+        from trakt_nb.replay_api import FAULTS
+        print("Fault scenarios for --faults name[:rate[@param]],… (rate: share of requests, 0–1):")
+        for name, text in FAULTS.items(): print(f"  {name:<18} {text}")
+        return 0
+    from trakt_nb.config import REPLAY_DEV_KEY
     app = ReplayAPI.from_settings(s, as_of=as_of, faults=args.faults if args.faults is not None else s.replay.faults)
     host, port = args.host or s.replay.host, s.replay.port if args.port is None else args.port
-    print(f"replay API (seed {s.replay.seed}, as of {as_of or 'now'}) on http://{host}:{port} — Ctrl-C to stop", file=sys.stderr)
+    print(f"replay API (seed {s.replay.seed}, as of {as_of or 'now'}) on http://{host}:{port}\n"
+          f"  it accepts the header trakt-api-key: {REPLAY_DEV_KEY} (or your TRAKT_CLIENT_ID); e.g. curl -H 'trakt-api-key: {REPLAY_DEV_KEY}' http://{host}:{port}/movies/trending\n"
+          f"  Ctrl-C to stop", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, date_header=False)
     return 0
 
@@ -64,7 +129,7 @@ def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
     from trakt_nb.ingest import ingest, RunStopped
     s, day = _with_source(args, s), parse_day(args.date)
-    try: summary = ingest(s, day, full=args.full, refresh=args.refresh, progress=not args.quiet)
+    try: summary = ingest(s, day, full=args.full, refresh=args.refresh, progress=_progress_bar(args.quiet))
     except RunStopped as e:
         print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_STOPPED
     print(summary.line())
@@ -129,8 +194,13 @@ def cmd_schema_drift(args, s: Settings) -> int:
     from trakt_nb.bronze import connect
     from trakt_nb.contracts import drift_report
     if not s.storage.warehouse.exists(): raise UserError(f"There is no warehouse at {s.storage.warehouse} yet; run `trakt-nb ingest` first.")
+    day = parse_day(args.date)
     con = connect(s, read_only=True)
-    try: df = drift_report(con, parse_day(args.date))
+    try:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'bronze' AND table_name = 'trakt_pages'").fetchone()[0] or \
+           not con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [day]).fetchone()[0]:
+            raise UserError(f"No run has ingested {day}, so there is no drift to show for it; run `trakt-nb run --date {day}` first or pick a day that ran (`trakt-nb status`).")
+        df = drift_report(con, day)
     finally: con.close()
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(df.to_string(index=False) if len(df) else "no schema drift")
@@ -147,36 +217,84 @@ def cmd_metrics_list(args, s: Settings) -> int:
     "Print the governed metrics catalogue."
     import pandas as pd
     from trakt_nb.semantic import catalogue_table
-    cat = catalogue_table()[["name", "label", "model", "expression", "grain", "format"]]
-    with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
-        print(cat.to_string(index=False))
+    if args.full:
+        with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
+            print(catalogue_table()[["name", "label", "model", "expression", "grain", "format"]].to_string(index=False))
+    else: print(metric_lines(100))
+    return 0
+
+# %% ../notebooks/50_cli.ipynb #e434820c
+def _where_arg(text: str) -> tuple[str, object]:
+    "`DIM=VALUE` from the command line: `a..b` is an inclusive range, `a,b` a list, true/false/null as such."
+    dim, sep, raw = text.partition("=")
+    if not sep or not dim.strip(): raise UserError(f"--where {text!r} is not DIM=VALUE; write it like --where title_kind=movie or --where day=2026-11-01..2026-11-30.")
+    one = lambda v: {"true": True, "false": False, "null": None}.get(v.strip().lower(), v.strip())
+    if ".." in raw: lo, _, hi = raw.partition(".."); return dim.strip(), (one(lo), one(hi))
+    if "," in raw: return dim.strip(), [one(v) for v in raw.split(",")]
+    return dim.strip(), one(raw)
+
+def _formatted(df, names: list[str]):
+    "Metric columns written in their formats (`_ratio` columns as ×N.NN), n/a for NULL."
+    from trakt_nb.semantic import format_value
+    out = df.copy()
+    for c in out.columns:
+        base = next((n for n in names if c == n or c in (f"{n}_prev", f"{n}_delta")), None)
+        if base: out[c] = [format_value(base, v) for v in df[c]]
+        elif c.endswith("_ratio") and c[:-6] in names: out[c] = ["n/a" if v is None or v != v else f"×{v:.2f}" for v in df[c]]
+    return out
+
+def cmd_query(args, s: Settings) -> int:
+    "Governed metrics by dimension over a period, from the warehouse the daily run writes (opened read-only)."
+    import pandas as pd
+    from trakt_nb.bronze import connect
+    from trakt_nb.semantic import query
+    names = [n for m in args.metrics for n in m.split(",") if n]
+    by = [d for b in args.by or [] for d in b.split(",") if d]
+    where = dict(_where_arg(w) for w in args.where or [])
+    between = tuple(parse_day(d) for d in args.between) if args.between else None
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        raise UserError("Parquet is binary; add --output FILE.parquet or redirect the output to a file.")
+    con = connect(s, read_only=True)
+    try:
+        df = query(con, names, by=by, where=where, as_of=parse_day(args.as_of) if args.as_of else None, between=between,
+                   last_days=args.last_days, month=args.month, week=args.week, compare=args.compare, order_by=args.order_by).to_pandas()
+    finally: con.close()
+    if args.format == "parquet":
+        df.to_parquet(args.output or sys.stdout.buffer, index=False)
+    elif args.format == "csv":
+        text = df.to_csv(index=False)
+        Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            text = _formatted(df, names).to_string(index=False) if len(df) else "none"
+        Path(args.output).write_text(text + "\n") if args.output else print(text)
     return 0
 
 # %% ../notebooks/50_cli.ipynb #78169542
 def build_parser() -> argparse.ArgumentParser:
     "The `trakt-nb` argument parser."
-    p = argparse.ArgumentParser(prog="trakt-nb", description="Trakt comments analytics: ingest, model, report.")
+    p = Parser(prog="trakt-nb", description=f"Trakt comments analytics: ingest, model, report. Dates: {DATE_FORMS}.")
     p.add_argument("--version", action="version", version=f"trakt-nb {__version__}")
     p.add_argument("--settings", help="path of settings.ini (default: nearest settings.ini, or $TRAKT_NB_SETTINGS)")
-    p.add_argument("--log-level", default=os.environ.get("TRAKT_NB_LOG_LEVEL", "warning"), choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=os.environ.get("TRAKT_NB_LOG_LEVEL", "warning"), choices=["debug", "info", "warning", "error"], help="log level of the structured logs on stderr (default: warning, or $TRAKT_NB_LOG_LEVEL)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="run the daily pipeline for one day")
-    r.add_argument("--date", help="UTC day to run, YYYY-MM-DD (default: today)")
+    r.add_argument("--date", help=f"day to run: {DATE_FORMS} (default: today)")
     r.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     r.set_defaults(func=cmd_run)
     ig = sub.add_parser("ingest", help="crawl one day from the API into bronze")
-    ig.add_argument("--date", help="UTC day to ingest, YYYY-MM-DD (default: today)")
+    ig.add_argument("--date", help=f"day to ingest: {DATE_FORMS} (default: today)")
     ig.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     ig.add_argument("--full", action="store_true", help="crawl every title's comments in full")
     ig.add_argument("--refresh", action="store_true", help="fetch again even if the day is done")
-    ig.add_argument("--quiet", action="store_true", help="no progress bar")
+    ig.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     ig.set_defaults(func=cmd_ingest)
     bf = sub.add_parser("backfill", help="run each day of a range, in order, skipping days already done")
-    bf.add_argument("--start", required=True, help="first day, YYYY-MM-DD"); bf.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
+    bf.add_argument("--start", required=True, help=f"first day: {DATE_FORMS}"); bf.add_argument("--end", required=True, help=f"last day: {DATE_FORMS}")
     bf.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     bf.set_defaults(func=cmd_backfill)
     md = sub.add_parser("model", help="build silver, gold and metric views for one day")
-    md.add_argument("--date", help="as-of day, YYYY-MM-DD (default: today)")
+    md.add_argument("--date", help=f"as-of day: {DATE_FORMS} (default: today)")
     md.add_argument("--full-refresh", action="store_true", help="rebuild silver from all of bronze")
     md.set_defaults(func=cmd_model)
     st = sub.add_parser("status", help="service levels over the trailing window, last runs, breaches")
@@ -189,22 +307,46 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("resource", help="e.g. comment"); pr.add_argument("field", help="e.g. sentiment or user.karma")
     pr.set_defaults(func=cmd_schema_promote)
     dr = sc.add_parser("drift", help="fields that appeared, went missing or changed type")
-    dr.add_argument("--date", help="run date, YYYY-MM-DD (default: today)")
+    dr.add_argument("--date", help=f"run date: {DATE_FORMS} (default: today)")
     dr.set_defaults(func=cmd_schema_drift)
     fg = sub.add_parser("forget", help="remove stored content on request (every layer, bronze included)")
     fg.add_argument("--user", required=True, help="the user's slug: every comment and reply they wrote is removed")
     fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
     fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))
     mt = sub.add_parser("metrics", help="the governed metrics").add_subparsers(dest="metrics_command", required=True, metavar="SUBCOMMAND")
-    mt.add_parser("list", help="print the catalogue of governed metrics").set_defaults(func=cmd_metrics_list)
+    ml = mt.add_parser("list", help="print the governed metrics with their descriptions")
+    ml.add_argument("--full", action="store_true", help="one wide row per metric: label, model, expression, grain, format")
+    ml.set_defaults(func=cmd_metrics_list)
+    ti = sub.add_parser("titles", help="the followed titles (and, with the replay, the titles it offers)")
+    ti.add_argument("--available", action="store_true", help="with the replay source: also list every title the replay world offers")
+    ti.set_defaults(func=cmd_titles)
+    qy = sub.add_parser("query", help="governed metrics by dimension over a period (table, CSV or Parquet)",
+                        description=f"Governed metrics (see `trakt-nb metrics list`) from the warehouse the daily run writes, opened read-only. Days: {DATE_FORMS}.")
+    qy.add_argument("metrics", nargs="+", metavar="METRIC", help="metric names, e.g. comments mean_user_rating")
+    qy.add_argument("--by", nargs="+", metavar="DIM", help="dimensions to group by, e.g. title or title_kind day")
+    qy.add_argument("--where", action="append", metavar="DIM=VALUE", help="filter: DIM=v, DIM=v1,v2 (any of) or DIM=lo..hi (inclusive); repeatable")
+    per = qy.add_mutually_exclusive_group()
+    per.add_argument("--between", nargs=2, metavar=("FIRST", "LAST"), help=f"the days FIRST to LAST, inclusive: {DATE_FORMS}")
+    per.add_argument("--last-days", type=int, metavar="N", help="the N days ending on the as-of date")
+    per.add_argument("--month", metavar="YYYY-MM", help="a calendar month")
+    per.add_argument("--week", metavar="YYYY-Www", help="an ISO week, Monday to Sunday, e.g. 2026-W48")
+    qy.add_argument("--compare", action="store_true", help="add each metric over the period before: _prev, _delta, _ratio")
+    qy.add_argument("--as-of", metavar="DATE", help=f"the as-of date of the gold rows: {DATE_FORMS} (default: the latest)")
+    qy.add_argument("--order-by", metavar="COLUMN", help="sort by a result column; --order-by=-COLUMN for descending (NULLs last)")
+    qy.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format (default: table)")
+    qy.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    qy.set_defaults(func=cmd_query)
     rp = sub.add_parser("replay", help="the built-in synthetic Trakt/TMDb API").add_subparsers(dest="replay_command", required=True, metavar="SUBCOMMAND")
     sv = rp.add_parser("serve", help="serve the replay API over HTTP until Ctrl-C")
-    sv.add_argument("--host"); sv.add_argument("--port", type=int); sv.add_argument("--seed", type=int)
-    sv.add_argument("--as-of", help="serve the world as of this day (default: now)")
-    sv.add_argument("--faults", help="fault scenarios, e.g. 'server_errors:0.2,slow:0.05@3'")
+    sv.add_argument("--host", help="address to listen on (default: [replay] host, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port to listen on (default: [replay] port, 8765)")
+    sv.add_argument("--seed", type=int, help="seed of the synthetic world (default: [replay] seed)")
+    sv.add_argument("--as-of", help=f"serve the world as of this day: {DATE_FORMS}, or now (default: now)")
+    sv.add_argument("--faults", help="fault scenarios name[:rate[@param]],… e.g. 'server_errors:0.2,slow:0.05@3'; --faults list prints them all")
     sv.set_defaults(func=cmd_replay_serve)
     sm = rp.add_parser("summary", help="print what the world holds as of a day")
-    sm.add_argument("--as-of"); sm.add_argument("--seed", type=int)
+    sm.add_argument("--as-of", help=f"the day to summarise: {DATE_FORMS} (default: today)")
+    sm.add_argument("--seed", type=int, help="seed of the synthetic world (default: [replay] seed)")
     sm.set_defaults(func=cmd_replay_summary)
     return p
 

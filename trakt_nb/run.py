@@ -61,7 +61,33 @@ header,nav,main{max-width:1100px;margin:0 auto;padding:0 20px}nav{padding-top:14
 header{padding:10px 20px;border-bottom:1px solid #dde2ea}header h1{margin:.2em 0;font-size:1.6em}
 .facts span{display:inline-block;margin:0 18px 4px 0}.ok{color:#1f7a3e}.late,.bad{color:#b3261e;font-weight:600}
 table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #e4e7ec;padding:4px 10px;text-align:left}
-.jp-OutputArea-output pre,pre{white-space:pre-wrap}.anchor-link{display:none}"""
+.jp-OutputArea-output pre,pre{white-space:pre-wrap}.anchor-link{display:none}
+main{overflow-wrap:anywhere}main table{display:block;max-width:100%;overflow-x:auto}main img,main svg{max-width:100%;height:auto}
+.trakt-chart{max-width:100%;overflow-x:auto}.trakt-csv a{font-size:.85em;margin-right:14px;color:#2456a6}"""  # no page wider than the window
+
+# every chart's data as CSV, from the spec embedded next to it: the page stays one file (data: links, no request)
+_CSV_JS = """<script>(function(){
+function sets(s,out){if(!s||typeof s!=='object')return out;
+ if(s.datasets)for(var k in s.datasets)out.push([k,s.datasets[k]]);
+ if(s.data&&Array.isArray(s.data.values))out.push([s.data.name||'data',s.data.values]);
+ ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(function(x){sets(x,out);});});
+ if(s.spec)sets(s.spec,out);return out;}
+function cell(v){if(v===null||v===undefined)return '';v=typeof v==='object'?JSON.stringify(v):String(v);
+ return /[",\\n\\r]/.test(v)?'"'+v.replace(/"/g,'""')+'"':v;}
+function csv(rows){var cols=[];rows.forEach(function(r){Object.keys(r).forEach(function(k){if(cols.indexOf(k)<0)cols.push(k);});});
+ return [cols.map(cell).join(',')].concat(rows.map(function(r){return cols.map(function(c){return cell(r[c]);}).join(',');})).join('\\r\\n')+'\\r\\n';}
+function slug(t){return String(t||'chart').toLowerCase().replace(/[^a-z0-9]+/g,'-').replace(/^-|-$/g,'').slice(0,60)||'chart';}
+document.querySelectorAll('script[data-for]').forEach(function(j,i){
+ var spec;try{spec=JSON.parse(j.textContent);}catch(e){return;}
+ var found=sets(spec,[]).filter(function(d){return Array.isArray(d[1])&&d[1].length;});if(!found.length)return;
+ var title=spec.title&&(spec.title.text||spec.title);title=Array.isArray(title)?title.join(' '):title;
+ var box=document.createElement('div');box.className='trakt-csv';
+ found.forEach(function(d,n){var a=document.createElement('a');
+  a.download=slug(title||('chart '+(i+1)))+(found.length>1?'-'+(n+1):'')+'.csv';
+  a.href='data:text/csv;charset=utf-8,'+encodeURIComponent(csv(d[1]));
+  a.textContent='Download the data'+(found.length>1?' ('+(n+1)+' of '+found.length+')':'')+' as CSV';box.appendChild(a);});
+ var chart=document.getElementById(j.getAttribute('data-for'));(chart||j).insertAdjacentElement('afterend',box);});
+})();</script>"""
 
 def _facts_html(facts: dict) -> str:
     parts = []
@@ -73,7 +99,8 @@ def page(title: str, body: str, facts: dict, nav: list[tuple[str, str]], head_ex
     links = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in nav)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style>{head_extra}</head>'
-            f'<body><nav>{links}</nav><header><h1>{html.escape(title)}</h1>{_facts_html(facts)}</header><main>{body}</main></body></html>\n')
+            f'<body><nav>{links}</nav><header><h1>{html.escape(title)}</h1>{_facts_html(facts)}</header><main>{body}</main>'
+            f'{_CSV_JS if "trakt-chart" in body else ""}</body></html>\n')
 
 def notebook_body(nb_path: Path) -> tuple[str, str]:
     "An executed notebook's HTML (inputs hidden) and what its page's head needs: the Vega bundle if it draws charts."
@@ -115,7 +142,18 @@ _WARM = """def _trakt_nb_warm(mods):
     for m in mods:
         try: importlib.import_module(m)
         except BaseException: pass  # not a module, or broken: the notebook's own import will say so
-_trakt_nb_warm({mods!r}); del _trakt_nb_warm"""
+_trakt_nb_warm({mods!r}); del _trakt_nb_warm
+def _trakt_nb_tables():  # report tables: no index column, integers as integers, 'none' when empty (trakt_nb.charts.table)
+    try:
+        import pandas as pd
+        from IPython import get_ipython
+        def _html(df):
+            from trakt_nb.charts import table
+            if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None: df = df.reset_index()
+            return table(df, title_links=True).data  # a report page: titles link to their pages
+        get_ipython().display_formatter.formatters["text/html"].for_type(pd.DataFrame, _html)
+    except Exception: pass  # the default table then
+_trakt_nb_tables(); del _trakt_nb_tables"""
 
 _EXIT = """def _trakt_nb_exit(atexit=__import__("atexit"), os=__import__("os")):  # locals: IPython's exit handler clears the namespace
     try: atexit._run_exitfuncs()
@@ -404,10 +442,17 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
     facts = _facts(res, _slo_fact(s, res))
     for st in (st for st in res.steps if (out / f"{st.name}.ipynb").exists()):
         nav = [("index", "../index.html"), ("latest", "../latest/" + (reports[0] + ".html" if reports else "run.json"))]
-        nav += [(REPORTS[r], f"{r}.html") for r in reports if r != st.name] + [("Health", "health.html")]
+        nav += [(REPORTS[r], f"{r}.html") for r in reports if r != st.name] + [("Titles", "titles/index.html"), ("Health", "health.html")]
         title = REPORTS.get(st.name, st.name.split("_", 1)[1].title()) + f" — {res.run_date}"
         body, head = bodies[st.name].result() if bodies and st.name in bodies else notebook_body(out / f"{st.name}.ipynb")
+        if "trakt-chart" in body:  # marks that name a title link to its page (written below)
+            from trakt_nb.charts import TITLE_LINKS_JS
+            head += TITLE_LINKS_JS
         (out / f"{st.name}.html").write_text(page(title, body, facts, nav, head), encoding="utf-8")
+    try:  # a page per followed title, linked from the reports' navigation; never fails the run
+        from trakt_nb.title_pages import write_title_pages
+        write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports})
+    except Exception as e: get_logger("trakt_nb.run").error("title_pages_failed", error=f"{type(e).__name__}: {e}"[:500])
 
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     "Manifest, Prometheus textfile (and push), lineage events and the health page of a run; never changes its outcome."

@@ -23,9 +23,10 @@ import trakt_nb
 from .config import UserError
 
 # %% auto #0
-__all__ = ['AGGREGATES', 'METRICS_PATH', 'DIM_TITLE', 'FORMATS', 'ExpressionError', 'parse_expression', 'parse_predicate',
-           'columns_of', 'compile_row', 'compile_metric', 'Dimension', 'Metric', 'Catalogue', 'load_metrics',
-           'write_demo_gold', 'query', 'catalogue_table', 'create_metric_views', 'format_value']
+__all__ = ['AGGREGATES', 'METRICS_PATH', 'DIM_TITLE', 'FORMATS', 'FROM_SILVER', 'PERIOD_BY', 'ExpressionError',
+           'parse_expression', 'parse_predicate', 'columns_of', 'compile_row', 'compile_metric', 'Dimension', 'Metric',
+           'Catalogue', 'load_metrics', 'write_demo_gold', 'Period', 'as_day', 'period', 'as_of_dates', 'query',
+           'create_period_macros', 'catalogue_table', 'create_metric_views', 'format_value']
 
 # %% ../notebooks/25_semantic.ipynb #83fc51d4
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'[^']*')|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op><=|>=|!=|=|<|>|\+|-|\*|/|\(|\)|,))")
@@ -344,6 +345,73 @@ def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection
         con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     return con
 
+# %% ../notebooks/25_semantic.ipynb #a8df0ca1
+@dataclass(frozen=True)
+class Period:
+    "An inclusive range of days; `previous()` is the period it is compared with."
+    start: dt.date
+    end: dt.date
+    kind: str = "between"  # between | last_days | month | week
+    def __post_init__(self):
+        if self.start > self.end: raise UserError(f"The period starts on {self.start} after it ends on {self.end}; put the earlier day first.")
+    @property
+    def days(self) -> int: return (self.end - self.start).days + 1
+    def previous(self) -> "Period":
+        "The period before: the calendar month before a month, else as many days ending the day before."
+        if self.kind == "month":
+            end = self.start - dt.timedelta(days=1)
+            return Period(end.replace(day=1), end, "month")
+        return Period(self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1), self.kind)
+    def __str__(self): return f"{self.start} … {self.end}"
+
+def as_day(value, what: str = "date") -> dt.date:
+    "`value` (a date, a datetime or YYYY-MM-DD text) as a date, or one sentence naming the form."
+    if isinstance(value, dt.datetime): return value.date()
+    if isinstance(value, dt.date): return value
+    if isinstance(value, str):
+        try: return dt.date.fromisoformat(value.strip())
+        except ValueError: pass
+    raise UserError(f"{what}={value!r} is not a date; write it as YYYY-MM-DD such as 2026-11-28.")
+
+def _month(value) -> Period:
+    if isinstance(value, dt.date): y, m = value.year, value.month
+    else:
+        hit = re.fullmatch(r"(\d{4})-(\d{1,2})", str(value).strip())
+        if not hit or not 1 <= int(hit[2]) <= 12: raise UserError(f"month={value!r} is not a calendar month; write it as YYYY-MM such as 2026-11.")
+        y, m = int(hit[1]), int(hit[2])
+    start = dt.date(y, m, 1)
+    return Period(start, (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1), "month")
+
+def _week(value) -> Period:
+    if isinstance(value, dt.date): start = as_day(value) - dt.timedelta(days=as_day(value).weekday())
+    else:
+        hit = re.fullmatch(r"(\d{4})-?W(\d{1,2})", str(value).strip(), re.I)
+        try: start = dt.date.fromisocalendar(int(hit[1]), int(hit[2]), 1) if hit else None
+        except ValueError: start = None
+        if start is None: raise UserError(f"week={value!r} is not an ISO week; write it as YYYY-Www such as 2026-W48 (Monday to Sunday).")
+    return Period(start, start + dt.timedelta(days=6), "week")
+
+def period(between=None,           # (first, last) days, inclusive
+           last_days: int | None = None,  # the N days ending on `end`
+           month=None,             # a calendar month: YYYY-MM (or any date in it)
+           week=None,              # an ISO week: YYYY-Www (or any date in it), Monday to Sunday
+           end: dt.date | None = None,    # the last day `last_days` counts back from (the as-of date)
+          ) -> Period | None:
+    "The one period given (None when none is), or one sentence naming what is wrong."
+    given = {k: v for k, v in dict(between=between, last_days=last_days, month=month, week=week).items() if v is not None}
+    if not given: return None
+    if len(given) > 1: raise UserError(f"Give one period, not {' and '.join(given)}; use between, last_days, month or week alone.")
+    if between is not None:
+        if isinstance(between, (str, bytes)) or not isinstance(between, (tuple, list)) or len(between) != 2:
+            raise UserError(f"between={between!r} is not a pair of days; pass (first, last) such as ('2026-11-01', '2026-11-30').")
+        return Period(as_day(between[0], "between"), as_day(between[1], "between"), "between")
+    if last_days is not None:
+        if isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1:
+            raise UserError(f"last_days={last_days!r} is not a positive whole number of days; pass for example last_days=28.")
+        end = as_day(end or dt.datetime.now(dt.timezone.utc).date(), "end")
+        return Period(end - dt.timedelta(days=last_days - 1), end, "last_days")
+    return _month(month) if month is not None else _week(week)
+
 # %% ../notebooks/25_semantic.ipynb #972aaee9
 def _backend(con) -> ibis.BaseBackend:
     "An Ibis DuckDB backend for an Ibis backend or a DuckDB connection."
@@ -358,9 +426,7 @@ def _table(backend, name: str) -> ir.Table:
 
 def _as_of_value(as_of) -> dt.date | None:
     "`as_of` as a date (None stays None)."
-    if as_of is None or isinstance(as_of, dt.date): return as_of.date() if isinstance(as_of, dt.datetime) else as_of
-    try: return dt.date.fromisoformat(str(as_of))
-    except ValueError: raise UserError(f"as_of={as_of!r} is not a date; pass a date like 2026-11-28 or None for the latest.") from None
+    return None if as_of is None else as_day(as_of, "as_of")
 
 def _check_request(cat: Catalogue, metrics: list[Metric], by: list[str], where: Mapping) -> None:
     "Raise one sentence when a dimension of `by`/`where` does not fit the metrics, or a non-additive metric loses its grain."
@@ -379,16 +445,88 @@ def _check_request(cat: Catalogue, metrics: list[Metric], by: list[str], where: 
         if miss := [d for d in m.requires if d not in by]:
             raise UserError(f"Metric {m.name} is not additive across {', '.join(miss)}; add {', '.join(miss)} to by (its grain is {' x '.join(m.grain)}).")
 
-def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: bool, where: Mapping, as_of) -> ir.Table:
-    "The model's rows at the as-of date, with title dimensions joined and `where` applied."
+# the daily fact is stored as of its newest date only; an earlier as-of is computed from silver's comment history
+FROM_SILVER = {"gold.fct_title_daily_engagement": "silver.stg_trakt__comment_event_history"}
+
+def as_of_dates(backend, model: str, as_of_column: str = "as_of_date") -> list[dt.date]:
+    "The as-of dates stored in a gold table, oldest first."
+    t = _table(_backend(backend), model)
+    return sorted(as_day(d) for d in t.select(t[as_of_column]).distinct().to_pandas()[as_of_column] if not pd.isna(d))
+
+def _rows_as_of(backend, cat: Catalogue, model: str, as_of) -> ir.Table:
+    "The model's rows at `as_of` (None: its latest; 'all': every stored date); an as-of it cannot answer is one sentence."
     t = _table(backend, model)
     need = set(cat.models[model]["columns"])
     if missing := sorted(need - set(t.columns)):
         raise UserError(f"The warehouse table {model} lacks column(s) {', '.join(missing)} that metrics.yml expects; rebuild gold with `trakt-nb run` or fix models: in metrics.yml.")
     ac = cat.models[model]["as_of"]
-    if as_of == "all": pass
-    elif as_of is None: t = t.filter(t[ac] == t[ac].max())
-    else: t = t.filter(t[ac] == ibis.literal(as_of, type="date"))
+    if as_of == "all": return t
+    if as_of is None: return t.filter(t[ac] == t[ac].max())
+    stored = as_of_dates(backend, model, ac)
+    if as_of in stored: return t.filter(t[ac] == ibis.literal(as_of, type="date"))
+    if not stored: raise UserError(f"The warehouse table {model} is empty; run `trakt-nb run` to fill it.")
+    if as_of > stored[-1]:
+        raise UserError(f"{model} is known up to {stored[-1]}, not as of {as_of}; run `trakt-nb run --date {as_of}` first or ask for an earlier as_of.")
+    if model in FROM_SILVER:
+        from trakt_nb.silver import comment_events_as_of
+        from trakt_nb.gold_engagement import GOLD_EVENT_COLUMNS, daily_engagement
+        try: history = _table(backend, FROM_SILVER[model]).select(GOLD_EVENT_COLUMNS)
+        except UserError:
+            raise UserError(f"{model} is stored as of {stored[-1]} only and the warehouse has no {FROM_SILVER[model]} to compute it as of {as_of}; ask for as_of={stored[-1]} or run `trakt-nb model` on a warehouse with silver.") from None
+        eng = daily_engagement(comment_events_as_of(history, as_of), as_of)
+        return eng.mutate(**{ac: ibis.literal(as_of, type="date")}).select(*t.columns)
+    shown = ", ".join(map(str, stored[-5:])) + (f" (and {len(stored) - 5} earlier)" if len(stored) > 5 else "")
+    raise UserError(f"{model} has no rows as of {as_of}; ask for one of its as-of dates {shown}, or run `trakt-nb model --date {as_of}` to compute it.")
+
+def _coerce(value, typ, d: str):
+    "A `where` value as the dimension's type, or one sentence naming the type wanted."
+    if value is None: return None
+    if typ.is_date(): return as_day(value, f"where {d}")
+    if typ.is_boolean():
+        if isinstance(value, bool): return value
+        raise UserError(f"where {d}={value!r} is not true or false; pass True or False.")
+    if typ.is_integer():
+        if isinstance(value, int) and not isinstance(value, bool): return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit(): return int(value)
+        raise UserError(f"where {d}={value!r} is not a whole number; pass for example {d}=42.")
+    if typ.is_string() or (typ.is_array() and typ.value_type.is_string()):
+        if isinstance(value, str): return value
+        raise UserError(f"where {d}={value!r} is not text; pass for example {d}='…' in quotes.")
+    return value
+
+def _known_values(t: ir.Table, d: str, unnest: bool) -> list:
+    col = t[d].unnest() if unnest else t[d]
+    return sorted(v for v in t.select(v=col).distinct().to_pandas().v if v is not None and not (isinstance(v, float) and math.isnan(v)))
+
+def _apply_where(t: ir.Table, cat: Catalogue, model: str, where: Mapping, unnest: bool) -> ir.Table:
+    "Filter `t` by `where`: a value, a list of values, or a (low, high) tuple as an inclusive range; wrong types and unknown text values are one sentence."
+    for d, v in where.items():
+        col, dim_ = t[d], cat.dimensions[d]
+        typ = col.type()
+        if isinstance(v, tuple) and len(v) == 2 and not dim_.unnest:  # (low, high): inclusive range
+            lo, hi = (_coerce(x, typ, d) for x in v)
+            if lo is None or hi is None: raise UserError(f"where {d}={v!r} has an open end; give both bounds such as ('2026-11-01', '2026-11-30').")
+            if lo > hi: raise UserError(f"where {d}={v!r} starts above where it ends; put the lower bound first.")
+            t = t.filter(col.between(lo, hi)); continue
+        many = isinstance(v, (list, tuple, set, frozenset))
+        vals = [_coerce(x, typ, d) for x in (v if many else [v])]
+        if typ.is_string() or (typ.is_array() and typ.value_type.is_string()):
+            known = _known_values(t, d, typ.is_array())
+            if unknown := [x for x in vals if x is not None and x not in known]:
+                near = difflib.get_close_matches(unknown[0], [str(k) for k in known], n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                listed = ", ".join(map(str, known[:8])) + (", …" if len(known) > 8 else "")
+                raise UserError(f"There is no {d} {unknown[0]!r} in {model}; {hint}known values are {listed or 'none'}.")
+        if dim_.unnest and not unnest:  # filter an array column without multiplying rows
+            t = t.filter(ibis.or_(*[col.contains(x) for x in vals]))
+        elif many: t = t.filter(col.isin(vals))
+        elif vals[0] is None: t = t.filter(col.isnull())
+        else: t = t.filter(col == vals[0])
+    return t
+
+def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: bool, where: Mapping, as_of, per: Period | None = None) -> ir.Table:
+    "The model's rows at the as-of date, with title dimensions joined, the period's days and `where` applied."
+    t = _rows_as_of(backend, cat, model, as_of)
     joined = [cat.dimensions[d] for d in sorted(dims) if cat.dimensions[d].source]
     if joined:
         dim = _table(backend, DIM_TITLE)
@@ -397,53 +535,111 @@ def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: boo
         t = t.left_join(dim, [t.title_kind == dim._dk, t.title_id_trakt == dim._di]).drop("_dk", "_di")
         for d in joined:
             if d.unnest and unnest: t = t.mutate(**{d.name: t[d.name].unnest()})
-    for d, v in where.items():
-        col, dim_ = t[d], cat.dimensions[d]
-        many = isinstance(v, (list, tuple, set, frozenset))
-        if dim_.unnest and not unnest:  # filter an array column without multiplying rows
-            vals = list(v) if many else [v]
-            t = t.filter(ibis.or_(*[col.contains(x) for x in vals]))
-        elif many: t = t.filter(col.isin(list(v)))
-        elif v is None: t = t.filter(col.isnull())
-        else: t = t.filter(col == v)
+    t = _apply_where(t, cat, model, where, unnest)  # before the period: a value is checked against every day
+    if per is not None: t = t.filter(t.day.between(ibis.literal(per.start, type="date"), ibis.literal(per.end, type="date")))
     return t
 
-def _query(backend, cat: Catalogue, names, by, where, as_of) -> ir.Table:
+def _join_on(left: ir.Table, right: ir.Table, by: list[str]) -> ir.Table:
+    "Outer join on the `by` dimensions (NULL matches NULL), one column per dimension."
+    if not by: return left.cross_join(right)
+    left, right = left.view(), right.view()
+    j = left.join(right, [left[d].identical_to(right[d]) for d in by], how="outer")
+    return j.select(*[ibis.coalesce(j[d], j[f"{d}_right"]).name(d) for d in by],
+                    *[c for c in j.columns if c not in by and not (c.endswith("_right") and c[:-6] in by)])
+
+def _query(backend, cat: Catalogue, names, by, where, as_of, per: Period | None = None) -> ir.Table:
     "`query` with an already loaded catalogue; `as_of='all'` keeps every as-of date (for views)."
     by, where = list(by), dict(where or {})
     if not names: raise UserError("No metrics asked for; name at least one, such as metrics=['comments'].")
     if len(set(by)) != len(by): raise UserError(f"by={by} repeats a dimension; list each dimension once.")
     metrics = [cat[n] for n in dict.fromkeys(names)]
     _check_request(cat, metrics, by, where)
+    if per is not None and (no_day := [m.name for m in metrics if "day" not in m.dimensions]):
+        raise UserError(f"Metric {no_day[0]} has no day dimension, so a period does not apply to it; ask for it with as_of (the date its window ends) instead.")
     as_of = as_of if as_of == "all" else _as_of_value(as_of)
     unnest = any(cat.dimensions[d].unnest for d in by)
     parts = []
     groups: dict[tuple, list[Metric]] = {}
     for m in metrics: groups.setdefault((m.model, m.filters), []).append(m)
     for (model, _), ms in groups.items():
-        t = _model_rows(backend, cat, model, set(by) | set(where), unnest, where, as_of)
+        t = _model_rows(backend, cat, model, set(by) | set(where), unnest, where, as_of, per)
         for ft in ms[0].filter_trees: t = t.filter(compile_row(t, ft))
         aggs = {m.name: compile_metric(t, m.tree) for m in ms}
         parts.append(t.group_by(by).aggregate(**aggs) if by else t.aggregate(**aggs))
     out = parts[0]
-    for p in parts[1:]:
-        if not by: out = out.cross_join(p); continue
-        out, p = out.view(), p.view()
-        j = out.join(p, [out[d].identical_to(p[d]) for d in by], how="outer")
-        out = j.select(*[ibis.coalesce(j[d], j[f"{d}_right"]).name(d) for d in by],
-                       *[c for c in j.columns if c not in by and not (c.endswith("_right") and c[:-6] in by)])
+    for p in parts[1:]: out = _join_on(out, p, by)
     out = out.select(*by, *[m.name for m in metrics])
     return out.order_by(by) if by else out
+
+def _order(t: ir.Table, order_by) -> ir.Table:
+    "Sort by columns (`-name`: descending), NULL and NaN last either way."
+    keys = []
+    for k in [order_by] if isinstance(order_by, str) else list(order_by):
+        desc, name = k.startswith("-"), k.lstrip("-")
+        if name not in t.columns: raise UserError(f"order_by {k!r} is not a column of the result; use one of {', '.join(t.columns)} (prefix - for descending).")
+        col = t[name]
+        missing = col.isnull() | col.isnan() if col.type().is_floating() else col.isnull()
+        keys += [missing.fill_null(True), col.desc() if desc else col.asc()]
+    return t.order_by(keys)
 
 def query(backend,                        # an Ibis DuckDB backend or a DuckDB connection to the warehouse
           metrics: list[str],             # governed metric names
           by: Iterable[str] = (),         # dimensions to group by
-          where: Mapping | None = None,   # {dimension: value or list of values}
+          where: Mapping | None = None,   # {dimension: value, [values] or (low, high) inclusive}
           as_of: dt.date | str | None = None,  # the as-of date of the gold rows (None: each model's latest)
           catalogue: Catalogue | None = None,  # default: `load_metrics()`
+          *,
+          between=None,                   # (first, last) day of the period, inclusive
+          last_days: int | None = None,   # the N days ending on the as-of date
+          month=None,                     # a calendar month, YYYY-MM
+          week=None,                      # an ISO week, YYYY-Www
+          compare: bool = False,          # add <metric>_prev, _delta, _ratio: the period before
+          order_by: str | list[str] | None = None,  # columns; -name for descending; NULLs last
          ) -> ir.Table:
-    "Governed metrics by name, grouped by dimensions, as an Ibis table (one column per dimension and metric)."
-    return _query(_backend(backend), catalogue or load_metrics(), list(metrics), by, where, as_of)
+    "Governed metrics by name, grouped by dimensions, over a period of days, optionally against the period before, as an Ibis table."
+    b, cat, names, by = _backend(backend), catalogue or load_metrics(), list(metrics), list(by)
+    as_of = as_of if as_of == "all" else _as_of_value(as_of)  # 'all': every stored as-of date
+    end = None if as_of == "all" else as_of
+    if last_days is not None and end is None:  # the N days end on the newest as-of date of the day-grain models
+        models = {cat[n].model for n in names if n in cat and "day" in cat[n].dimensions}
+        end = min((as_of_dates(b, mdl, cat.models[mdl]["as_of"]) or [None])[-1] for mdl in models) if models else None
+    per = period(between, last_days, month, week, end=end)
+    if compare and per is None: raise UserError("compare=True needs a period to compare; add between, last_days, month or week.")
+    out = _query(b, cat, names, by, where, as_of, per)
+    if compare:
+        if "day" in by: raise UserError("compare=True cannot group by day (the two periods have different days); group by title, title_kind or another dimension.")
+        prev = _query(b, cat, names, by, where, as_of, per.previous()).rename({f"{n}_prev": n for n in dict.fromkeys(names)})
+        j = _join_on(out, prev, by)
+        cols = []
+        for n in dict.fromkeys(names):
+            cols += [j[n], j[f"{n}_prev"], (j[n] - j[f"{n}_prev"]).name(f"{n}_delta"), (j[n] / j[f"{n}_prev"].nullif(0)).name(f"{n}_ratio")]
+        out = j.select(*by, *cols)
+        out = out.order_by(by) if by and order_by is None else out
+    return _order(out, order_by) if order_by else out
+
+# %% ../notebooks/25_semantic.ipynb #0f3bfc4a
+_SENTINEL = Period(dt.date(1111, 1, 1), dt.date(1111, 1, 2))  # replaced by the macro's parameters in the compiled SQL
+PERIOD_BY = ("title_kind", "title_id_trakt", "title")
+
+def create_period_macros(con,                                 # a DuckDB connection (or Ibis backend) to the warehouse
+                         catalogue: Catalogue | None = None,  # default: `load_metrics()`
+                        ) -> list[str]:
+    "Create or replace table macros `metrics.<name>_between(first_day, last_day)`: each day-grain metric per title over a period, at the latest as-of."
+    cat, backend = catalogue or load_metrics(), _backend(con)
+    raw = backend.con if isinstance(con, ibis.BaseBackend) else con
+    raw.execute("CREATE SCHEMA IF NOT EXISTS metrics")
+    made = []
+    try: _table(backend, DIM_TITLE)
+    except UserError: return made  # no titles to group by yet
+    for m in cat:
+        if "day" not in m.dimensions or not set(m.requires) <= set(PERIOD_BY) or not set(PERIOD_BY) <= set(m.dimensions): continue
+        sql = ibis.to_sql(_query(backend, cat, [m.name], PERIOD_BY, None, None, _SENTINEL), dialect="duckdb")
+        first, last = (f"MAKE_DATE({d.year}, {d.month}, {d.day})" for d in (_SENTINEL.start, _SENTINEL.end))
+        if sql.count(first) != 1 or sql.count(last) != 1: raise RuntimeError(f"cannot find the period of {m.name} in its SQL")
+        sql = sql.replace(first, "CAST(first_day AS DATE)").replace(last, "CAST(last_day AS DATE)")
+        raw.execute(f'CREATE OR REPLACE MACRO metrics."{m.name}_between"(first_day, last_day) AS TABLE {sql}')
+        made.append(f"metrics.{m.name}_between")
+    return made
 
 # %% ../notebooks/25_semantic.ipynb #f04dc619
 def catalogue_table(catalogue: Catalogue | None = None) -> pd.DataFrame:
@@ -457,7 +653,7 @@ def catalogue_table(catalogue: Catalogue | None = None) -> pd.DataFrame:
 def create_metric_views(con,                               # a DuckDB connection (or Ibis backend) to the warehouse
                         catalogue: Catalogue | None = None,  # default: `load_metrics()`
                        ) -> list[str]:
-    "Create or replace `metrics.<name>` views (each metric at its grain, all as-of dates) and `metrics.catalogue`."
+    "Create or replace `metrics.<name>` views (each metric at its grain, all as-of dates), the period macros and `metrics.catalogue`."
     cat, backend = catalogue or load_metrics(), _backend(con)
     raw = backend.con if isinstance(con, ibis.BaseBackend) else con
     raw.execute("CREATE SCHEMA IF NOT EXISTS metrics")
@@ -466,6 +662,7 @@ def create_metric_views(con,                               # a DuckDB connection
         sql = ibis.to_sql(_query(backend, cat, [m.name], m.grain, None, "all"), dialect="duckdb")
         raw.execute(f'CREATE OR REPLACE VIEW metrics."{m.name}" AS {sql}')
         views.append(f"metrics.{m.name}")
+    create_period_macros(raw, cat)
     frame = catalogue_table(cat)
     raw.register("_metrics_catalogue", frame)
     try: raw.execute("CREATE OR REPLACE TABLE metrics.catalogue AS SELECT * FROM _metrics_catalogue")

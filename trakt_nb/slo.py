@@ -15,8 +15,8 @@ from .config import Settings, UserError
 from .run import freshness_deadline
 
 # %% auto #0
-__all__ = ['slo_window', 'read_runs', 'read_completeness', 'DayStatus', 'TitleDay', 'SloStatus', 'slo_status', 'status_table',
-           'check', 'summary_line']
+__all__ = ['SHOWN', 'slo_window', 'read_runs', 'read_completeness', 'DayStatus', 'TitleDay', 'SloStatus', 'slo_status',
+           'status_table', 'check', 'summary_line']
 
 # %% ../notebooks/35_slo.ipynb #0dad9c14
 def _local_now(s: Settings, now: dt.datetime | None) -> dt.datetime:
@@ -200,6 +200,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _ts(t: dt.datetime | None) -> str: return t.strftime("%Y-%m-%d %H:%M:%S") if t else "-"
 
+# one vocabulary with the reports: a day is on time, late, failed, missing, or not due yet
+SHOWN = {"fresh": "on time", "pending": "not due yet"}
+
 def status_table(st: SloStatus, last_runs: int = 10) -> str:
     "Plain-text tables for `trakt-nb status`: both SLOs, the last runs, breaches and notes."
     n = len(st.counted_days)
@@ -221,7 +224,7 @@ def status_table(st: SloStatus, last_runs: int = 10) -> str:
         worst = d.worst_completeness if d and d.worst_completeness is not None else (r.get("completeness") or {}).get("min")
         rows.append([day.isoformat(), str(r.get("status", "?")), _ts(_parse_ts(r.get("finished_at"))),
                      _ts(d.deadline if d else _parse_ts(r.get("deadline"))),
-                     d.state if d else ("on time" if r.get("fresh") else "late" if r.get("fresh") is False else "-"),
+                     SHOWN.get(d.state, d.state) if d else ("on time" if r.get("fresh") else "late" if r.get("fresh") is False else "-"),
                      _pct(worst)])
     out += ["", "Last runs (times in UTC)"]
     out.append(_table(["run date", "status", "finished", "deadline", "freshness", "worst completeness"], rows) if rows else "(none)")
@@ -236,7 +239,7 @@ def check(st: SloStatus) -> int:
 def summary_line(st: SloStatus) -> str:
     "One line for the top of the reports: both SLOs over the window, and whether they are met."
     n = len(st.counted_days)
-    if not st.days and not st.title_days: return f"SLOs over {st.window_days} days: no runs recorded yet."
+    if not st.days and not st.title_days: return f"SLOs over {st.window_days} days: no finished run to judge yet (a run counts once it has finished; `trakt-nb status` then lists it)."
     f = f"freshness {_pct(st.freshness_ratio)} of {n} days (target {_tgt(st.freshness_target)}, {'met' if st.freshness_ok else 'BREACHED'})"
     c = (f"page completeness {_pct(st.completeness_ratio)} of {len(st.title_days)} title-days "
          f"(target {_tgt(st.completeness_target)}, {'met' if st.completeness_ok else 'BREACHED'})") if st.title_days else "page completeness: no data"

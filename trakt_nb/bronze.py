@@ -175,7 +175,7 @@ def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], 
     if not json_checked and isinstance(row["payload"], (bytes, bytearray, memoryview, str)):
         try: orjson.loads(raw)
         except orjson.JSONDecodeError as e: raise ValueError(f"page payload is not valid JSON ({e}); quarantine it with reason 'invalid_json'") from None
-    r["payload"] = raw.decode("utf-8")
+    r["payload"] = redact(raw.decode("utf-8"), secrets)  # an API that echoes a key must not put it in the warehouse
     r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     r["run_id"] = row.get("run_id") or run_id
     r["run_date"] = _as_date(row.get("run_date") or run_date)
@@ -193,7 +193,7 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     r = {c: row.get(c) for c in _QUARANTINE_ARROW.names}
     if row.get("payload") is not None:
         raw = _payload_bytes(row["payload"])
-        r["payload"] = raw[:QUARANTINE_MAX_BYTES].decode("utf-8", errors="replace")
+        r["payload"] = redact(raw[:QUARANTINE_MAX_BYTES].decode("utf-8", errors="replace"), secrets)  # error pages echo request headers
         r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     errors = row.get("errors") or []
     if isinstance(errors, str): errors = [errors]

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ENV_PREFIX', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'UserError', 'Key', 'parse_value',
-           'Section', 'Settings', 'find_settings', 'load_settings', 'trakt_client_id', 'tmdb_token', 'secret_values',
-           'redact', 'redact_secrets', 'configure_logging', 'get_logger']
+__all__ = ['SCHEMA', 'ENV_PREFIX', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'SECRET_PATTERNS', 'UserError', 'Key',
+           'parse_value', 'Section', 'Settings', 'find_settings', 'load_settings', 'trakt_client_id', 'tmdb_token',
+           'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -276,16 +276,20 @@ def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
     return [v for k in SECRET_ENV if len(v := (env.get(k) or "").strip()) >= 4]
 
 # %% ../notebooks/00_config.ipynb #918429e8
+# credentials that are not ours still look like credentials: a bearer token, or a Trakt key echoed by an error page
+SECRET_PATTERNS = (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{16,}=*"),
+                   re.compile(r"(?i)(trakt-api-key\\?[\"']?\s*[:=]\s*\\?[\"']?)[A-Za-z0-9_\-]{8,}"))
+
 def redact(text: str, secrets: list[str] | None = None) -> str:
-    "`text` with every secret value replaced by `***`."
+    "`text` with every secret value, and anything shaped like a bearer token or a `trakt-api-key` value, replaced by `***`."
     for v in (secret_values() if secrets is None else secrets):
         if v and v in text: text = text.replace(v, "***")
+    for p in SECRET_PATTERNS: text = p.sub(r"\1***", text)
     return text
 
 def redact_secrets(_logger, _method, event: dict) -> dict:
     "structlog processor: redact secret values in every string field."
     secrets = secret_values()
-    if not secrets: return event
     def clean(v):
         if isinstance(v, str): return redact(v, secrets)
         if isinstance(v, dict): return {k: clean(x) for k, x in v.items()}

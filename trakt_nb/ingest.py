@@ -20,12 +20,13 @@ import orjson
 from .config import Settings, UserError, get_logger, tmdb_token
 from .client import (TraktClient, ClientStats, InvalidBody, RetriesExhausted, RateLimitedUntil, ResponseTooLarge, Response)
 from .contracts import load_contracts, check_items, check_object, quarantine_text
-from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state)
+from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state, table_exists)
 
 # %% auto #0
 __all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl',
            'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
-           'IngestSummary', 'crawl_connection', 'ingest_async', 'preflight_async', 'preflight', 'ingest']
+           'SourceUnavailable', 'unavailable', 'IngestSummary', 'crawl_connection', 'missing_pages',
+           'incomplete_message', 'day_incomplete', 'ingest_async', 'preflight_async', 'preflight', 'ingest']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -118,8 +119,9 @@ class Crawl:
         self.tmdb_on = tmdb_token(s) is not None
 
     def _done_details(self) -> dict[str, Any]:
-        rows = self.con.execute("SELECT unit_key, detail FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'",
-                                [self.run_date]).fetchall()
+        "Units done today and valid (a page some of whose items were refused is fetched again, like a failed one)."
+        rows = self.con.execute("""SELECT unit_key, detail FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'
+                                   AND coalesce(json_extract_string(detail, '$.valid'), 'true') <> 'false'""", [self.run_date]).fetchall()
         return {k: (orjson.loads(d) if d else {}) for k, d in rows}
 
     def _known_replies(self) -> dict[int, int]:
@@ -361,7 +363,8 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
         for kind, ident in listed:
             k = f"{kind}:{ident}"
             if k in cache: refs.append(TitleRef(**cache[k])); continue
-            resp, body = await client.get_json(f"/{kind}s/{ident}", {"extended": "full"})
+            try: resp, body = await client.get_json(f"/{kind}s/{ident}", {"extended": "full"})
+            except (InvalidBody, RetriesExhausted) as e: raise unavailable(client, e, "the followed titles") from None
             if resp.status == 404 or not isinstance(body, dict) or "ids" not in body:
                 raise UserError(f"Trakt has no {kind} {ident!r}; fix [titles] {kind}s in settings.ini (use a Trakt id, slug or IMDb id).")
             ref = TitleRef.from_obj(kind, body)
@@ -373,9 +376,13 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
             n = s.titles.trending_top_n
             for kind in ("movie", "show"):
                 if n == 0: continue
+                # the followed titles are fixed at the first run: only from complete trending lists, never from one kind alone
                 try: resp, body = await client.get_json(f"/{kind}s/trending", {"page": 1, "limit": n})
-                except (InvalidBody, RetriesExhausted) as e:  # quarantined once the warehouse is open; the other kind goes on
-                    trending_pages.append((kind, e, None)); continue
+                except (InvalidBody, RetriesExhausted) as e: raise unavailable(client, e, "the followed titles") from None
+                if not resp.ok or not isinstance(body, list):
+                    raise SourceUnavailable(f"GET /{kind}s/trending answered HTTP {resp.status} without a list; the followed titles are "
+                                            "chosen only from complete trending lists, so none were chosen and nothing was written — "
+                                            "run the same command again later.")
                 trending_pages.append((kind, resp, body))
                 refs += [TitleRef.from_obj(kind, x[kind]) for x in (body or [])[:n] if isinstance(x, dict) and kind in x]
     if not refs: raise UserError("No titles to follow: list some under [titles] movies/shows in settings.ini, or set trending_top_n above 0.")
@@ -385,6 +392,16 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
 # %% ../notebooks/08_ingest.ipynb #1da191a7
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
+
+class SourceUnavailable(RunStopped):
+    "The API could not be reached, or a list the run depends on could not be read whole: nothing is lost, try again later."
+
+def unavailable(client: TraktClient, e: RetriesExhausted | InvalidBody, what: str) -> SourceUnavailable:
+    "The one sentence for a request the run cannot go on without: the API unreachable, or a list it cannot read whole."
+    if isinstance(e, RetriesExhausted) and e.status is None:
+        return SourceUnavailable(f"The API at {client.base_url} could not be reached ({e.error or 'no answer'}, {e.attempts} attempts); "
+                                 "nothing was lost — run the same command again when it answers.")
+    return SourceUnavailable(f"{e}, so {what} could not be read whole and nothing was written for them — run the same command again later.")
 
 @dataclass
 class IngestSummary:
@@ -408,6 +425,7 @@ class IngestSummary:
     load_ids: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # title key -> pages valid / pages announced
     message: str = ""
+    missing: int = 0  # units of the day not held valid (see `missing_pages`): the run must not end quietly
     def as_dict(self) -> dict: return asdict(self)
     def line(self) -> str:
         "One line for a terminal."
@@ -416,7 +434,8 @@ class IngestSummary:
         return (f"ingest {self.run_date}: {self.status} in {self.duration_s:.1f}s — {self.titles} titles, {self.calls} calls, "
                 f"{self.pages} pages, {self.comments_seen:,} comments seen ({self.new_comments:,} new, {self.edited_comments:,} edited), "
                 f"{self.rate_limited} rate-limited, {self.retries} retries, {self.quarantined} quarantined"
-                + (f", worst completeness {worst:.1%}" if worst is not None else ""))
+                + (f", worst completeness {worst:.1%}" if worst is not None else "")
+                + (f", {self.missing} page(s) missing" if self.missing else ""))
 
 class _NoBar:
     def update(self, n=1): pass
@@ -434,8 +453,39 @@ def crawl_connection(s: Settings):
     con.execute(f"SET checkpoint_threshold = '{CRAWL_CHECKPOINT_THRESHOLD}'")
     return con
 
+def missing_pages(con, run_date: dt.date) -> list[dict]:
+    "The units of `run_date` not held valid: failed fetches (and objects refused whole), and pages some of whose items were refused."
+    rows = con.execute("""SELECT l.unit_key, l.state, coalesce((SELECT q.reason FROM bronze.quarantine q WHERE q.run_date = l.run_date
+                                   AND q.unit_key = l.unit_key ORDER BY q.fetched_at DESC LIMIT 1), 'invalid_schema')
+                           FROM bronze.ingest_ledger l WHERE l.run_date = $1 AND (l.state = 'failed'
+                           OR (l.state = 'done' AND json_extract_string(l.detail, '$.valid') = 'false')) ORDER BY l.unit_key""",
+                        [run_date]).fetchall()
+    return [{"unit_key": k, "state": st, "reason": r if st == "failed" else "invalid_schema"} for k, st, r in rows]
+
+def incomplete_message(missing: list[dict], run_date: dt.date, command: str) -> str | None:
+    "One sentence naming what of `run_date` is missing and the command that repairs it (None when nothing is)."
+    if not missing: return None
+    fetch = [m["unit_key"] for m in missing if m["reason"] != "invalid_schema"]
+    refused = [m["unit_key"] for m in missing if m["reason"] == "invalid_schema"]
+    show = lambda keys: ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    parts = []
+    if fetch: parts.append(f"{len(fetch)} page(s) could not be fetched ({show(fetch)})")
+    if refused: parts.append(f"{len(refused)} page(s) held items the contracts refused ({show(refused)}; see bronze.quarantine and "
+                             f"`trakt-nb schema drift --date {run_date}`)")
+    return (f"{run_date} is incomplete: {'; '.join(parts)}; run `{command}` again to fetch what is missing "
+            "(what was fetched is kept and not fetched again).")
+
+def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
+    "`incomplete_message` for the warehouse of `s` (None when the day is whole, or there is no warehouse yet)."
+    if not s.storage.warehouse.exists(): return None
+    con = connect(s, read_only=True)
+    try: return incomplete_message(missing_pages(con, run_date), run_date, command) if table_exists(con, "bronze", "ingest_ledger") else None
+    finally: con.close()
+
 def _already_done(con, run_date: dt.date) -> bool:
-    return bool(con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0])
+    "A day is done when an ingest of it succeeded and nothing of it is missing (a re-run retries what failed, not what succeeded)."
+    ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0]
+    return bool(ok) and not missing_pages(con, run_date)
 
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:
@@ -485,10 +535,15 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     await crawl_comments(cr, ref, full)
                     bar.update(1); bar.set_postfix(calls=client.stats.calls)
                 summary = IngestSummary(run_id, run_date.isoformat(), s.run.source, "running", titles=len(refs))
+                unreachable = False
                 try:
                     await asyncio.gather(*(one(r) for r in refs))
                     writer.flush()
                     summary.status = "succeeded"
+                    if client.stats.calls and not client.stats.responses:  # not one answer: the API is down, the pages are not bad
+                        unreachable, summary.status = True, "stopped"
+                        summary.message = (f"The API at {client.base_url} could not be reached ({client.stats.calls} attempts, no answer); "
+                                           "nothing was lost — run the same command again when it answers.")
                 except RateLimitedUntil as e:
                     writer.flush()
                     summary.status, summary.message = "stopped", str(e)
@@ -500,7 +555,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 finally:
                     bar.close()
                 _finish(cr, summary, t0)
-                if summary.status == "stopped": raise RunStopped(summary.message)
+                if summary.status == "stopped": raise (SourceUnavailable if unreachable else RunStopped)(summary.message)
                 return summary
 
 def _record_stop(s: Settings, run_id: str, run_date: dt.date, message: str, calls: int, locked: bool = False):
@@ -523,6 +578,7 @@ def _finish(cr: Crawl, summary: IngestSummary, t0: float):
     summary.completeness = {k: round(p.completeness, 6) for k, p in cr.progress.items() if p.completeness is not None}
     summary.drift_paths = cr.con.execute("SELECT count(*) FROM bronze.schema_drift").fetchone()[0]
     summary.duration_s = round(time.monotonic() - t0, 3)
+    summary.missing = len(missing_pages(cr.con, cr.run_date))
     finish_run(cr.con, summary.run_id, summary.status, summary.as_dict())
 
 async def preflight_async(s: Settings, run_date: dt.date, in_process: bool = False):

@@ -282,7 +282,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
     created = [p for p in (s.storage.reports_dir, out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     engine = _papermill_engine()
-    t0, started = time.monotonic(), _utcnow()
+    t0, started, stopped = time.monotonic(), _utcnow(), None
     res = RunResult(run_date.isoformat(), "running", started.isoformat(timespec="seconds"))
     # the first kernel has nothing to overlap with: it loads nothing ahead, and its imports run (and are timed) in its cells
     kernels = [StepKernel(PIPELINE_DIR / f"{name}.ipynb", preload=i > 0) for i, name in enumerate(steps)]
@@ -308,6 +308,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
             except PapermillExecutionError as e: err = e
             finally: kernels[i - 1].end()  # it leaves while the next step gets ready
             if err is not None: kernels[i - 1].stop()
+            if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
             if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key): answer it, leave nothing behind
                 run_sync(cancel)(ahead)
                 for k in kernels: k.stop(kill=True)
@@ -341,6 +342,9 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
     _observe(s, out, res, echo)
     write_index(s)
     if res.status == "succeeded": _refresh_latest(s)
+    if stopped is not None:  # a rate-limit wait beyond the ceiling, or the API unreachable: try again later (exit 75), not a failure to fix
+        from trakt_nb.ingest import RunStopped
+        raise RunStopped(stopped)
     if res.status == "failed":
         bad = next(st for st in res.steps if st.status == "failed")
         where = out / ("health.html" if bad.name == "quality" else bad.name + ".ipynb")
@@ -355,6 +359,14 @@ def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
     import trakt_nb.client, trakt_nb.quality, trakt_nb.ingest  # noqa: F401 (their UserError kinds)
     names, todo = {"UserError"}, [UserError]
+    while todo:
+        for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
+    return names
+
+def _stop_names() -> set[str]:
+    "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
+    from trakt_nb.ingest import RunStopped
+    names, todo = {"RunStopped"}, [RunStopped]
     while todo:
         for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
     return names

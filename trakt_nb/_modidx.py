@@ -511,6 +511,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'trakt_nb.replay_api.ReplayAPI._admin': ('replay_api.html#replayapi._admin', 'trakt_nb/replay_api.py'),
                                      'trakt_nb.replay_api.ReplayAPI._cached_trakt': ( 'replay_api.html#replayapi._cached_trakt',
                                                                                       'trakt_nb/replay_api.py'),
+                                     'trakt_nb.replay_api.ReplayAPI._delete_mid_crawl': ( 'replay_api.html#replayapi._delete_mid_crawl',
+                                                                                          'trakt_nb/replay_api.py'),
                                      'trakt_nb.replay_api.ReplayAPI._fault_after': ( 'replay_api.html#replayapi._fault_after',
                                                                                      'trakt_nb/replay_api.py'),
                                      'trakt_nb.replay_api.ReplayAPI._fault_before': ( 'replay_api.html#replayapi._fault_before',

@@ -337,6 +337,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'trakt_nb.ingest._recheck_top': ('ingest.html#_recheck_top', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest._record_stop': ('ingest.html#_record_stop', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest._reply_counters': ('ingest.html#_reply_counters', 'trakt_nb/ingest.py'),
+                                 'trakt_nb.ingest._reread_before': ('ingest.html#_reread_before', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest._thread': ('ingest.html#_thread', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest._utcnow': ('ingest.html#_utcnow', 'trakt_nb/ingest.py'),
                                  'trakt_nb.ingest.crawl_comments': ('ingest.html#crawl_comments', 'trakt_nb/ingest.py'),

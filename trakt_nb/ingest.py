@@ -239,6 +239,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
     cr.prev_max[ref.key] = prev.get("max_created")
     path, limit = f"/{ref.kind}s/{ref.trakt}/comments/{sort}", s.client.comments_limit
     page, first_count, last_count, page_count = 1, None, None, None
+    reread, fell = [0, 0], 0  # pages read again after a deletion (announced, valid); comments the listing lost meanwhile
     candidates: dict[int, int] = {}
     max_created = prev.get("max_created")
     while True:
@@ -257,6 +258,11 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         tp.pages_valid += bool(d.get("valid"))
         page_count = d.get("page_count") or page_count or 1
         if first_count is None: first_count = d.get("item_count")
+        if last_count is not None and d.get("item_count") is not None and d["item_count"] < last_count:
+            # comments were deleted since the page before: later ones moved up across the boundary, onto pages already read
+            fell += last_count - d["item_count"]
+            n, ok = await _reread_before(cr, ref, path, limit, sort, page, last_count - d["item_count"], d["item_count"], candidates)
+            reread[0] += n; reread[1] += ok
         last_count = d.get("item_count")
         candidates.update(_reply_counters(d))
         tp.comments_seen += d.get("n", 0)
@@ -266,6 +272,8 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         if cutoff is not None and d.get("min_created_epoch") is not None and d["min_created_epoch"] < cutoff: break
         page += 1
     tp.pages_announced = page if mode == "incremental" else max(page_count or 1, page)
+    tp.pages_announced += reread[0]; tp.pages_valid += reread[1]
+    if fell: cr.log.info("listing_shrank", title=ref.key, comments=fell, pages_reread=reread[0])
     if first_count is not None and last_count is not None and last_count > first_count:
         await _recheck_top(cr, ref, path, limit, min(last_count - first_count, limit * (page_count or 1)), candidates, tp)
     tp.max_created = max_created
@@ -299,6 +307,27 @@ def _reply_counters(d: dict) -> dict[int, int]:
 def _mark(cr: Crawl, key: str, ref: TitleRef, detail: dict):
     "Record a unit done that has no page of its own (a crawl's completion)."
     cr.w.mark_done(cr.unit(key, ref, "comments", None, detail))
+
+async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, page: int, deficit: int, count: int,
+                         candidates: dict) -> tuple[int, int]:
+    "Read again, backwards, the pages before `page` onto which up to `deficit` comments moved; returns (pages read, pages valid)."
+    # positions (0-based) [lo, (page-1)*limit) hold the comments that may have crossed; a deletion while reading them moves them
+    # further up (the window grows by what the count fell), onto the pages read next: reading backwards never leaves them behind
+    lo, latest, q, n, ok = (page - 1) * limit - deficit, count, page - 1, 0, 0
+    while q >= 1:
+        key = f"{ref.key}:comments:reread:{page}:{q}"
+        d = cr.done.get(key)
+        if d is None:
+            u = cr.unit(key, ref, "comments", q)
+            resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
+            items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort) if body is not None and resp.ok else None
+            d = _page_detail(resp, items, body) if resp is not None else {}
+        n += 1; ok += bool(d.get("valid"))
+        candidates.update(_reply_counters(d))
+        if d.get("item_count") is not None and d["item_count"] < latest: lo -= latest - d["item_count"]; latest = d["item_count"]
+        if (q - 1) * limit <= lo: break
+        q -= 1
+    return n, ok
 
 async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by: int, candidates: dict, tp: TitleProgress):
     "Read the top pages again after comments arrived mid-crawl (they count as announced pages of the crawl)."

@@ -70,7 +70,8 @@ class Site:
 
     def env(self, **extra) -> dict:
         return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(self.root), "TRAKT_NB_SETTINGS": str(self.ini),
-                "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", **SECRETS, **extra}
+                "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", **SECRETS,
+                **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}), **extra}  # a checkout's own code
 
     def popen(self, *args, env=None, **kw) -> subprocess.Popen:
         return subprocess.Popen([CLI, *args], cwd=self.root, env=env or self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

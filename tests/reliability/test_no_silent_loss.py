@@ -1,0 +1,199 @@
+"""No silent loss: every fault either ends recovered (the clean outcome, checked against the replay's ground truth) or loud — a
+non-zero exit whose one sentence names what is missing and the command that repairs it, and that command does repair it."""
+import datetime as dt
+import json
+
+import httpx
+import pytest
+
+from .conftest import (D, SECRETS, Site, bronze_pages_kept, end_of_day, followed_indexes, make_app, record, servable_truth,
+                       silver_vs_truth)
+from trakt_nb.replay_world import ground_truth
+
+FULL = pytest.mark.reliability_full
+
+
+def no_traceback(*procs) -> int:
+    "How many of the commands' outputs hold a traceback (the matrix's total must stay 0)."
+    return sum("Traceback (most recent call last)" in (p.stderr + p.stdout) for p in procs)
+
+
+def last_line(p) -> str:
+    lines = [l for l in p.stderr.splitlines() if l.startswith("trakt-nb: ")]
+    return lines[-1] if lines else ""
+
+
+def check_whole(site: Site, world, day=D, deleted: set[int] = frozenset()) -> dict:
+    "Silver against the ground truth (less what the replay deleted): nothing lost, nothing twice, no stale value, no secret."
+    if deleted:
+        v = silver_vs_deletions(site, world, deleted, day)
+    else:
+        v = silver_vs_truth(site, world, day)
+        assert v["lost"] == 0 and v["duplicated"] == 0 and v["unexpected"] == 0 and v["stale"] == 0, v
+    assert bronze_pages_kept(site)
+    leaks = site.secret_leaks()
+    assert leaks == [], leaks
+    return v
+
+
+# -- 1. the followed titles: fixed only from complete trending lists ---------------------------------------------------------------
+
+def test_api_unreachable_is_one_sentence_exit_75(tmp_path):
+    site = Site(tmp_path / "site", url="http://127.0.0.1:9")  # nothing listens there
+    p = site.run(timeout=120)
+    assert p.returncode == 75, (p.returncode, p.stderr)
+    line = last_line(p)
+    assert "could not be reached" in line and "http://127.0.0.1:9" in line and "run the same command again" in line, p.stderr
+    assert "[titles]" not in p.stderr and no_traceback(p) == 0  # the settings are not blamed
+    assert not site.warehouse.exists()
+    record("API unreachable (first run)", "replay url http://127.0.0.1:9", f"exit 75: {line[10:120]}…", 0, 0, secrets=0, tracebacks=0)
+
+
+def test_trending_outage_fixes_no_titles_then_resumes(tmp_path, serve, world):
+    # /shows/trending answers 503 to its first 12 calls: more than one run's attempts (8), fewer than two runs'
+    srv = serve(make_app(world, faults="outage:/shows/trending@12"))
+    site = Site(tmp_path, url=srv.url)
+    p1 = site.run()
+    assert p1.returncode == 75, (p1.returncode, p1.stderr)
+    assert "/shows/trending" in last_line(p1) and "run the same command again" in last_line(p1), p1.stderr
+    assert not site.warehouse.exists()  # no movie-only list was saved as the followed titles
+    p2 = site.run()
+    assert p2.returncode == 0, p2.stderr
+    followed = site.q("SELECT value FROM bronze.state WHERE key = 'followed_titles'")[0][0]
+    kinds = sorted(r["kind"] for r in json.loads(followed))
+    assert kinds == ["movie"] * 3 + ["show"] * 3, kinds
+    v = check_whole(site, world)
+    record("trending outage on the first run", "outage:/shows/trending@12",
+           f"exit 75 naming /shows/trending, nothing written; the same command then exit 0 with 3 movies + 3 shows followed "
+           f"({v['truth']} comments)", v["lost"], v["duplicated"], secrets=0, tracebacks=no_traceback(p1, p2))
+
+
+# -- 2/3. pages that failed: loud, and retried by the same command -------------------------------------------------------------------
+
+def test_failed_pages_exit_3_then_same_command_repairs(tmp_path, serve, world):
+    # an error page echoing the request headers (the key, the TMDb token), often enough that some pages use up their 2 attempts
+    srv = serve(make_app(world, faults="echo_headers:0.3"))
+    site = Site(tmp_path, url=srv.url, client={"max_attempts": 2})
+    p1 = site.run()
+    assert p1.returncode == 3, (p1.returncode, p1.stderr)
+    line = last_line(p1)
+    assert "is incomplete" in line and "could not be fetched" in line and f"trakt-nb run --date {D}" in line, p1.stderr
+    held = site.q("SELECT count(*) FROM bronze.quarantine WHERE reason = 'http_error' AND payload LIKE '%trakt-api-key: ***%'")[0][0]
+    assert held > 0  # the echoing pages were kept, redacted
+    assert site.secret_leaks() == []
+    failed = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'failed'")[0][0]
+    calls_before = httpx.get(srv.url + "/_replay/state").json()["requests"]
+    httpx.post(srv.url + "/_replay/faults", json={})  # the server mends
+    p2 = site.run()
+    assert p2.returncode == 0, p2.stderr
+    calls = httpx.get(srv.url + "/_replay/state").json()["requests"] - calls_before
+    assert site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'failed'")[0][0] == 0
+    assert calls < 3 * failed + 10, (calls, failed)  # what failed was fetched again, not what succeeded
+    v = check_whole(site, world)
+    record("pages that failed, echoing the request headers", "echo_headers:0.3, 2 attempts per request",
+           f"exit 3 naming {failed} missing pages and `trakt-nb run --date {D}`; {held} echoing error pages held redacted; "
+           f"the same command then fetched {calls} URLs and exit 0", v["lost"], v["duplicated"], secrets=0,
+           tracebacks=no_traceback(p1, p2))
+
+
+@FULL
+def test_quota_storm_with_cloudflare_429s_recovers(tmp_path, serve, world):
+    srv = serve(make_app(world, faults="quota_storm:0.05@2, cloudflare_429:0.2"))
+    site = Site(tmp_path, url=srv.url, client={"max_attempts": 6})
+    p = site.run()
+    assert p.returncode == 0, p.stderr  # a 429 waited out is not a failed attempt: no page gives up
+    v = check_whole(site, world)
+    st = httpx.get(srv.url + "/_replay/state").json()["by_status"]
+    record("quota storm and Cloudflare 429s", "quota_storm:0.05@2, cloudflare_429:0.2, 6 attempts",
+           f"exit 0 first time (replay answered {st})", v["lost"], v["duplicated"], secrets=0, tracebacks=no_traceback(p))
+
+
+@FULL
+def test_quota_storm_heavy_recovers(tmp_path, serve, world):
+    srv = serve(make_app(world, faults="quota_storm:0.08@2"))
+    site = Site(tmp_path, url=srv.url, client={"max_attempts": 6})
+    p = site.run()
+    assert p.returncode == 0, p.stderr
+    v = check_whole(site, world)
+    record("heavy quota storm", "quota_storm:0.08@2, 6 attempts", "exit 0 first time", v["lost"], v["duplicated"], secrets=0,
+           tracebacks=no_traceback(p))
+
+
+@FULL
+def test_always_truncated_pages_are_loud_then_repaired(tmp_path, serve, world):
+    srv = serve(make_app(world, faults="wrong_item_count:0.5, truncated_always:0.02"))
+    site = Site(tmp_path, url=srv.url)
+    p1 = site.run()
+    assert p1.returncode == 3 and "is incomplete" in last_line(p1), (p1.returncode, p1.stderr)
+    missing = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'failed'")[0][0]
+    p2 = site.run()  # the fault still holds: still loud, never a quiet 0
+    assert p2.returncode == 3, p2.stderr
+    httpx.post(srv.url + "/_replay/faults", json={})
+    p3 = site.run()
+    assert p3.returncode == 0, p3.stderr
+    v = check_whole(site, world)
+    record("always-truncated pages", "wrong_item_count:0.5, truncated_always:0.02",
+           f"exit 3 twice naming {missing} missing pages; once the server mends, the same command exit 0", v["lost"], v["duplicated"],
+           secrets=0, tracebacks=no_traceback(p1, p2, p3))
+
+
+# -- 4. deletions while a listing is paged -------------------------------------------------------------------------------------------
+
+def silver_vs_deletions(site: Site, world, deleted: set[int], day=D) -> dict:
+    "Silver against the ground truth less the comments the replay deleted (and the replies under them)."
+    g = ground_truth(world, end_of_day(day), titles=followed_indexes(site, world))
+    ids = set(g.comment_id[g.parent_id == 0].tolist()) - deleted
+    while True:
+        more = set(g.comment_id[g.parent_id.isin(ids)].tolist()) - ids
+        if not more: break
+        ids |= more
+    live = {r[0] for r in site.q("SELECT comment_id FROM silver.stg_trakt__comment_event")}
+    rows = site.q("SELECT comment_id, count(*) FROM silver.stg_trakt__comment_event GROUP BY ALL HAVING count(*) > 1")
+    v = {"truth": len(ids), "deleted": len(deleted), "lost": len(ids - live), "duplicated": len(rows),
+         "deleted_seen": len(deleted & live)}
+    assert v["lost"] == 0 and v["duplicated"] == 0, v
+    return v
+
+
+def test_deletions_mid_crawl_lose_nothing(tmp_path, serve, world):
+    srv = serve(make_app(world, faults="delete_mid_crawl:0.5@2"))
+    site = Site(tmp_path, url=srv.url, client={"comments_limit": 20})  # many pages per title: many boundaries to cross
+    p = site.run()
+    assert p.returncode == 0, p.stderr
+    deleted = {int(i) for i in httpx.get(srv.url + "/_replay/state").json()["deleted"]}
+    assert len(deleted) >= 10  # the fault did bite
+    v = check_whole(site, world, deleted=deleted)
+    shrank = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE unit_key LIKE '%:comments:reread:%'")[0][0]
+    assert shrank > 0
+    record("deletions while a listing is paged", "delete_mid_crawl:0.5@2 (two comments on earlier pages deleted per hit), 20 per page",
+           f"exit 0; {len(deleted)} comments deleted mid-crawl, {shrank} pages read again where the count fell", v["lost"],
+           v["duplicated"], secrets=0, tracebacks=no_traceback(p))
+
+
+# -- 5. a rate-limit stop inside `trakt-nb run` ----------------------------------------------------------------------------------
+
+@FULL
+def test_rate_limit_stop_inside_run_is_75_with_the_time(tmp_path, serve, world):
+    srv = serve(make_app(world))
+    site = Site(tmp_path, url=srv.url)
+    assert site.run().returncode == 0  # the first run fixes the titles; the stop then comes from inside the ingest step
+    httpx.post(srv.url + "/_replay/faults", json={"long_retry_after": 1.0})
+    p = site.run(day=D + dt.timedelta(days=1))
+    assert p.returncode == 75 and "rate limited until" in last_line(p) and "resume" in last_line(p), (p.returncode, p.stderr)
+    httpx.post(srv.url + "/_replay/faults", json={})
+    p2 = site.run(day=D + dt.timedelta(days=1))
+    assert p2.returncode == 0, p2.stderr
+    record("rate-limit stop inside the ingest step", "long_retry_after:1.0 on day 2", f"exit 75: {last_line(p)[10:90]}…; resumed", 0, 0,
+           secrets=0, tracebacks=no_traceback(p, p2))
+
+
+# -- 7. dates ------------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("date", ["2031-01-01", "9999-12-31", "0001-01-01", "1999-01-01"])
+def test_dates_out_of_range_are_refused(tmp_path, date):
+    site = Site(tmp_path / "site", url="http://127.0.0.1:9")
+    p = site.cli("run", "--date", date)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and ("has not happened yet" in lines[0] or "before Trakt existed" in lines[0]), p.stderr
+    assert sorted(x.name for x in site.root.iterdir()) == ["settings.ini"]
+    record(f"date out of range {date!r}", "run --date", "exit 2, one sentence, nothing written", 0, 0, secrets=0, tracebacks=no_traceback(p))

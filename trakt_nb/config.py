@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import configparser
+import difflib
 import datetime as dt
 import os
 import re
@@ -18,9 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ENV_PREFIX', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'SECRET_PATTERNS', 'UserError', 'Key',
-           'parse_value', 'Section', 'Settings', 'find_settings', 'load_settings', 'trakt_client_id', 'tmdb_token',
-           'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
+__all__ = ['SCHEMA', 'ENV_PREFIX', 'ENV_OTHER', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'SECRET_PATTERNS',
+           'UserError', 'Key', 'parse_value', 'Section', 'Settings', 'find_settings', 'load_settings',
+           'trakt_client_id', 'tmdb_token', 'secret_values', 'redact', 'redact_secrets', 'configure_logging',
+           'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -143,7 +145,9 @@ def parse_value(section: str, name: str, key: Key, text: str) -> Any:
     def bad(what): raise UserError(f"settings.ini {where} = {raw!r} is not valid: set it to {what}.")
     try:
         if key.kind == "int": v = int(raw)
-        elif key.kind == "float": v = float(raw)
+        elif key.kind == "float":
+            v = float(raw)
+            if v != v or v in (float("inf"), float("-inf")): bad(_EXAMPLES["float"])  # inf and nan are not amounts
         elif key.kind == "bool":
             low = raw.lower()
             if low not in ("true", "false", "yes", "no", "1", "0", "on", "off"): bad(_EXAMPLES["bool"])
@@ -203,6 +207,7 @@ def _resolve(root: Path, p) -> Path:
 
 # %% ../notebooks/00_config.ipynb #7407a3ed
 ENV_PREFIX = "TRAKT_NB_"
+ENV_OTHER = ("TRAKT_NB_SETTINGS", "TRAKT_NB_LOG_LEVEL", "TRAKT_NB_RELIABILITY_SEED", "TRAKT_NB_RELIABILITY_RESULTS")  # not settings keys
 
 def find_settings(start: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path | None:
     "The settings file to use: `$TRAKT_NB_SETTINGS`, else the nearest `settings.ini` above `start`."
@@ -231,12 +236,19 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
         for k in cp[sec]:
             if k not in SCHEMA[sec]: raise UserError(f"settings.ini [{sec}] has an unknown key {k!r}; remove it or check the spelling (known: {', '.join(SCHEMA[sec])}).")
     root = Path(path).resolve().parent if path is not None else Path.cwd().resolve()
+    known = {f"{ENV_PREFIX}{sec}_{k}".upper() for sec, keys in SCHEMA.items() for k in keys} | set(ENV_OTHER)
+    for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):  # a misspelt override must not be ignored
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], sorted(k[len(ENV_PREFIX):] for k in known), n=1, cutoff=0.75)
+        raise UserError(f"The environment variable {name} is not a setting" + (f"; did you mean {ENV_PREFIX}{close[0]}?" if close else
+                        f"; unset it, or name a key as {ENV_PREFIX}<SECTION>_<KEY> (e.g. TRAKT_NB_CLIENT_TIMEOUT_S)."))
     sections = {}
     for sec, keys in SCHEMA.items():
         vals = {}
         for k, key in keys.items():
             env_name = f"{ENV_PREFIX}{sec}_{k}".upper()
-            if env_name in env: v = parse_value(sec, k, key, env[env_name])
+            if env_name in env:
+                try: v = parse_value(sec, k, key, env[env_name])
+                except UserError as e: raise UserError(str(e).replace(f"settings.ini [{sec}] {k} =", f"The environment variable {env_name} =", 1)) from None
             elif cp.has_option(sec, k): v = parse_value(sec, k, key, cp.get(sec, k))
             else: v = key.default
             if key.kind == "path": v = _resolve(root, v)

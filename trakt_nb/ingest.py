@@ -273,7 +273,9 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         page += 1
     tp.pages_announced = page if mode == "incremental" else max(page_count or 1, page)
     tp.pages_announced += reread[0]; tp.pages_valid += reread[1]
-    if fell: cr.log.info("listing_shrank", title=ref.key, comments=fell, pages_reread=reread[0])
+    if fell:
+        gone = await _confirm_deleted(cr, ref, path, limit, sort, page, candidates)
+        cr.log.info("listing_shrank", title=ref.key, comments=fell, pages_reread=reread[0], deleted=gone)
     if first_count is not None and last_count is not None and last_count > first_count:
         await _recheck_top(cr, ref, path, limit, min(last_count - first_count, limit * (page_count or 1)), candidates, tp)
     tp.max_created = max_created
@@ -328,6 +330,36 @@ async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: 
         if (q - 1) * limit <= lo: break
         q -= 1
     return n, ok
+
+async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, pages: int, candidates: dict) -> int:
+    "After a listing shrank mid-crawl: mark the comments seen today that are gone for good (ledger `comment:ID:deleted`, with when last seen)."
+    cr.w.flush()  # today's pages of the title, to know every comment seen
+    seen = dict(cr.con.execute("""SELECT id, strftime(max(fetched_at), '%Y-%m-%dT%H:%M:%S.%fZ') FROM (
+                                    SELECT unnest(json_extract(payload, '$[*].id'))::BIGINT AS id, fetched_at FROM bronze.trakt_pages
+                                    WHERE run_date = $1 AND resource_kind = 'comments' AND title_kind = $2 AND title_id_trakt = $3) GROUP BY id""",
+                               [cr.run_date, ref.kind, ref.trakt]).fetchall())
+    listed = set()
+    for q in range(pages, 0, -1):  # backwards: a deletion meanwhile moves comments onto the pages still to read
+        key = f"{ref.key}:comments:verify:{q}"
+        d = cr.done.get(key)
+        if d is None:
+            u = cr.unit(key, ref, "comments", q)
+            resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
+            if resp is None or not resp.ok or not isinstance(body, list): return 0  # cannot tell what is gone: mark nothing
+            u["detail"] = {"ids": [o["id"] for o in body if isinstance(o, dict) and type(o.get("id")) is int]}
+            items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort)
+            d = {**_page_detail(resp, items, body), **u["detail"]}
+        listed.update(d.get("ids") or [])
+        candidates.update(_reply_counters(d))
+    gone = 0
+    for cid in sorted(set(seen) - listed):  # seen today, no longer listed: deleted, or moved past the pages read — ask for it
+        key = f"comment:{cid}:deleted"
+        if key not in cr.done:
+            resp, _ = await cr.fetch(f"/comments/{cid}", None, "comments", ref, cr.unit(key, ref, "comments"))
+            if resp is None or resp.status != 404: continue
+            cr.w.mark_done(cr.unit(key, ref, "comments", None, {"last_seen": seen[cid], "confirmed_at": _utcnow().isoformat()}))
+        gone += 1
+    return gone
 
 async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by: int, candidates: dict, tp: TitleProgress):
     "Read the top pages again after comments arrived mid-crawl (they count as announced pages of the crawl)."

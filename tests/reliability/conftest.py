@@ -183,6 +183,9 @@ def results_table(path: Path = RESULTS) -> str:
         cell = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
         out.append(f"| {cell(r['scenario'])} | {cell(r['injected'])} | {cell(r['outcome'])} | {r['lost']} | {r['duplicated']} | "
                    f"{'' if r['resume_s'] is None else str(r['resume_s']) + ' s'} |")
+    total = lambda k: sum(int(r.get(k) or 0) for r in rows)
+    out.append(f"\nTotals: {len(rows)} scenarios tried; comments lost {total('lost')}, duplicated {total('duplicated')}; "
+               f"secrets found {total('secrets')}; tracebacks {total('tracebacks')}.")
     return "\n".join(out) + "\n"
 
 

@@ -149,9 +149,13 @@ def silver_vs_deletions(site: Site, world, deleted: set[int], day=D) -> dict:
         ids |= more
     live = {r[0] for r in site.q("SELECT comment_id FROM silver.stg_trakt__comment_event")}
     rows = site.q("SELECT comment_id, count(*) FROM silver.stg_trakt__comment_event GROUP BY ALL HAVING count(*) > 1")
-    v = {"truth": len(ids), "deleted": len(deleted), "lost": len(ids - live), "duplicated": len(rows),
-         "deleted_seen": len(deleted & live)}
+    seen = {r[0] for r in site.q("SELECT comment_id FROM silver.stg_trakt__comment_event_history WHERE parent_id = 0")}
+    marked = dict(site.q("SELECT comment_id, last_seen_at FROM silver.stg_trakt__comment_deleted"))
+    v = {"truth": len(ids), "deleted": len(deleted), "lost": len(ids - live), "duplicated": len(rows), "unexpected": len(live - ids),
+         "deleted_seen": len(deleted & seen), "marked": len(deleted & set(marked))}
     assert v["lost"] == 0 and v["duplicated"] == 0, v
+    assert v["unexpected"] == 0, v  # a comment gone for good is not live in silver (so gold does not count it)
+    assert deleted & seen <= set(marked) and all(marked[i] is not None for i in deleted & seen), v  # marked, with when last seen
     return v
 
 
@@ -165,8 +169,11 @@ def test_deletions_mid_crawl_lose_nothing(tmp_path, serve, world):
     v = check_whole(site, world, deleted=deleted)
     shrank = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE unit_key LIKE '%:comments:reread:%'")[0][0]
     assert shrank > 0
+    assert v["deleted_seen"] > 0  # some were read before they were deleted: those must be marked, not kept live
+    gold_live = site.q("SELECT sum(comments) FROM gold.fct_title_daily_engagement")[0][0]
     record("deletions while a listing is paged", "delete_mid_crawl:0.5@2 (two comments on earlier pages deleted per hit), 20 per page",
-           f"exit 0; {len(deleted)} comments deleted mid-crawl, {shrank} pages read again where the count fell", v["lost"],
+           f"exit 0; {len(deleted)} comments deleted mid-crawl ({v['deleted_seen']} read before their deletion, all marked deleted "
+           f"in silver with when last seen), {shrank} pages read again where the count fell; gold counts {gold_live} comments", v["lost"],
            v["duplicated"], secrets=0, tracebacks=no_traceback(p))
 
 

@@ -462,8 +462,12 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         yield None
         return
     lock = wh.with_name(wh.name + suffix)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only folder, a full disk: one sentence, before anything is written
+        raise UserError(f"Cannot write the lock file {lock} ({e.strerror}); make {lock.parent} writable or point [storage] warehouse "
+                        "at a writable folder.") from None
     try:
         deadline = time.monotonic() + max(0.0, wait_s)
         while True:

@@ -19,8 +19,8 @@ from .config import UserError, load_settings, configure_logging, Settings
 # %% auto #0
 __all__ = ['TRAKT_FIRST_DAY', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INCOMPLETE', 'EXIT_STOPPED', 'EXIT_CODES', 'parse_day',
            'run_date_arg', 'cmd_replay_serve', 'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run',
-           'cmd_backfill', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_metrics_list',
-           'build_parser', 'main']
+           'cmd_backfill', 'cmd_forget', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift',
+           'cmd_metrics_list', 'build_parser', 'main']
 
 # %% ../notebooks/50_cli.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
@@ -135,6 +135,18 @@ def cmd_backfill(args, s: Settings) -> int:
     print(f"backfill {args.start} … {args.end}: {len(runs)} day(s) run; reports: {(s.storage.reports_dir / 'index.html').resolve()}")
     return max([_incomplete(s, dt.date.fromisoformat(r.run_date), f"trakt-nb backfill --start {start} --end {end}") for r in runs], default=0)
 
+def cmd_forget(args, s: Settings) -> int:
+    "Remove what the warehouse and the reports hold of a run date (pages, run records, reports); silver and gold are rebuilt."
+    from trakt_nb.ingest import forget_day
+    if not args.date: raise UserError("Say what to forget, e.g. trakt-nb forget --date 2026-07-10.")
+    day = parse_day(args.date)  # any day, a future one included: forgetting is how a day run by mistake goes away
+    r = forget_day(s, day)
+    if not any(r[k] for k in ("trakt_pages", "quarantine", "ingest_ledger", "runs", "reports")):
+        print(f"nothing of {day} was stored; nothing removed"); return 0
+    print(f"forgot {day}: {r['trakt_pages']} pages, {r['quarantine']} quarantined, {r['ingest_ledger']} ledger units, {r['runs']} run records"
+          + (", its reports" if r["reports"] else "") + (f"; silver and gold rebuilt as of {r['rebuilt_as_of']}" if r["rebuilt_as_of"] else ""))
+    return 0
+
 def cmd_status(args, s: Settings) -> int:
     "Service levels over the trailing window, the last runs and any breach."
     from trakt_nb.slo import slo_status, status_table
@@ -207,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--date", help="as-of day, YYYY-MM-DD or today; default: the last complete UTC day")
     md.add_argument("--full-refresh", action="store_true", help="rebuild silver from all of bronze")
     md.set_defaults(func=cmd_model)
+    fg = sub.add_parser("forget", help="remove what is stored of a run date (pages, run records, reports); silver and gold are rebuilt")
+    fg.add_argument("--date", help="the run date to remove, YYYY-MM-DD (a day run by mistake, even one still to come)")
+    fg.set_defaults(func=cmd_forget)
     st = sub.add_parser("status", help="service levels over the trailing window, last runs, breaches")
     st.add_argument("--last", type=int, default=10, help="how many recent runs to list")
     st.set_defaults(func=cmd_status)
@@ -247,3 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # a full disk, a read-only folder: what the system said and where, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"trakt-nb: {e.strerror or e}{where}; free space or fix the permissions there, then run the same command again to resume.",
+              file=sys.stderr)
+        return EXIT_FAILED

@@ -26,7 +26,8 @@ from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start
 __all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl',
            'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
            'SourceUnavailable', 'unavailable', 'IngestSummary', 'crawl_connection', 'missing_pages',
-           'incomplete_message', 'day_incomplete', 'ingest_async', 'preflight_async', 'preflight', 'ingest']
+           'incomplete_message', 'day_incomplete', 'ingest_async', 'preflight_async', 'preflight', 'ingest',
+           'forget_day']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -49,7 +50,8 @@ def endpoints(s: Settings, run_date: dt.date, in_process: bool = False):
         url = s.replay.url.rstrip("/")
         yield Endpoints(url, url + "/3"); return
     from trakt_nb.replay_api import ReplayAPI, serve_in_thread
-    app = ReplayAPI.from_settings(s, as_of=end_of_day(run_date))
+    # today is not over: the replay serves nothing later than the current instant (`--date today` is the day so far)
+    app = ReplayAPI.from_settings(s, as_of=min(end_of_day(run_date), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)))
     if in_process:
         yield Endpoints("http://replay.local", "http://replay.local/3", httpx.ASGITransport(app=app)); return
     with serve_in_thread(app) as srv: yield Endpoints(srv.url, srv.url + "/3")
@@ -577,6 +579,9 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     con.close() if con is not None else None; con = None
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls, locked=True)
                 if con is None: con = ensure_bronze(crawl_connection(s))
+                # we hold the lock: a run still 'running' was killed; it ends as failed (this run resumes its work)
+                con.execute("""UPDATE bronze.runs SET status = 'failed', finished_at = $1, summary = $2 WHERE status = 'running'""",
+                            [_utcnow(), '{"message": "ended without finishing (killed); a later run resumed its work"}'])
                 start_run(con, run_id, run_date, s.run.source)
                 writer = BronzeWriter(con, run_id, run_date, batch_pages=s.storage.write_batch_pages)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
@@ -659,3 +664,36 @@ def ingest(s: Settings, run_date: dt.date, **kw) -> IngestSummary:
     summary = asyncio.run(ingest_async(s, run_date, **kw))
     from trakt_nb.lake import publish_bronze; publish_bronze(s)  # lakehouse storage: the new pages into the lake, exactly once
     return summary
+
+# %% ../notebooks/08_ingest.ipynb #335f7ee3
+def forget_day(s: Settings, day: dt.date) -> dict:
+    "Remove run date `day` from the warehouse (bronze rows, run records) and the reports; rebuild silver and gold from what remains."
+    import shutil
+    from trakt_nb.bronze import transaction
+    if s.storage.storage != "duckdb": raise UserError("forget works on the DuckDB warehouse; set [storage] storage = duckdb.")
+    if not s.storage.warehouse.exists(): raise UserError(f"There is no warehouse at {s.storage.warehouse}; there is nothing to forget.")
+    with warehouse_lock(s, suffix=".run.lock"), warehouse_lock(s):  # no run may write meanwhile
+        con = ensure_bronze(connect(s))
+        try:
+            with transaction(con):
+                removed = {t: con.execute(f"SELECT count(*) FROM bronze.{t} WHERE run_date = $1", [day]).fetchone()[0]
+                           for t in ("trakt_pages", "quarantine", "ingest_ledger", "runs")}
+                for t in removed: con.execute(f"DELETE FROM bronze.{t} WHERE run_date = $1", [day])
+                modelled = table_exists(con, "silver", "stg_trakt__comment_event_history")
+                if any(removed.values()):  # gold was computed with that day in it: it is rebuilt from scratch
+                    for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'gold' AND table_type = 'BASE TABLE'").fetchall():
+                        con.execute(f'DROP TABLE gold."{t}"')
+            latest = con.execute("SELECT max(run_date) FROM bronze.runs WHERE status = 'succeeded'").fetchone()[0]
+        finally: con.close()
+    folder = s.storage.reports_dir / day.isoformat()
+    removed["reports"] = folder.is_dir()
+    shutil.rmtree(folder, ignore_errors=True)
+    if s.storage.reports_dir.is_dir():
+        from trakt_nb.run import write_index, _refresh_latest, _runs
+        if not any(r["status"] == "succeeded" for r in _runs(s)): shutil.rmtree(s.storage.reports_dir / "latest", ignore_errors=True)
+        _refresh_latest(s); write_index(s)
+    removed["rebuilt_as_of"] = None
+    if any(removed.values()) and modelled and latest is not None:
+        from trakt_nb.model import build_model
+        build_model(s, latest, full_refresh=True); removed["rebuilt_as_of"] = latest.isoformat()
+    return removed

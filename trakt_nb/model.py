@@ -15,7 +15,7 @@ from ibis import _
 
 from .config import Settings, UserError, get_logger
 from .bronze import connect, table_exists, transaction, warehouse_lock
-from .silver import build_silver, comment_events_as_of, end_of_day as silver_end_of_day
+from .silver import build_silver, comment_events_as_of
 from .gold import daily_engagement, quadrant, half_life, half_life_cohort_trend, hold_up, rating_trend
 from .gold_engagement import GOLD_EVENT_COLUMNS, engagement_changes
 from .semantic import create_metric_views
@@ -87,7 +87,7 @@ def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
     history = b.table("stg_trakt__comment_event_history", database="silver").select(GOLD_EVENT_COLUMNS)
     if table_exists(con, "silver", "stg_trakt__comment_deleted"):  # a comment confirmed gone by the as-of day is not live
         gone = b.table("stg_trakt__comment_deleted", database="silver")
-        history = history.anti_join(gone.filter(gone.confirmed_at <= silver_end_of_day(as_of)).select("comment_id"), "comment_id")
+        history = history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
     since = fact_since(con, as_of)
     newest = con.execute(f"SELECT max(as_of_date) FROM gold.{FACT}").fetchone()[0] if table_exists(con, "gold", FACT) else None
     write_fact, mark = newest is None or newest <= as_of, _silver_mark(con)

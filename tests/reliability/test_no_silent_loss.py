@@ -171,6 +171,7 @@ def test_deletions_mid_crawl_lose_nothing(tmp_path, serve, world):
     assert shrank > 0
     assert v["deleted_seen"] > 0  # some were read before they were deleted: those must be marked, not kept live
     gold_live = site.q("SELECT sum(comments) FROM gold.fct_title_daily_engagement")[0][0]
+    assert gold_live == v["truth"], (gold_live, v)  # gold counts the live comments only
     record("deletions while a listing is paged", "delete_mid_crawl:0.5@2 (two comments on earlier pages deleted per hit), 20 per page",
            f"exit 0; {len(deleted)} comments deleted mid-crawl ({v['deleted_seen']} read before their deletion, all marked deleted "
            f"in silver with when last seen), {shrank} pages read again where the count fell; gold counts {gold_live} comments", v["lost"],

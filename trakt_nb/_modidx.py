@@ -34,6 +34,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'trakt_nb.bronze._as_utc': ('bronze.html#_as_utc', 'trakt_nb/bronze.py'),
                                  'trakt_nb.bronze._check_keys': ('bronze.html#_check_keys', 'trakt_nb/bronze.py'),
                                  'trakt_nb.bronze._check_kinds': ('bronze.html#_check_kinds', 'trakt_nb/bronze.py'),
+                                 'trakt_nb.bronze._check_wal': ('bronze.html#_check_wal', 'trakt_nb/bronze.py'),
                                  'trakt_nb.bronze._lock_holder': ('bronze.html#_lock_holder', 'trakt_nb/bronze.py'),
                                  'trakt_nb.bronze._now': ('bronze.html#_now', 'trakt_nb/bronze.py'),
                                  'trakt_nb.bronze._open_error': ('bronze.html#_open_error', 'trakt_nb/bronze.py'),

@@ -51,6 +51,15 @@ def _open_error(path: Path, e: Exception) -> UserError:
     first = msg.splitlines()[0] if msg else type(e).__name__
     return UserError(f"Could not open the warehouse {path} ({first}); check [storage] warehouse and that the file is readable and writable.")
 
+def _check_wal(con, wal: Path):
+    "A write-ahead log left by a writer that died is replayed by DuckDB; one it cannot read it skips in silence: say so instead."
+    try: con.execute("CHECKPOINT")  # a replayed log is folded into the file and removed
+    except duckdb.Error: return  # another transaction is open here: not the moment to judge
+    if wal.exists() and wal.stat().st_size > 0:
+        con.close()
+        raise UserError(f"The warehouse's write-ahead log {wal} is damaged (DuckDB could not replay it); move it away — the "
+                        "transactions in it are lost, and the same command fetches their pages again — then run again.")
+
 def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or ":memory:"
             read_only: bool = False,  # open an existing warehouse for reading only
            ) -> duckdb.DuckDBPyConnection:
@@ -63,8 +72,11 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
         try: path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"Cannot create the folder {path.parent} ({e.strerror}); set [storage] warehouse to a writable path.") from None
+        wal = path.with_name(path.name + ".wal")
+        had_wal = not read_only and wal.exists() and wal.stat().st_size > 0
         try: con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as e: raise _open_error(path, e) from None
+        if had_wal: _check_wal(con, wal)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con

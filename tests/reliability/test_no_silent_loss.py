@@ -205,3 +205,109 @@ def test_dates_out_of_range_are_refused(tmp_path, date):
     assert p.returncode == 2 and len(lines) == 1 and ("has not happened yet" in lines[0] or "before Trakt existed" in lines[0]), p.stderr
     assert sorted(x.name for x in site.root.iterdir()) == ["settings.ini"]
     record(f"date out of range {date!r}", "run --date", "exit 2, one sentence, nothing written", 0, 0, secrets=0, tracebacks=no_traceback(p))
+
+
+# -- 6/8. settings from the environment: the variable named, a misspelt one refused, inf and nan refused --------------------------
+
+@pytest.mark.parametrize("var,value,says", [("TRAKT_NB_CLIENT_TIMEOUT_S", "soon", "The environment variable TRAKT_NB_CLIENT_TIMEOUT_S"),
+                                            ("TRAKT_NB_CLIENT_MAX_RESPONSE_MB", "inf", "TRAKT_NB_CLIENT_MAX_RESPONSE_MB = 'inf' is not valid"),
+                                            ("TRAKT_NB_CLIENT_BACKOFF_CAP_S", "nan", "TRAKT_NB_CLIENT_BACKOFF_CAP_S = 'nan' is not valid"),
+                                            ("TRAKT_NB_CLIENT_TIMEOUT", "3", "did you mean TRAKT_NB_CLIENT_TIMEOUT_S?")])
+def test_environment_override_errors_name_the_variable(tmp_path, var, value, says):
+    site = Site(tmp_path / "site", url="http://127.0.0.1:9")
+    p = site.run(env=site.env(**{var: value}), timeout=60)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and says in lines[0] and "settings.ini" not in lines[0], p.stderr
+    assert sorted(x.name for x in site.root.iterdir()) == ["settings.ini"]
+    record(f"environment override {var}={value}", "run with the variable set", f"exit 2: {lines[0][10:110]}", 0, 0, secrets=0,
+           tracebacks=no_traceback(p))
+
+
+# -- 6/9. a step's kernel killed (the OOM killer), and the ingest's run record it leaves ------------------------------------------
+
+@FULL
+def test_kernel_killed_is_a_failed_step_then_resumes(tmp_path, serve, world, clean):
+    import os, signal, subprocess, threading, time
+    srv = serve(make_app(world, faults="slow:0.3@0.4"))  # a slower crawl: time to find and kill its kernel
+    site = Site(tmp_path, url=srv.url)
+    proc = site.popen("run", "--date", D.isoformat())
+    killed = []
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not killed:
+            out = subprocess.run(["pgrep", "-f", "-s", str(proc.pid), "ipykernel_launcher"], capture_output=True, text=True).stdout.split()
+            if out and site.warehouse.exists():
+                time.sleep(1.0); os.kill(int(out[0]), signal.SIGKILL); killed.append(int(out[0]))
+            time.sleep(0.1)
+    t = threading.Thread(target=killer); t.start()
+    out, err = proc.communicate(timeout=300); t.join()
+    site.logs += [out, err]
+    assert killed and proc.returncode == 1, (killed, proc.returncode, err)
+    line = [l for l in err.splitlines() if l.startswith("trakt-nb: ")][-1]
+    assert "kernel died" in line and "Traceback" not in err, err
+    p2 = site.run()
+    assert p2.returncode == 0, p2.stderr
+    assert site.q("SELECT count(*) FROM bronze.runs WHERE status = 'running'") == [(0,)]  # the killed ingest's row did not stay 'running'
+    v = check_whole(site, world)
+    assert site.gold() == clean["gold"]
+    record("a step's kernel killed (OOM killer)", "SIGKILL of the first step's kernel mid-crawl",
+           f"exit 1: {line[10:100]}…; the same command resumed to the clean outcome, no run left 'running'", v["lost"], v["duplicated"],
+           secrets=0, tracebacks=0)
+
+
+# -- 7. a day run by mistake is forgotten -------------------------------------------------------------------------------------------
+
+@FULL
+def test_forget_a_day_leaves_the_clean_outcome(tmp_path, serve, world, clean):
+    srv = serve(make_app(world))
+    site = Site(tmp_path, url=srv.url)
+    assert site.run().returncode == 0
+    D2 = D + dt.timedelta(days=1)
+    assert site.run(day=D2).returncode == 0
+    p = site.cli("forget", "--date", D2.isoformat())
+    assert p.returncode == 0 and f"forgot {D2}" in p.stdout and "rebuilt as of 2026-07-10" in p.stdout, (p.stdout, p.stderr)
+    assert site.q("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = ?", [D2]) == [(0,)]
+    assert site.q("SELECT count(*) FROM bronze.runs WHERE run_date = ?", [D2]) == [(0,)]
+    assert not (site.reports / D2.isoformat()).exists()
+    assert site.gold() == clean["gold"]  # as if the day had never run
+    record("a day run by mistake, forgotten", f"run {D2}, then `trakt-nb forget --date {D2}`",
+           "its pages, runs and reports gone; gold rebuilt equal to the clean run's", 0, 0, secrets=0, tracebacks=no_traceback(p))
+
+
+# -- 10. backfilled days are not late ---------------------------------------------------------------------------------------------
+
+@FULL
+def test_backfill_is_not_late_for_the_freshness_slo(tmp_path, serve, world):
+    from zoneinfo import ZoneInfo
+    today = dt.datetime.now(ZoneInfo("America/Chicago")).date()  # the SLO's own calendar ([slo] timezone)
+    first, last = today - dt.timedelta(days=2), today - dt.timedelta(days=1)  # the whole window, filled in after its deadlines
+    srv = serve(make_app(world, day=last))
+    site = Site(tmp_path, url=srv.url, slo={"window_days": 2})
+    p = site.cli("backfill", "--start", first.isoformat(), "--end", last.isoformat(), timeout=600)
+    assert p.returncode == 0, p.stderr
+    runs = [json.loads((site.reports / d.isoformat() / "run.json").read_text()) for d in (first, last)]
+    assert all(r["backfill"] for r in runs) and runs[0]["fresh"] is False  # past its deadline, visibly a backfill
+    st = site.cli("status")
+    assert "backfill" in st.stdout, st.stdout
+    chk = site.cli("slo", "check")
+    assert chk.returncode == 0 and "BREACHED" not in chk.stdout, chk.stdout
+    record("backfill, then the freshness SLO", f"`trakt-nb backfill` of the whole window ({first}…{last}), then `slo check`",
+           f"both days shown as backfill, exit 0: {chk.stdout.strip()[:120]}", 0, 0, secrets=0, tracebacks=no_traceback(p, st, chk))
+
+
+# -- 9. a damaged write-ahead log is named before anything is written ---------------------------------------------------------------
+
+def test_garbage_wal_is_named_not_ignored(tmp_path, serve, world, clean):
+    import shutil
+    srv = serve(make_app(world))
+    site = Site(tmp_path, url=srv.url)
+    shutil.copy(clean["site"].warehouse, site.warehouse)  # a warehouse a run left …
+    wal = site.warehouse.with_name(site.warehouse.name + ".wal")
+    wal.write_bytes(bytes(range(256)) * 40)  # … and a log that is not one
+    before = site.warehouse.read_bytes()
+    p = site.run(timeout=120)
+    line = last_line(p)
+    assert p.returncode == 2 and "write-ahead log" in line and str(wal) in line and no_traceback(p) == 0, (p.returncode, p.stderr)
+    assert site.warehouse.read_bytes() == before  # nothing appended to it
+    record("a garbage .wal next to the warehouse", "10 KB of bytes that are not a DuckDB log",
+           f"exit 2 naming it, warehouse untouched: {line[10:100]}…", 0, 0, secrets=0, tracebacks=0)

@@ -296,7 +296,9 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     "`text` with every secret value, and anything shaped like a bearer token or a `trakt-api-key` value, replaced by `***`."
     for v in (secret_values() if secrets is None else secrets):
         if v and v in text: text = text.replace(v, "***")
-    for p in SECRET_PATTERNS: text = p.sub(r"\1***", text)
+    low = text.lower()  # a plain search first: the patterns are case-blind and slow on a whole page (18 ms vs 0.2 ms)
+    if "bearer" in low or "trakt-api-key" in low:
+        for p in SECRET_PATTERNS: text = p.sub(r"\1***", text)
     return text
 
 def redact_secrets(_logger, _method, event: dict) -> dict:

@@ -623,6 +623,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.run.StepResult': ('run.html#stepresult', 'trakt_nb/run.py'),
                               'trakt_nb.run._facts': ('run.html#_facts', 'trakt_nb/run.py'),
                               'trakt_nb.run._facts_html': ('run.html#_facts_html', 'trakt_nb/run.py'),
+                              'trakt_nb.run._kind_names': ('run.html#_kind_names', 'trakt_nb/run.py'),
                               'trakt_nb.run._observe': ('run.html#_observe', 'trakt_nb/run.py'),
                               'trakt_nb.run._papermill_engine': ('run.html#_papermill_engine', 'trakt_nb/run.py'),
                               'trakt_nb.run._quality_step': ('run.html#_quality_step', 'trakt_nb/run.py'),

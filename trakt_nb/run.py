@@ -363,7 +363,11 @@ def _vega_head() -> str:
 def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
     import trakt_nb.client, trakt_nb.quality, trakt_nb.ingest  # noqa: F401 (their UserError kinds)
-    names, todo = {"UserError"}, [UserError]
+    return _kind_names(UserError)
+
+def _kind_names(base: type) -> set[str]:
+    "The names of `base` and of every subclass of it (how a step's exception, known by name only, is told apart)."
+    names, todo = {base.__name__}, [base]
     while todo:
         for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
     return names
@@ -371,10 +375,7 @@ def _user_error_names() -> set[str]:
 def _stop_names() -> set[str]:
     "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
     from trakt_nb.ingest import RunStopped
-    names, todo = {"RunStopped"}, [RunStopped]
-    while todo:
-        for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
-    return names
+    return _kind_names(RunStopped)
 
 def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
     "The data tests of the day (stored in quality.test_results); errors fail the run once its reports are written."

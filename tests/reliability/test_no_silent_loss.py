@@ -250,9 +250,17 @@ def test_kernel_killed_is_a_failed_step_then_resumes(tmp_path, serve, world, cle
     def killer():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and not killed:
-            out = subprocess.run(["pgrep", "-f", "-s", str(proc.pid), "ipykernel_launcher"], capture_output=True, text=True).stdout.split()
-            if out and site.warehouse.exists():
-                time.sleep(1.0); os.kill(int(out[0]), signal.SIGKILL); killed.append(int(out[0]))
+            if site.warehouse.exists():  # the ingest step is writing: kill every kernel of the run (the step's, and any started ahead)
+                time.sleep(1.0)
+                rows = [l.split(None, 2) for l in subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout.splitlines()]
+                tree, todo = set(), [proc.pid]  # the run's descendants (kernels get sessions of their own)
+                while todo:
+                    parent = todo.pop()
+                    for r in rows:
+                        if len(r) == 3 and int(r[1]) == parent and int(r[0]) not in tree: tree.add(int(r[0])); todo.append(int(r[0]))
+                pids = [int(r[0]) for r in rows if len(r) == 3 and int(r[0]) in tree and "ipykernel" in r[2]]
+                for pid in pids: os.kill(pid, signal.SIGKILL)
+                killed.extend(pids)
             time.sleep(0.1)
     t = threading.Thread(target=killer); t.start()
     out, err = proc.communicate(timeout=300); t.join()

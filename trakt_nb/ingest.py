@@ -521,7 +521,12 @@ def missing_pages(con, run_date: dt.date) -> list[dict]:
     rows = con.execute("""SELECT l.unit_key, l.state, coalesce((SELECT q.reason FROM bronze.quarantine q WHERE q.run_date = l.run_date
                                    AND q.unit_key = l.unit_key ORDER BY q.fetched_at DESC LIMIT 1), 'invalid_schema')
                            FROM bronze.ingest_ledger l WHERE l.run_date = $1 AND (l.state = 'failed'
-                           OR (l.state = 'done' AND json_extract_string(l.detail, '$.valid') = 'false')) ORDER BY l.unit_key""",
+                           OR (l.state = 'done' AND json_extract_string(l.detail, '$.valid') = 'false'))
+                           -- a listing or thread crawled whole since needs none of its failed pages (e.g. a re-read the fresh counts did not call for)
+                           AND NOT EXISTS (SELECT 1 FROM bronze.ingest_ledger d WHERE d.run_date = l.run_date AND d.state = 'done' AND d.unit_key =
+                                CASE WHEN l.unit_key LIKE '%:comments:%' THEN split_part(l.unit_key, ':comments:', 1) || ':comments:done'
+                                     WHEN l.unit_key LIKE 'comment:%:replies:%' THEN 'comment:' || split_part(l.unit_key, ':', 2) || ':replies:done' END)
+                           ORDER BY l.unit_key""",
                         [run_date]).fetchall()
     return [{"unit_key": k, "state": st, "reason": r if st == "failed" else "invalid_schema"} for k, st, r in rows]
 

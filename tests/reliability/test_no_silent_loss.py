@@ -136,20 +136,21 @@ def test_quota_storm_heavy_recovers(tmp_path, serve, world):
 
 @FULL
 def test_always_truncated_pages_are_loud_then_repaired(tmp_path, serve, world):
-    srv = serve(make_app(world, faults="wrong_item_count:0.5, truncated_always:0.02"))
-    site = Site(tmp_path, url=srv.url)
+    # 20 comments per page: enough pages that some are cut short on every attempt (a trending list cut short stops the first run: 75)
+    srv = serve(make_app(world, faults="wrong_item_count:0.5, truncated_always:0.1"))
+    site = Site(tmp_path, url=srv.url, client={"comments_limit": 20})
     p1 = site.run()
-    assert p1.returncode == 3 and "is incomplete" in last_line(p1), (p1.returncode, p1.stderr)
-    missing = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'failed'")[0][0]
+    assert p1.returncode in (3, 75) and ("is incomplete" in last_line(p1) or "could not be read whole" in last_line(p1)), (p1.returncode, p1.stderr)
+    missing = site.q("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'failed'")[0][0] if site.warehouse.exists() else 0
     p2 = site.run()  # the fault still holds: still loud, never a quiet 0
-    assert p2.returncode == 3, p2.stderr
+    assert p2.returncode == p1.returncode, p2.stderr
     httpx.post(srv.url + "/_replay/faults", json={})
     p3 = site.run()
     assert p3.returncode == 0, p3.stderr
     v = check_whole(site, world)
-    record("always-truncated pages", "wrong_item_count:0.5, truncated_always:0.02",
-           f"exit 3 twice naming {missing} missing pages; once the server mends, the same command exit 0", v["lost"], v["duplicated"],
-           secrets=0, tracebacks=no_traceback(p1, p2, p3))
+    record("always-truncated pages", "wrong_item_count:0.5, truncated_always:0.1, 20 per page",
+           f"exit {p1.returncode} twice ({missing} pages missing, named); once the server mends, the same command exit 0", v["lost"],
+           v["duplicated"], secrets=0, tracebacks=no_traceback(p1, p2, p3))
 
 
 # -- 4. deletions while a listing is paged -------------------------------------------------------------------------------------------

@@ -479,7 +479,9 @@ def page_paths(world, n: int, sort="newest") -> list[str]:
 
 def test_every_fault_is_tested():
     tested = {"quota_storm", "long_retry_after", "cloudflare_429", "cloudflare_403", "server_errors", "slow", "truncated",
-              "truncated_always", "drift_field", "type_change", "page_shift", "wrong_item_count", "missing_day"}
+              "truncated_always", "drift_field", "type_change", "page_shift", "wrong_item_count", "missing_day",
+              # checked in notebooks/02_replay_api.ipynb and end to end in tests/reliability/test_no_silent_loss.py
+              "outage", "echo_headers", "delete_mid_crawl"}
     assert set(FAULTS) == tested
 
 

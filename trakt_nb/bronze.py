@@ -51,6 +51,15 @@ def _open_error(path: Path, e: Exception) -> UserError:
     first = msg.splitlines()[0] if msg else type(e).__name__
     return UserError(f"Could not open the warehouse {path} ({first}); check [storage] warehouse and that the file is readable and writable.")
 
+def _check_wal(con, wal: Path):
+    "A write-ahead log left by a writer that died is replayed by DuckDB; one it cannot read it skips in silence: say so instead."
+    try: con.execute("CHECKPOINT")  # a replayed log is folded into the file and removed
+    except duckdb.Error: return  # another transaction is open here: not the moment to judge
+    if wal.exists() and wal.stat().st_size > 0:
+        con.close()
+        raise UserError(f"The warehouse's write-ahead log {wal} is damaged (DuckDB could not replay it); move it away — the "
+                        "transactions in it are lost, and the same command fetches their pages again — then run again.")
+
 def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or ":memory:"
             read_only: bool = False,  # open an existing warehouse for reading only
            ) -> duckdb.DuckDBPyConnection:
@@ -63,8 +72,11 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
         try: path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"Cannot create the folder {path.parent} ({e.strerror}); set [storage] warehouse to a writable path.") from None
+        wal = path.with_name(path.name + ".wal")
+        had_wal = not read_only and wal.exists() and wal.stat().st_size > 0
         try: con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as e: raise _open_error(path, e) from None
+        if had_wal: _check_wal(con, wal)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con
@@ -175,7 +187,7 @@ def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], 
     if not json_checked and isinstance(row["payload"], (bytes, bytearray, memoryview, str)):
         try: orjson.loads(raw)
         except orjson.JSONDecodeError as e: raise ValueError(f"page payload is not valid JSON ({e}); quarantine it with reason 'invalid_json'") from None
-    r["payload"] = raw.decode("utf-8")
+    r["payload"] = redact(raw.decode("utf-8"), secrets)  # an API that echoes a key must not put it in the warehouse
     r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     r["run_id"] = row.get("run_id") or run_id
     r["run_date"] = _as_date(row.get("run_date") or run_date)
@@ -193,7 +205,7 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     r = {c: row.get(c) for c in _QUARANTINE_ARROW.names}
     if row.get("payload") is not None:
         raw = _payload_bytes(row["payload"])
-        r["payload"] = raw[:QUARANTINE_MAX_BYTES].decode("utf-8", errors="replace")
+        r["payload"] = redact(raw[:QUARANTINE_MAX_BYTES].decode("utf-8", errors="replace"), secrets)  # error pages echo request headers
         r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     errors = row.get("errors") or []
     if isinstance(errors, str): errors = [errors]
@@ -451,6 +463,11 @@ def _lock_holder(fd: int, wait_s: float = 1.0) -> str | None:
         if time.monotonic() >= deadline: return None
         time.sleep(0.02)
 
+def _lock_unwritable(lock: Path, e: OSError):
+    "A read-only folder or a full disk, in one sentence, before anything is written."
+    raise UserError(f"Cannot write the lock file {lock} ({e.strerror}); make {lock.parent} writable or point [storage] warehouse "
+                    "at a writable folder.") from None
+
 @contextlib.contextmanager
 def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or path); ":memory:" needs no lock
                    wait_s: float = 0,  # how long to wait for another run to finish
@@ -462,10 +479,12 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         yield None
         return
     lock = wh.with_name(wh.name + suffix)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    try: lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: _lock_unwritable(lock, e)
     deadline = time.monotonic() + max(0.0, wait_s)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: _lock_unwritable(lock, e)
         try:
             while True:
                 try:

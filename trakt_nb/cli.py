@@ -17,9 +17,10 @@ from . import __version__
 from .config import UserError, load_settings, configure_logging, Settings
 
 # %% auto #0
-__all__ = ['DATE_FORMS', 'EXIT_STOPPED', 'parse_day', 'Parser', 'metric_lines', 'cmd_titles', 'cmd_replay_serve',
-           'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run', 'cmd_backfill', 'cmd_status', 'cmd_slo_check',
-           'cmd_schema_promote', 'cmd_schema_drift', 'cmd_forget', 'cmd_metrics_list', 'cmd_query', 'build_parser',
+__all__ = ['DATE_FORMS', 'TRAKT_FIRST_DAY', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INCOMPLETE', 'EXIT_STOPPED', 'EXIT_CODES',
+           'parse_day', 'Parser', 'metric_lines', 'cmd_titles', 'run_date_arg', 'cmd_replay_serve',
+           'cmd_replay_summary', 'cmd_ingest', 'cmd_model', 'cmd_run', 'cmd_backfill', 'cmd_forget', 'cmd_status',
+           'cmd_slo_check', 'cmd_schema_promote', 'cmd_schema_drift', 'cmd_metrics_list', 'cmd_query', 'build_parser',
            'main']
 
 # %% ../notebooks/50_cli.ipynb #228d22ad
@@ -87,6 +88,20 @@ def cmd_titles(args, s: Settings) -> int:
         print(t.rename(columns={"trakt": "trakt id"}).to_string(index=False))
     return 0
 
+# %% ../notebooks/50_cli.ipynb #f5383ef3
+TRAKT_FIRST_DAY = dt.date(2010, 1, 1)  # Trakt opened in 2010: there is no comment, rating or title page to read before it
+
+def run_date_arg(text: str | None, today: dt.date | None = None) -> dt.date:
+    "The run date of `run`, `ingest`, `model`, `backfill` and `forget`: default the last complete UTC day; never a future day, nor one before Trakt."
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    day = today - dt.timedelta(days=1) if text in (None, "") else parse_day(text, today)
+    if day > today:
+        raise UserError(f"{day} has not happened yet (today is {today} UTC); pick a day up to {today - dt.timedelta(days=1)} "
+                        "(the last complete one), or --date today for the day so far.")
+    if day < TRAKT_FIRST_DAY:
+        raise UserError(f"{day} is before Trakt existed; pick a day from {TRAKT_FIRST_DAY} to {today}.")
+    return day
+
 # %% ../notebooks/50_cli.ipynb #4a028bff
 def cmd_replay_serve(args, s: Settings) -> int:
     "Serve the replay API in the foreground until Ctrl-C."
@@ -118,7 +133,23 @@ def cmd_replay_summary(args, s: Settings) -> int:
     return 0
 
 # %% ../notebooks/50_cli.ipynb #b422188d
-EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped cleanly, run the same command again later
+EXIT_FAILED = 1  # a step failed (a bug or damaged data): the message names the step and where to read why
+EXIT_USAGE = 2  # bad input (a date, a setting, a key, a title): one sentence naming the fix, nothing written
+EXIT_INCOMPLETE = 3  # the day is incomplete: the message names what is missing; the same command fetches it
+EXIT_STOPPED = 75  # EX_TEMPFAIL: rate limited, or the API unreachable: try again later, the same command resumes
+EXIT_CODES = {0: "done: every planned page of the day is held valid", EXIT_FAILED: "a step failed; the message names it and what to read",
+              EXIT_USAGE: "bad input; one sentence names the fix, and nothing was written",
+              EXIT_INCOMPLETE: "the day is incomplete; the message names the missing pages, and the same command fetches them",
+              EXIT_STOPPED: "try again later (rate limited, or the API unreachable); the message says when, and the same command resumes",
+              130: "interrupted; the same command resumes"}
+
+def _incomplete(s: Settings, day: dt.date, command: str) -> int:
+    "EXIT_INCOMPLETE with the sentence naming what is missing, or 0 when the day is whole."
+    from trakt_nb.ingest import day_incomplete
+    msg = day_incomplete(s, day, command)
+    if msg is None: return 0
+    print(f"trakt-nb: {msg}", file=sys.stderr)
+    return EXIT_INCOMPLETE
 
 def _with_source(args, s: Settings) -> Settings:
     if not getattr(args, "source", None): return s
@@ -128,17 +159,17 @@ def _with_source(args, s: Settings) -> Settings:
 def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
     from trakt_nb.ingest import ingest, RunStopped
-    s, day = _with_source(args, s), parse_day(args.date)
+    s, day = _with_source(args, s), run_date_arg(args.date)
     try: summary = ingest(s, day, full=args.full, refresh=args.refresh, progress=_progress_bar(args.quiet))
     except RunStopped as e:
         print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_STOPPED
     print(summary.line())
-    return 0
+    return _incomplete(s, day, f"trakt-nb ingest --date {day}")
 
 def cmd_model(args, s: Settings) -> int:
     "Silver, gold and metric views for one day."
     from trakt_nb.model import build_model
-    print(build_model(s, parse_day(args.date), full_refresh=args.full_refresh).line())
+    print(build_model(s, run_date_arg(args.date), full_refresh=args.full_refresh).line())
     return 0
 
 def _echo(msg: str): print(msg, file=sys.stderr, flush=True)
@@ -146,22 +177,43 @@ def _echo(msg: str): print(msg, file=sys.stderr, flush=True)
 def cmd_run(args, s: Settings) -> int:
     "Run the daily pipeline for one day: the pipeline notebooks under papermill, then the reports."
     from trakt_nb.run import run_day, StepFailed
-    s, day = _with_source(args, s), parse_day(args.date)
+    from trakt_nb.ingest import RunStopped
+    s, day = _with_source(args, s), run_date_arg(args.date)
     try: res = run_day(s, day, echo=_echo)
     except StepFailed as e:
-        print(f"trakt-nb: {e}", file=sys.stderr); return 1
+        print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_FAILED
+    except RunStopped as e:
+        print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_STOPPED
     print(f"run {day}: {res.status} in {res.duration_s:.1f}s ({', '.join(f'{st.name} {st.duration_s:.1f}s' for st in res.steps)})")
     print(f"reports: {(s.storage.reports_dir / 'index.html').resolve()}")
-    return 0
+    return _incomplete(s, day, f"trakt-nb run --date {day}")
 
 def cmd_backfill(args, s: Settings) -> int:
     "Run every day of a date range that has not succeeded yet, in order."
     from trakt_nb.run import backfill, StepFailed
+    from trakt_nb.ingest import RunStopped
     s = _with_source(args, s)
-    try: runs = backfill(s, parse_day(args.start), parse_day(args.end), echo=_echo)
+    start, end = run_date_arg(args.start), run_date_arg(args.end)
+    try: runs = backfill(s, start, end, echo=_echo)
     except StepFailed as e:
-        print(f"trakt-nb: {e}", file=sys.stderr); return 1
+        print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_FAILED
+    except RunStopped as e:
+        print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_STOPPED
     print(f"backfill {args.start} … {args.end}: {len(runs)} day(s) run; reports: {(s.storage.reports_dir / 'index.html').resolve()}")
+    return max([_incomplete(s, dt.date.fromisoformat(r.run_date), f"trakt-nb backfill --start {start} --end {end}") for r in runs], default=0)
+
+def cmd_forget(args, s: Settings) -> int:
+    "Remove what is stored of a run date (pages, run records, reports; silver and gold rebuilt), or a user's content from every layer."
+    from trakt_nb.ingest import forget_day
+    if bool(args.date) == bool(args.user):
+        raise UserError("Say what to forget, one at a time: trakt-nb forget --date 2026-07-10, or trakt-nb forget --user SLUG.")
+    if args.user: return _forget_user(args, s)
+    day = parse_day(args.date)  # any day, a future one included: forgetting is how a day run by mistake goes away
+    r = forget_day(s, day)
+    if not any(r[k] for k in ("trakt_pages", "quarantine", "ingest_ledger", "runs", "reports")):
+        print(f"nothing of {day} was stored; nothing removed"); return 0
+    print(f"forgot {day}: {r['trakt_pages']} pages, {r['quarantine']} quarantined, {r['ingest_ledger']} ledger units, {r['runs']} run records"
+          + (", its reports" if r["reports"] else "") + (f"; silver and gold rebuilt as of {r['rebuilt_as_of']}" if r["rebuilt_as_of"] else ""))
     return 0
 
 def cmd_status(args, s: Settings) -> int:
@@ -206,7 +258,7 @@ def cmd_schema_drift(args, s: Settings) -> int:
         print(df.to_string(index=False) if len(df) else "no schema drift")
     return 0
 
-def cmd_forget(args, s: Settings) -> int:
+def _forget_user(args, s: Settings) -> int:
     "Remove a user's comments and replies from every layer (bronze included), on request."
     from trakt_nb.forget import forget_user
     gone = forget_user(s, args.user)
@@ -273,17 +325,19 @@ def cmd_query(args, s: Settings) -> int:
 # %% ../notebooks/50_cli.ipynb #78169542
 def build_parser() -> argparse.ArgumentParser:
     "The `trakt-nb` argument parser."
-    p = Parser(prog="trakt-nb", description=f"Trakt comments analytics: ingest, model, report. Dates: {DATE_FORMS}.")
+    p = Parser(prog="trakt-nb", description=f"Trakt comments analytics: ingest, model, report. Dates: {DATE_FORMS}.",
+               epilog="exit codes:\n" + "\n".join(f"  {k:<4} {v}" for k, v in EXIT_CODES.items()),
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"trakt-nb {__version__}")
     p.add_argument("--settings", help="path of settings.ini (default: nearest settings.ini, or $TRAKT_NB_SETTINGS)")
     p.add_argument("--log-level", default=os.environ.get("TRAKT_NB_LOG_LEVEL", "warning"), choices=["debug", "info", "warning", "error"], help="log level of the structured logs on stderr (default: warning, or $TRAKT_NB_LOG_LEVEL)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="run the daily pipeline for one day")
-    r.add_argument("--date", help=f"day to run: {DATE_FORMS} (default: today)")
+    r.add_argument("--date", help=f"day to run: {DATE_FORMS} (default: yesterday, the last complete UTC day; today is the day so far)")
     r.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     r.set_defaults(func=cmd_run)
     ig = sub.add_parser("ingest", help="crawl one day from the API into bronze")
-    ig.add_argument("--date", help=f"day to ingest: {DATE_FORMS} (default: today)")
+    ig.add_argument("--date", help=f"day to ingest: {DATE_FORMS} (default: yesterday, the last complete UTC day; today is the day so far)")
     ig.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     ig.add_argument("--full", action="store_true", help="crawl every title's comments in full")
     ig.add_argument("--refresh", action="store_true", help="fetch again even if the day is done")
@@ -294,9 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--source", choices=["replay", "trakt"], help="override [run] source")
     bf.set_defaults(func=cmd_backfill)
     md = sub.add_parser("model", help="build silver, gold and metric views for one day")
-    md.add_argument("--date", help=f"as-of day: {DATE_FORMS} (default: today)")
+    md.add_argument("--date", help=f"as-of day: {DATE_FORMS} (default: yesterday, the last complete UTC day; today is the day so far)")
     md.add_argument("--full-refresh", action="store_true", help="rebuild silver from all of bronze")
     md.set_defaults(func=cmd_model)
+    fg = sub.add_parser("forget", help="remove what is stored of a run date, or a user's content on request (every layer, bronze included)")
+    fg.add_argument("--date", help="the run date to remove, YYYY-MM-DD (a day run by mistake, even one still to come); silver and gold are rebuilt")
+    fg.add_argument("--user", help="a user's slug: every comment and reply they wrote is removed from every layer")
+    fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
+    fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))
     st = sub.add_parser("status", help="service levels over the trailing window, last runs, breaches")
     st.add_argument("--last", type=int, default=10, help="how many recent runs to list")
     st.set_defaults(func=cmd_status)
@@ -309,10 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sc.add_parser("drift", help="fields that appeared, went missing or changed type")
     dr.add_argument("--date", help=f"run date: {DATE_FORMS} (default: today)")
     dr.set_defaults(func=cmd_schema_drift)
-    fg = sub.add_parser("forget", help="remove stored content on request (every layer, bronze included)")
-    fg.add_argument("--user", required=True, help="the user's slug: every comment and reply they wrote is removed")
-    fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
-    fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))
     mt = sub.add_parser("metrics", help="the governed metrics").add_subparsers(dest="metrics_command", required=True, metavar="SUBCOMMAND")
     ml = mt.add_parser("list", help="print the governed metrics with their descriptions")
     ml.add_argument("--full", action="store_true", help="one wide row per metric: label, model, expression, grain, format")
@@ -358,10 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, load_settings(args.settings)) or 0
     except UserError as e:
         print(f"trakt-nb: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("trakt-nb: interrupted; run the same command again to resume where it stopped.", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # a full disk, a read-only folder: what the system said and where, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"trakt-nb: {e.strerror or e}{where}; free space or fix the permissions there, then run the same command again to resume.",
+              file=sys.stderr)
+        return EXIT_FAILED

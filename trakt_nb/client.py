@@ -449,7 +449,9 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
     request_path = self._scrub(path + (f"?{query}" if query else ""))
     log_path = self._scrub(path)
     resp, status, error, body_error = None, None, None, None
-    for attempt in range(1, c.max_attempts + 1):
+    attempt, sent, waited_429 = 0, 0, 0.0  # attempts counted against max_attempts; requests sent; seconds waited out on Retry-After
+    while attempt < c.max_attempts:
+        attempt += 1; sent += 1
         self._check_pause(limiter, api, log_path)
         resp = status = error = body_error = None
         wait = retry_after = remaining = None
@@ -472,7 +474,7 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
         cf = False
         if status is not None:
             cf = is_cloudflare(status, hdrs, api, content)
-            resp = Response(status, hdrs, content, request_path, elapsed, attempt, cf)
+            resp = Response(status, hdrs, content, request_path, elapsed, sent, cf)
             self.stats.responses[status] += 1; self.stats.bytes += len(content)
             if cf: self.stats.cloudflare += 1
             rl = parse_ratelimit(hdrs.get("x-ratelimit")) if api == "trakt" and not cf else None
@@ -482,7 +484,7 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
                 remaining = rl["remaining"]
                 limiter.sync(remaining, rl["until"] + timedelta(seconds=1))  # `until` is truncated to the second
             retry_after = parse_retry_after(hdrs.get("retry-after"), self._now())
-        log = dict(api=api, path=log_path, status=status, attempt=attempt, latency_ms=round(elapsed * 1000, 1),
+        log = dict(api=api, path=log_path, status=status, attempt=sent, latency_ms=round(elapsed * 1000, 1),
                    bytes=len(content) if status is not None else None, cloudflare=cf,
                    ratelimit_remaining=remaining, retry_after=retry_after)
         if status is not None and 200 <= status < 300:
@@ -504,6 +506,13 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
             wait = (max(c.backoff_base_s, retry_after + 0.5 + self._rng.uniform(-0.25, 0.25)) if retry_after is not None
                     else backoff_s(attempt, c.backoff_base_s, c.backoff_cap_s, self._rng))
             limiter.pause(wait)  # a 429 concerns every task of this key, not just this one
+            if retry_after is not None:  # the server said how long: waiting it out is not a failed attempt; the budget is time
+                if waited_429 + wait > c.retry_after_ceiling_s:
+                    until = _ceil_second(self._now() + timedelta(seconds=wait))
+                    self._log_attempt("warning", **log, error="Retry-After waits beyond the ceiling", until=_iso(until))
+                    raise RateLimitedUntil(until)
+                waited_429 += wait
+                attempt -= 1
         elif status in (401, 403) and not cf:
             self._log_attempt("info", **log, error="key rejected")  # the UserError says it; no second line on stderr
             if api == "tmdb":

@@ -20,14 +20,15 @@ import orjson
 from .config import Settings, UserError, get_logger, tmdb_token
 from .client import (TraktClient, ClientStats, InvalidBody, RetriesExhausted, RateLimitedUntil, ResponseTooLarge, Response)
 from .contracts import load_contracts, check_items, check_object, quarantine_text
-from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state,
-                             table_exists)
+from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state, table_exists)
+
 
 # %% auto #0
 __all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints', 'TitleRef', 'page_row', 'TitleProgress', 'Crawl',
            'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
-           'IngestSummary', 'crawl_connection', 'ingest_async', 'live_date_check', 'preflight_async', 'preflight',
-           'ingest']
+           'SourceUnavailable', 'unavailable', 'IngestSummary', 'crawl_connection', 'missing_pages',
+           'incomplete_message', 'day_incomplete', 'ingest_async', 'live_date_check', 'preflight_async', 'preflight',
+           'ingest', 'forget_day']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -50,7 +51,8 @@ def endpoints(s: Settings, run_date: dt.date, in_process: bool = False):
         url = s.replay.url.rstrip("/")
         yield Endpoints(url, url + "/3"); return
     from trakt_nb.replay_api import ReplayAPI, serve_in_thread
-    app = ReplayAPI.from_settings(s, as_of=end_of_day(run_date))
+    # today is not over: the replay serves nothing later than the current instant (`--date today` is the day so far)
+    app = ReplayAPI.from_settings(s, as_of=min(end_of_day(run_date), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)))
     if in_process:
         yield Endpoints("http://replay.local", "http://replay.local/3", httpx.ASGITransport(app=app)); return
     with serve_in_thread(app) as srv: yield Endpoints(srv.url, srv.url + "/3")
@@ -120,8 +122,9 @@ class Crawl:
         self.tmdb_on = tmdb_token(s) is not None
 
     def _done_details(self) -> dict[str, Any]:
-        rows = self.con.execute("SELECT unit_key, detail FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'",
-                                [self.run_date]).fetchall()
+        "Units done today and valid (a page some of whose items were refused is fetched again, like a failed one)."
+        rows = self.con.execute("""SELECT unit_key, detail FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'
+                                   AND coalesce(json_extract_string(detail, '$.valid'), 'true') <> 'false'""", [self.run_date]).fetchall()
         return {k: (orjson.loads(d) if d else {}) for k, d in rows}
 
     def _known_replies(self) -> dict[int, int]:
@@ -239,6 +242,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
     cr.prev_max[ref.key] = prev.get("max_created")
     path, limit = f"/{ref.kind}s/{ref.trakt}/comments/{sort}", s.client.comments_limit
     page, first_count, last_count, page_count = 1, None, None, None
+    reread, fell = [0, 0], 0  # pages read again after a deletion (announced, valid); comments the listing lost meanwhile
     candidates: dict[int, int] = {}
     max_created = prev.get("max_created")
     while True:
@@ -257,6 +261,11 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         tp.pages_valid += bool(d.get("valid"))
         page_count = d.get("page_count") or page_count or 1
         if first_count is None: first_count = d.get("item_count")
+        if last_count is not None and d.get("item_count") is not None and d["item_count"] < last_count:
+            # comments were deleted since the page before: later ones moved up across the boundary, onto pages already read
+            fell += last_count - d["item_count"]
+            n, ok = await _reread_before(cr, ref, path, limit, sort, page, last_count - d["item_count"], d["item_count"], candidates)
+            reread[0] += n; reread[1] += ok
         last_count = d.get("item_count")
         candidates.update(_reply_counters(d))
         tp.comments_seen += d.get("n", 0)
@@ -266,6 +275,10 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         if cutoff is not None and d.get("min_created_epoch") is not None and d["min_created_epoch"] < cutoff: break
         page += 1
     tp.pages_announced = page if mode == "incremental" else max(page_count or 1, page)
+    tp.pages_announced += reread[0]; tp.pages_valid += reread[1]
+    if fell:
+        gone = await _confirm_deleted(cr, ref, path, limit, sort, page, candidates)
+        cr.log.info("listing_shrank", title=ref.key, comments=fell, pages_reread=reread[0], deleted=gone)
     if first_count is not None and last_count is not None and last_count > first_count:
         await _recheck_top(cr, ref, path, limit, min(last_count - first_count, limit * (page_count or 1)), candidates, tp)
     tp.max_created = max_created
@@ -299,6 +312,57 @@ def _reply_counters(d: dict) -> dict[int, int]:
 def _mark(cr: Crawl, key: str, ref: TitleRef, detail: dict):
     "Record a unit done that has no page of its own (a crawl's completion)."
     cr.w.mark_done(cr.unit(key, ref, "comments", None, detail))
+
+async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, page: int, deficit: int, count: int,
+                         candidates: dict) -> tuple[int, int]:
+    "Read again, backwards, the pages before `page` onto which up to `deficit` comments moved; returns (pages read, pages valid)."
+    # positions (0-based) [lo, (page-1)*limit) hold the comments that may have crossed; a deletion while reading them moves them
+    # further up (the window grows by what the count fell), onto the pages read next: reading backwards never leaves them behind
+    lo, latest, q, n, ok = (page - 1) * limit - deficit, count, page - 1, 0, 0
+    while q >= 1:
+        key = f"{ref.key}:comments:reread:{page}:{q}"
+        d = cr.done.get(key)
+        if d is None:
+            u = cr.unit(key, ref, "comments", q)
+            resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
+            items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort) if body is not None and resp.ok else None
+            d = _page_detail(resp, items, body) if resp is not None else {}
+        n += 1; ok += bool(d.get("valid"))
+        candidates.update(_reply_counters(d))
+        if d.get("item_count") is not None and d["item_count"] < latest: lo -= latest - d["item_count"]; latest = d["item_count"]
+        if (q - 1) * limit <= lo: break
+        q -= 1
+    return n, ok
+
+async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, pages: int, candidates: dict) -> int:
+    "After a listing shrank mid-crawl: mark the comments seen today that are gone for good (ledger `comment:ID:deleted`, with when last seen)."
+    cr.w.flush()  # today's pages of the title, to know every comment seen
+    seen = dict(cr.con.execute("""SELECT id, strftime(max(fetched_at), '%Y-%m-%dT%H:%M:%S.%fZ') FROM (
+                                    SELECT unnest(json_extract(payload, '$[*].id'))::BIGINT AS id, fetched_at FROM bronze.trakt_pages
+                                    WHERE run_date = $1 AND resource_kind = 'comments' AND title_kind = $2 AND title_id_trakt = $3) GROUP BY id""",
+                               [cr.run_date, ref.kind, ref.trakt]).fetchall())
+    listed = set()
+    for q in range(pages, 0, -1):  # backwards: a deletion meanwhile moves comments onto the pages still to read
+        key = f"{ref.key}:comments:verify:{q}"
+        d = cr.done.get(key)
+        if d is None:
+            u = cr.unit(key, ref, "comments", q)
+            resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
+            if resp is None or not resp.ok or not isinstance(body, list): return 0  # cannot tell what is gone: mark nothing
+            u["detail"] = {"ids": [o["id"] for o in body if isinstance(o, dict) and type(o.get("id")) is int]}
+            items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort)
+            d = {**_page_detail(resp, items, body), **u["detail"]}
+        listed.update(d.get("ids") or [])
+        candidates.update(_reply_counters(d))
+    gone = 0
+    for cid in sorted(set(seen) - listed):  # seen today, no longer listed: deleted, or moved past the pages read — ask for it
+        key = f"comment:{cid}:deleted"
+        if key not in cr.done:
+            resp, _ = await cr.fetch(f"/comments/{cid}", None, "comments", ref, cr.unit(key, ref, "comments"))
+            if resp is None or resp.status != 404: continue
+            cr.w.mark_done(cr.unit(key, ref, "comments", None, {"last_seen": seen[cid], "confirmed_at": _utcnow().isoformat()}))
+        gone += 1
+    return gone
 
 async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by: int, candidates: dict, tp: TitleProgress):
     "Read the top pages again after comments arrived mid-crawl (they count as announced pages of the crawl)."
@@ -363,7 +427,8 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
         for kind, ident in listed:
             k = f"{kind}:{ident}"
             if k in cache: refs.append(TitleRef(**cache[k])); continue
-            resp, body = await client.get_json(f"/{kind}s/{ident}", {"extended": "full"})
+            try: resp, body = await client.get_json(f"/{kind}s/{ident}", {"extended": "full"})
+            except (InvalidBody, RetriesExhausted) as e: raise unavailable(client, e, "the followed titles") from None
             if resp.status == 404 or not isinstance(body, dict) or "ids" not in body:
                 raise UserError(f"Trakt has no {kind} {ident!r}; fix [titles] {kind}s in settings.ini (use a Trakt id, slug or IMDb id).")
             ref = TitleRef.from_obj(kind, body)
@@ -375,9 +440,13 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
             n = s.titles.trending_top_n
             for kind in ("movie", "show"):
                 if n == 0: continue
+                # the followed titles are fixed at the first run: only from complete trending lists, never from one kind alone
                 try: resp, body = await client.get_json(f"/{kind}s/trending", {"page": 1, "limit": n})
-                except (InvalidBody, RetriesExhausted) as e:  # quarantined once the warehouse is open; the other kind goes on
-                    trending_pages.append((kind, e, None)); continue
+                except (InvalidBody, RetriesExhausted) as e: raise unavailable(client, e, "the followed titles") from None
+                if not resp.ok or not isinstance(body, list):
+                    raise SourceUnavailable(f"GET /{kind}s/trending answered HTTP {resp.status} without a list; the followed titles are "
+                                            "chosen only from complete trending lists, so none were chosen and nothing was written — "
+                                            "run the same command again later.")
                 trending_pages.append((kind, resp, body))
                 refs += [TitleRef.from_obj(kind, x[kind]) for x in (body or [])[:n] if isinstance(x, dict) and kind in x]
     if not refs: raise UserError("No titles to follow: list some under [titles] movies/shows in settings.ini, or set trending_top_n above 0.")
@@ -387,6 +456,16 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
 # %% ../notebooks/08_ingest.ipynb #1da191a7
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
+
+class SourceUnavailable(RunStopped):
+    "The API could not be reached, or a list the run depends on could not be read whole: nothing is lost, try again later."
+
+def unavailable(client: TraktClient, e: RetriesExhausted | InvalidBody, what: str) -> SourceUnavailable:
+    "The one sentence for a request the run cannot go on without: the API unreachable, or a list it cannot read whole."
+    if isinstance(e, RetriesExhausted) and e.status is None:
+        return SourceUnavailable(f"The API at {client.base_url} could not be reached ({e.error or 'no answer'}, {e.attempts} attempts); "
+                                 "nothing was lost — run the same command again when it answers.")
+    return SourceUnavailable(f"{e}, so {what} could not be read whole and nothing was written for them — run the same command again later.")
 
 @dataclass
 class IngestSummary:
@@ -410,6 +489,7 @@ class IngestSummary:
     load_ids: list = field(default_factory=list)
     completeness: dict = field(default_factory=dict)  # title key -> pages valid / pages announced
     message: str = ""
+    missing: int = 0  # units of the day not held valid (see `missing_pages`): the run must not end quietly
     def as_dict(self) -> dict: return asdict(self)
     def line(self) -> str:
         "One line for a terminal."
@@ -418,7 +498,8 @@ class IngestSummary:
         return (f"ingest {self.run_date}: {self.status} in {self.duration_s:.1f}s — {self.titles} titles, {self.calls} calls, "
                 f"{self.pages} pages, {self.comments_seen:,} comments seen ({self.new_comments:,} new, {self.edited_comments:,} edited), "
                 f"{self.rate_limited} rate-limited, {self.retries} retries, {self.quarantined} quarantined"
-                + (f", worst completeness {worst:.1%}" if worst is not None else ""))
+                + (f", worst completeness {worst:.1%}" if worst is not None else "")
+                + (f", {self.missing} page(s) missing" if self.missing else ""))
 
 class _NoBar:
     def update(self, n=1): pass
@@ -436,8 +517,44 @@ def crawl_connection(s: Settings):
     con.execute(f"SET checkpoint_threshold = '{CRAWL_CHECKPOINT_THRESHOLD}'")
     return con
 
+def missing_pages(con, run_date: dt.date) -> list[dict]:
+    "The units of `run_date` not held valid: failed fetches (and objects refused whole), and pages some of whose items were refused."
+    rows = con.execute("""SELECT l.unit_key, l.state, coalesce((SELECT q.reason FROM bronze.quarantine q WHERE q.run_date = l.run_date
+                                   AND q.unit_key = l.unit_key ORDER BY q.fetched_at DESC LIMIT 1), 'invalid_schema')
+                           FROM bronze.ingest_ledger l WHERE l.run_date = $1 AND (l.state = 'failed'
+                           OR (l.state = 'done' AND json_extract_string(l.detail, '$.valid') = 'false'))
+                           -- a listing or thread crawled whole since needs none of its failed pages (e.g. a re-read the fresh counts did not call for)
+                           AND NOT EXISTS (SELECT 1 FROM bronze.ingest_ledger d WHERE d.run_date = l.run_date AND d.state = 'done' AND d.unit_key =
+                                CASE WHEN l.unit_key LIKE '%:comments:%' THEN split_part(l.unit_key, ':comments:', 1) || ':comments:done'
+                                     WHEN l.unit_key LIKE 'comment:%:replies:%' THEN 'comment:' || split_part(l.unit_key, ':', 2) || ':replies:done' END)
+                           ORDER BY l.unit_key""",
+                        [run_date]).fetchall()
+    return [{"unit_key": k, "state": st, "reason": r if st == "failed" else "invalid_schema"} for k, st, r in rows]
+
+def incomplete_message(missing: list[dict], run_date: dt.date, command: str) -> str | None:
+    "One sentence naming what of `run_date` is missing and the command that repairs it (None when nothing is)."
+    if not missing: return None
+    fetch = [m["unit_key"] for m in missing if m["reason"] != "invalid_schema"]
+    refused = [m["unit_key"] for m in missing if m["reason"] == "invalid_schema"]
+    show = lambda keys: ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    parts = []
+    if fetch: parts.append(f"{len(fetch)} page(s) could not be fetched ({show(fetch)})")
+    if refused: parts.append(f"{len(refused)} page(s) held items the contracts refused ({show(refused)}; see bronze.quarantine and "
+                             f"`trakt-nb schema drift --date {run_date}`)")
+    return (f"{run_date} is incomplete: {'; '.join(parts)}; run `{command}` again to fetch what is missing "
+            "(what was fetched is kept and not fetched again).")
+
+def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
+    "`incomplete_message` for the warehouse of `s` (None when the day is whole, or there is no warehouse yet)."
+    if not s.storage.warehouse.exists(): return None
+    con = connect(s, read_only=True)
+    try: return incomplete_message(missing_pages(con, run_date), run_date, command) if table_exists(con, "bronze", "ingest_ledger") else None
+    finally: con.close()
+
 def _already_done(con, run_date: dt.date) -> bool:
-    return bool(con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0])
+    "A day is done when an ingest of it succeeded and nothing of it is missing (a re-run retries what failed, not what succeeded)."
+    ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0]
+    return bool(ok) and not missing_pages(con, run_date)
 
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:
@@ -469,6 +586,9 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     con.close() if con is not None else None; con = None
                     _record_stop(s, run_id, run_date, str(e), client.stats.calls, locked=True)
                 if con is None: con = ensure_bronze(crawl_connection(s))
+                # we hold the lock: a run still 'running' was killed; it ends as failed (this run resumes its work)
+                con.execute("""UPDATE bronze.runs SET status = 'failed', finished_at = $1, summary = $2 WHERE status = 'running'""",
+                            [_utcnow(), '{"message": "ended without finishing (killed); a later run resumed its work"}'])
                 start_run(con, run_id, run_date, s.run.source)
                 writer = BronzeWriter(con, run_id, run_date, batch_pages=s.storage.write_batch_pages)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
@@ -488,10 +608,15 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                     await crawl_comments(cr, ref, full)
                     bar.update(1); bar.set_postfix(calls=client.stats.calls)
                 summary = IngestSummary(run_id, run_date.isoformat(), s.run.source, "running", titles=len(refs))
+                unreachable = False
                 try:
                     await asyncio.gather(*(one(r) for r in refs))
                     writer.flush()
                     summary.status = "succeeded"
+                    if client.stats.calls and not client.stats.responses:  # not one answer: the API is down, the pages are not bad
+                        unreachable, summary.status = True, "stopped"
+                        summary.message = (f"The API at {client.base_url} could not be reached ({client.stats.calls} attempts, no answer); "
+                                           "nothing was lost — run the same command again when it answers.")
                 except RateLimitedUntil as e:
                     writer.flush()
                     summary.status, summary.message = "stopped", str(e)
@@ -503,7 +628,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 finally:
                     bar.close()
                 _finish(cr, summary, t0)
-                if summary.status == "stopped": raise RunStopped(summary.message)
+                if summary.status == "stopped": raise (SourceUnavailable if unreachable else RunStopped)(summary.message)
                 return summary
 
 def _record_stop(s: Settings, run_id: str, run_date: dt.date, message: str, calls: int, locked: bool = False):
@@ -526,6 +651,7 @@ def _finish(cr: Crawl, summary: IngestSummary, t0: float):
     summary.completeness = {k: round(p.completeness, 6) for k, p in cr.progress.items() if p.completeness is not None}
     summary.drift_paths = cr.con.execute("SELECT count(*) FROM bronze.schema_drift").fetchone()[0]
     summary.duration_s = round(time.monotonic() - t0, 3)
+    summary.missing = len(missing_pages(cr.con, cr.run_date))
     finish_run(cr.con, summary.run_id, summary.status, summary.as_dict())
 
 def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None) -> None:
@@ -559,3 +685,36 @@ def ingest(s: Settings, run_date: dt.date, **kw) -> IngestSummary:
     summary = asyncio.run(ingest_async(s, run_date, **kw))
     from trakt_nb.lake import publish_bronze; publish_bronze(s)  # lakehouse storage: the new pages into the lake, exactly once
     return summary
+
+# %% ../notebooks/08_ingest.ipynb #335f7ee3
+def forget_day(s: Settings, day: dt.date) -> dict:
+    "Remove run date `day` from the warehouse (bronze rows, run records) and the reports; rebuild silver and gold from what remains."
+    import shutil
+    from trakt_nb.bronze import transaction
+    if s.storage.storage != "duckdb": raise UserError("forget works on the DuckDB warehouse; set [storage] storage = duckdb.")
+    if not s.storage.warehouse.exists(): raise UserError(f"There is no warehouse at {s.storage.warehouse}; there is nothing to forget.")
+    with warehouse_lock(s, suffix=".run.lock"), warehouse_lock(s):  # no run may write meanwhile
+        con = ensure_bronze(connect(s))
+        try:
+            with transaction(con):
+                removed = {t: con.execute(f"SELECT count(*) FROM bronze.{t} WHERE run_date = $1", [day]).fetchone()[0]
+                           for t in ("trakt_pages", "quarantine", "ingest_ledger", "runs")}
+                for t in removed: con.execute(f"DELETE FROM bronze.{t} WHERE run_date = $1", [day])
+                modelled = table_exists(con, "silver", "stg_trakt__comment_event_history")
+                if any(removed.values()):  # gold was computed with that day in it: it is rebuilt from scratch
+                    for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'gold' AND table_type = 'BASE TABLE'").fetchall():
+                        con.execute(f'DROP TABLE gold."{t}"')
+            latest = con.execute("SELECT max(run_date) FROM bronze.runs WHERE status = 'succeeded'").fetchone()[0]
+        finally: con.close()
+    folder = s.storage.reports_dir / day.isoformat()
+    removed["reports"] = folder.is_dir()
+    shutil.rmtree(folder, ignore_errors=True)
+    if s.storage.reports_dir.is_dir():
+        from trakt_nb.run import write_index, _refresh_latest, _runs
+        if not any(r["status"] == "succeeded" for r in _runs(s)): shutil.rmtree(s.storage.reports_dir / "latest", ignore_errors=True)
+        _refresh_latest(s); write_index(s)
+    removed["rebuilt_as_of"] = None
+    if any(removed.values()) and modelled and latest is not None:
+        from trakt_nb.model import build_model
+        build_model(s, latest, full_refresh=True); removed["rebuilt_as_of"] = latest.isoformat()
+    return removed

@@ -87,6 +87,9 @@ def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
     m, b = s.metrics, ibis.duckdb.from_connection(con)
     _ensure_gold(con)
     history = b.table("stg_trakt__comment_event_history", database="silver").select(GOLD_EVENT_COLUMNS)
+    if table_exists(con, "silver", "stg_trakt__comment_deleted"):  # a comment confirmed gone by the as-of day is not live
+        gone = b.table("stg_trakt__comment_deleted", database="silver")
+        history = history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
     since = fact_since(con, as_of)
     newest = con.execute(f"SELECT max(as_of_date) FROM gold.{FACT}").fetchone()[0] if table_exists(con, "gold", FACT) else None
     write_fact, mark = newest is None or newest <= as_of, _silver_mark(con)

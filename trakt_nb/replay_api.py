@@ -47,6 +47,9 @@ FAULTS = {
     "page_shift": "new comments arrive during a crawl: each listing request moves the clock (param: seconds, default 3600)",
     "wrong_item_count": "X-Pagination-Item-Count is wrong (rate: share of responses)",
     "missing_day": "comments created on the as-of day go missing from listings (rate: share of them dropped)",
+    "outage": "one endpoint is down: 503 for its first N calls (`outage:/shows/trending@12`; no path: every endpoint)",
+    "echo_headers": "a 500 error page that echoes the request headers, keys and tokens included (rate: share of requests)",
+    "delete_mid_crawl": "comments are deleted between page reads: a listing request for page p > 1 deletes (param, default 1) comments on pages before p",
 }
 TRANSIENT_STREAK = 3  # a transiently faulted request fails at most this many times in a row
 
@@ -56,6 +59,7 @@ class Fault:
     name: str
     rate: float
     param: float | None = None
+    target: str | None = None  # the endpoint (path prefix) an outage concerns
 
 def parse_faults(spec: str | dict | None) -> dict[str, Fault]:
     "Faults from `'name:rate@param, …'` (or a dict name -> rate); a `UserError` names an unknown one."
@@ -66,7 +70,9 @@ def parse_faults(spec: str | dict | None) -> dict[str, Fault]:
         name = name.strip()
         if name not in FAULTS: raise UserError(f"Unknown replay fault {name!r}; use one of: {', '.join(FAULTS)}.")
         rate, _, param = str(val).partition("@")
-        try: f = Fault(name, float(rate), float(param) if param else None)
+        target = None
+        if name == "outage" and rate.strip().startswith("/"): target, rate = rate.strip(), "1"
+        try: f = Fault(name, float(rate), float(param) if param else None, target)
         except ValueError: raise UserError(f"Replay fault {name!r} needs a rate like {name}:0.1 (optionally @seconds); got {val!r}.") from None
         if not 0 <= f.rate <= 1: raise UserError(f"Replay fault {name!r} has rate {f.rate}; use a share between 0 and 1.")
         out[name] = f
@@ -176,6 +182,7 @@ class ReplayAPI:
         "Forget counters, fault state and the page-shift clock."
         self.requests, self.by_status, self.seen = 0, {}, {}
         self.storm_until, self.listing_requests = 0.0, 0
+        self.outage_calls, self.deleted = 0, {}  # deleted: comment id -> instant it was deleted (world time)
         self.limit.windows.clear()
 
     def now(self) -> int:
@@ -227,6 +234,10 @@ class ReplayAPI:
         k = self.seen[key] = self.seen.get(key, -1) + 1
         fault = self._fault_before(key, k, rid, cf, tmdb)
         if fault is not None: return fault
+        if self._hit("echo_headers", key, k):  # a debugging error page that shows what it was sent
+            shown = "".join(f"{h}: {v}\n" for h, v in sorted(headers.items()))
+            return Reply(500, b"<html><body><h1>500 Internal Server Error</h1><pre>" + f"GET {path}\n{shown}".encode() + b"</pre></body></html>",
+                         {**cf, "content-type": "text/html; charset=UTF-8"})
         if tmdb: return self._tmdb(path, qs, headers, cf)
         api_key = headers.get("trakt-api-key", "")
         trakt_h = {**cf, "x-runtime": f"{0.005 + _u01(rid) * 0.05:.6f}", "x-request-id": rid}
@@ -244,7 +255,7 @@ class ReplayAPI:
         return self._fault_after(r, key, k)
 
     # -- Trakt ------------------------------------------------------------
-    _BODY_FAULTS = frozenset({"drift_field", "type_change", "page_shift", "missing_day"})
+    _BODY_FAULTS = frozenset({"drift_field", "type_change", "page_shift", "missing_day", "delete_mid_crawl"})
 
     def _cached_trakt(self, path: str, qs: dict) -> Reply:
         "`_trakt`, remembered per request while the world is served as of a fixed instant (as a CDN would)."
@@ -284,12 +295,13 @@ class ReplayAPI:
             if sort not in SORTS or (sort == "watched" and kind == "movie"): return Reply(404)
             self.listing_requests += 1
             t = self.now()
-            return self._page_of(comment_listing(w, ti, sort, t), qs, t, default_limit=10,  # 2026: no x-sort-* headers
+            rows = self._delete_mid_crawl(comment_listing(w, ti, sort, t), qs, path, t)
+            return self._page_of(rows, qs, t, default_limit=10,  # 2026: no x-sort-* headers
                                  extra={f"x-{kind}-updated-at": title_updated_at(w, ti, t)})
         m = _COMMENT_RE.match(path)
         if m:
             row = w.row_of(int(m.group(1)))
-            if row is None or not visible(w, np.array([row]), t)[0]: return Reply(404)
+            if row is None or not visible(w, np.array([row]), t)[0] or int(m.group(1)) in self.deleted: return Reply(404)
             if m.group(2): return self._page_of(reply_listing(w, row, t), qs, t, default_limit=10)
             return _json_reply(comment_objects(w, np.array([row]), t)[0], cache_s=600)
         return Reply(404)
@@ -311,6 +323,20 @@ class ReplayAPI:
         h = _page_headers(page, limit, max(1, math.ceil(len(rows) / limit)), len(rows))
         if extra: h.update(extra)
         return _json_reply(items, cache_s=600, extra=h)
+
+    def _delete_mid_crawl(self, rows: np.ndarray, qs: dict, path: str, t: int) -> np.ndarray:
+        "A listing without its deleted comments (deleted ones leave the order: later comments move up); the fault deletes some first."
+        ids = self.world.c["id"]
+        f = self.faults.get("delete_mid_crawl")
+        page, limit = _paging(qs, 10)
+        if f and page > 1 and _u01(self.world.spec.seed, "delete", path, page, self.requests) < f.rate:
+            live = rows[~np.isin(ids[rows], list(self.deleted))] if self.deleted else rows
+            before = live[: (page - 1) * limit]  # comments on the pages a crawler has read already
+            before = before[~self.world.c["hidden"][before]]
+            for j in range(min(len(before), int(f.param or 1))):
+                pick = before[int(_u01(self.world.spec.seed, "victim", path, page, self.requests, j) * len(before))]
+                self.deleted.setdefault(int(ids[pick]), t)
+        return rows[~np.isin(ids[rows], list(self.deleted))] if self.deleted else rows
 
     # -- TMDb -------------------------------------------------------------
     def _tmdb(self, path, qs, headers, cf) -> Reply:
@@ -342,6 +368,10 @@ class ReplayAPI:
             if f:
                 self.storm_until = now + (f.param or 2.0)
                 return self._fault_before(key, k, rid, cf, tmdb)
+        f = self.faults.get("outage")
+        if f and f.rate > 0 and (f.target is None or key.startswith(f.target)) and self.outage_calls < int(f.param or 12):
+            self.outage_calls += 1
+            return Reply(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", {**cf, "content-type": "text/html; charset=UTF-8"})
         f = self._hit("long_retry_after", key, k)
         if f and not tmdb:
             secs = int(f.param or 3600)
@@ -388,7 +418,8 @@ class ReplayAPI:
         if path == "/_replay/state" and method == "GET":
             return _json_reply({"as_of": None if self.as_of is None else iso_ms(self.as_of), "now": iso_ms(self.now()),
                                 "requests": self.requests, "by_status": {str(k): v for k, v in self.by_status.items()},
-                                "faults": {n: [f.rate, f.param] for n, f in self.faults.items()},
+                                "faults": {n: [f.rate, f.param] + ([f.target] if f.target else []) for n, f in self.faults.items()},
+                                "deleted": {str(i): iso_ms(at) for i, at in self.deleted.items()},
                                 "rate_limit": [self.limit.calls, self.limit.period_s], "seed": self.world.spec.seed}, cache_s=0)
         if method == "POST":
             try: data = orjson.loads(body or b"{}")

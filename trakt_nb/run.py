@@ -292,6 +292,7 @@ class RunResult:
     deadline: str = ""
     completeness: dict = field(default_factory=dict)
     version: str = trakt_nb.__version__
+    backfill: bool = False  # run by `backfill`: not a scheduled run, so not judged against the freshness deadline
     def as_dict(self) -> dict: return asdict(self)
 
 class StepFailed(Exception):
@@ -299,7 +300,7 @@ class StepFailed(Exception):
 
 def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
 
-def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) -> RunResult:
+def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, backfill: bool = False) -> RunResult:
     "Run the pipeline notebooks for `run_date` into `reports/D/`, render pages, update the index."
     from trakt_nb.bronze import warehouse_lock
     from trakt_nb.config import trakt_client_id
@@ -308,7 +309,7 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print) ->
     if "10_ingest" in steps: preflight(s, run_date)  # a first run: an unknown title or a rejected key, before any kernel starts
     # one daily run per warehouse at a time, for its whole length: the steps take the warehouse lock only while they
     # write, so between two steps a second run would otherwise find it free and write into (or clean up) the same folders
-    with warehouse_lock(s, suffix=".run.lock"): return _run_day(s, run_date, steps, echo)
+    with warehouse_lock(s, suffix=".run.lock"): return _run_day(s, run_date, steps, echo, backfill)
 
 def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     "Whether bronze holds any page fetched for `run_date` (a crawl that got nothing leaves none)."
@@ -318,18 +319,19 @@ def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     try: return table_exists(con, "bronze", "trakt_pages") and con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [run_date]).fetchone()[0] > 0
     finally: con.close()
 
-def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
+def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:
     import papermill as pm
     from jupyter_core.utils import run_sync
     from papermill.exceptions import PapermillExecutionError
+    from nbclient.exceptions import DeadKernelError
     where = f"the replay API (seed {s.replay.seed})" if s.run.source == "replay" and not s.replay.url else (s.replay.url or s.trakt.base_url)
     echo(f"run {run_date} from {where} into {s.storage.warehouse}")
     out = s.storage.reports_dir / run_date.isoformat()
     created = [p for p in (s.storage.reports_dir, out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     engine = _papermill_engine()
-    t0, started = time.monotonic(), _utcnow()
-    res = RunResult(run_date.isoformat(), "running", started.isoformat(timespec="seconds"))
+    t0, started, stopped = time.monotonic(), _utcnow(), None
+    res = RunResult(run_date.isoformat(), "running", started.isoformat(timespec="seconds"), backfill=backfill)
     # the first kernel has nothing to overlap with: it loads nothing ahead, and its imports run (and are timed) in its cells
     kernels = [StepKernel(PIPELINE_DIR / f"{name}.ipynb", preload=i > 0) for i, name in enumerate(steps)]
     render = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trakt-nb-render")  # pages' bodies, while later steps run
@@ -352,8 +354,11 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
                                     engine_name=engine, km=kernels[i - 1].km,  # the kernel started ahead
                                     on_notebook_start=prev.ended if prev else None)  # the step before's kernel is gone before the first cell
             except PapermillExecutionError as e: err = e
+            except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
+                err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
             finally: kernels[i - 1].end()  # it leaves while the next step gets ready
             if err is not None: kernels[i - 1].stop()
+            if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
             if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key): answer it, leave nothing behind
                 run_sync(cancel)(ahead)
                 for k in kernels: k.stop(kill=True)
@@ -374,7 +379,8 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
                 if name == "20_model":  # the data tests write to the warehouse: the model's kernel must be gone
                     kernels[i - 1].stop(); res.steps.append(_quality_step(s, run_date))
             else:
-                msg = f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})"
+                msg = (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
+                       f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
                 res.steps.append(StepResult(name, "failed", round(time.monotonic() - t1, 3), msg, started_at=step_start))
                 res.status = "failed"
                 break
@@ -394,6 +400,9 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo) -> RunResult:
     _observe(s, out, res, echo)
     write_index(s)
     if res.status == "succeeded": _refresh_latest(s)
+    if stopped is not None:  # a rate-limit wait beyond the ceiling, or the API unreachable: try again later (exit 75), not a failure to fix
+        from trakt_nb.ingest import RunStopped
+        raise RunStopped(stopped)
     if res.status == "failed":
         bad = next(st for st in res.steps if st.status == "failed")
         where = out / ("health.html" if bad.name == "quality" else bad.name + ".ipynb")
@@ -407,10 +416,19 @@ def _vega_head() -> str:
 def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
     import trakt_nb.client, trakt_nb.quality, trakt_nb.ingest  # noqa: F401 (their UserError kinds)
-    names, todo = {"UserError"}, [UserError]
+    return _kind_names(UserError)
+
+def _kind_names(base: type) -> set[str]:
+    "The names of `base` and of every subclass of it (how a step's exception, known by name only, is told apart)."
+    names, todo = {base.__name__}, [base]
     while todo:
         for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
     return names
+
+def _stop_names() -> set[str]:
+    "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
+    from trakt_nb.ingest import RunStopped
+    return _kind_names(RunStopped)
 
 def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
     "The data tests of the day (stored in quality.test_results); errors fail the run once its reports are written."
@@ -433,7 +451,9 @@ def _facts(res: RunResult, slo: tuple[str, str] | None = None) -> dict:
     c = res.completeness
     comp = (f"{c['min']:.1%} worst, {c['median']:.1%} median over {c['titles']} titles", "ok" if c["min"] >= 0.99 else "bad") if c else ("n/a", "")
     fresh = ("on time" if res.fresh else "late", "ok" if res.fresh else "late") if res.status == "succeeded" else ("run failed", "bad")
-    return {"run date": (res.run_date, ""), "status": (res.status, "ok" if res.status == "succeeded" else "bad"),
+    partial = res.run_date == res.started_at[:10]  # run on the day itself: the day so far, not a whole day
+    return {"run date": (res.run_date + (f" (partial day, as of {res.started_at[11:16]} UTC)" if partial else ""), "late" if partial else ""),
+            "status": (res.status, "ok" if res.status == "succeeded" else "bad"),
             "freshness": (f"{fresh[0]} (deadline {res.deadline})", fresh[1]), "page completeness": comp,
             "finished": (res.finished_at, ""), **({"SLOs": slo} if slo else {})}
 
@@ -528,5 +548,5 @@ def backfill(s: Settings, start: dt.date, end: dt.date, echo=print) -> list[RunR
     for i, d in enumerate(days, 1):
         if d.isoformat() in done: echo(f"backfill {i}/{len(days)} {d}: already done"); continue
         echo(f"backfill {i}/{len(days)} {d}")
-        out.append(run_day(s, d, echo=lambda m: echo("  " + m)))
+        out.append(run_day(s, d, echo=lambda m: echo("  " + m), backfill=True))
     return out

@@ -20,7 +20,7 @@ from .contracts import latest_contract, promoted_fields
 # %% auto #0
 __all__ = ['UTC_TS', 'EVENT_COLUMNS', 'RATING_SOURCES', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version',
            'day_versions', 'end_of_day', 'comment_events_as_of', 'rating_dist', 'rating_source', 'dim_title',
-           'comment_contract', 'title_contract', 'contract_signature', 'build_silver']
+           'comment_contract', 'title_contract', 'contract_signature', 'build_silver', 'mark_deleted']
 
 # %% ../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -307,8 +307,29 @@ def build_silver(con, full_refresh: bool = False, schemas_dir=None) -> dict:
     out["rating_dist"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_dist").fetchone()[0]
     out["rating_source"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_source").fetchone()[0]
     out["dim_title"] = con.execute("SELECT count(*) FROM silver.dim_title").fetchone()[0]
+    out["deleted"] = mark_deleted(con)
     log.info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
     return out
+
+def mark_deleted(con) -> int:
+    "`silver.stg_trakt__comment_deleted`: comments the crawl confirmed gone (and replies under them), with when each was last seen; they leave `stg_trakt__comment_event`."
+    con.execute("""CREATE TABLE IF NOT EXISTS silver.stg_trakt__comment_deleted (comment_id BIGINT PRIMARY KEY, parent_id BIGINT,
+                   title_kind VARCHAR, title_id_trakt BIGINT, last_seen_at TIMESTAMPTZ, confirmed_at TIMESTAMPTZ, confirmed_date DATE)""")
+    if not (table_exists(con, "bronze", "ingest_ledger") and table_exists(con, "silver", "stg_trakt__comment_event_history")): return 0
+    with transaction(con):
+        con.execute("""INSERT OR REPLACE INTO silver.stg_trakt__comment_deleted
+            WITH RECURSIVE gone(comment_id, confirmed_at, confirmed_date) AS (  -- confirmed_date: the run date whose crawl found it gone
+                SELECT split_part(unit_key, ':', 2)::BIGINT, (detail->>'confirmed_at')::TIMESTAMPTZ, run_date FROM bronze.ingest_ledger
+                WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'
+                UNION  -- the replies under a deleted comment go with it
+                SELECT DISTINCT h.comment_id, g.confirmed_at, g.confirmed_date FROM silver.stg_trakt__comment_event_history h
+                JOIN gone g ON h.parent_id = g.comment_id)
+            SELECT h.comment_id, any_value(h.parent_id), any_value(h.title_kind), any_value(h.title_id_trakt), max(h.fetched_at),
+                   min(g.confirmed_at), min(g.confirmed_date)
+            FROM gone g JOIN silver.stg_trakt__comment_event_history h USING (comment_id) GROUP BY h.comment_id
+            HAVING max(h.fetched_at) <= min(g.confirmed_at)  -- seen again after it was confirmed gone: it is back, and live""")
+        con.execute("DELETE FROM silver.stg_trakt__comment_event WHERE comment_id IN (SELECT comment_id FROM silver.stg_trakt__comment_deleted)")
+    return con.execute("SELECT count(*) FROM silver.stg_trakt__comment_deleted").fetchone()[0]
 
 def _version_key(t: ir.Table) -> ir.StringValue:
     "The key of a day version: comment id and seen date."

@@ -86,7 +86,7 @@ def read_completeness(s: Settings, first: dt.date, last: dt.date) -> tuple[dict[
 class DayStatus:
     "How one day of the window stands against the freshness deadline."
     day: dt.date
-    state: str  # fresh | late | failed | missing | pending
+    state: str  # fresh | late | failed | missing | pending | backfill
     deadline: dt.datetime  # UTC
     run_status: str | None = None  # run.json status, None when there is no run.json
     finished_at: dt.datetime | None = None  # UTC
@@ -94,7 +94,7 @@ class DayStatus:
     @property
     def fresh(self) -> bool: return self.state == "fresh"
     @property
-    def counted(self) -> bool: return self.state != "pending"
+    def counted(self) -> bool: return self.state not in ("pending", "backfill")  # a backfill is not a missed deadline
 
 @dataclass
 class TitleDay:
@@ -147,6 +147,7 @@ def _judge_day(day: dt.date, run: dict | None, deadline: dt.datetime, now: dt.da
     status = run.get("status") if run else None
     finished = _parse_ts(run.get("finished_at")) if run else None
     if status == "succeeded" and finished is not None and finished <= deadline: state = "fresh"
+    elif status == "succeeded" and run.get("backfill"): state = "backfill"  # filled in later on purpose: shown, not judged late
     elif now < deadline: state = "pending"  # not due yet: neither fresh nor late
     elif run is None: state = "missing"
     elif status == "succeeded": state = "late"
@@ -186,7 +187,7 @@ def slo_status(s: Settings,
         d = _judge_day(day, runs.get(day), freshness_deadline(s, day), now)
         d.worst_completeness = min(comp[day].values()) if comp.get(day) else None
         st.days.append(d)
-        if d.counted:
+        if d.counted or d.state == "backfill":  # a backfilled day's pages still count for completeness
             st.title_days += [TitleDay(day, t, v, v >= s.slo.completeness_target - 1e-9) for t, v in sorted(comp.get(day, {}).items())]
         day += dt.timedelta(days=1)
     st.breaches = _breaches(st)

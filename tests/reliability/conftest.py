@@ -70,7 +70,8 @@ class Site:
 
     def env(self, **extra) -> dict:
         return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(self.root), "TRAKT_NB_SETTINGS": str(self.ini),
-                "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", **SECRETS, **extra}
+                "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", **SECRETS,
+                **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}), **extra}  # a checkout's own code
 
     def popen(self, *args, env=None, **kw) -> subprocess.Popen:
         return subprocess.Popen([CLI, *args], cwd=self.root, env=env or self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -182,6 +183,9 @@ def results_table(path: Path = RESULTS) -> str:
         cell = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
         out.append(f"| {cell(r['scenario'])} | {cell(r['injected'])} | {cell(r['outcome'])} | {r['lost']} | {r['duplicated']} | "
                    f"{'' if r['resume_s'] is None else str(r['resume_s']) + ' s'} |")
+    total = lambda k: sum(int(r.get(k) or 0) for r in rows)
+    out.append(f"\nTotals: {len(rows)} scenarios tried; comments lost {total('lost')}, duplicated {total('duplicated')}; "
+               f"secrets found {total('secrets')}; tracebacks {total('tracebacks')}.")
     return "\n".join(out) + "\n"
 
 

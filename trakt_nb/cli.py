@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--full-refresh", action="store_true", help="rebuild silver from all of bronze")
     md.set_defaults(func=cmd_model)
     fg = sub.add_parser("forget", help="remove what is stored of a run date, or a user's content on request (every layer, bronze included)")
-    fg.add_argument("--date", help="the run date to remove, YYYY-MM-DD (a day run by mistake, even one still to come); silver and gold are rebuilt")
+    fg.add_argument("--date", help=f"the run date to remove: {DATE_FORMS} (a day run by mistake, even one still to come); silver and gold are rebuilt")
     fg.add_argument("--user", help="a user's slug: every comment and reply they wrote is removed from every layer")
     fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
     fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))

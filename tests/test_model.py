@@ -21,7 +21,7 @@ from trakt_nb.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
 REPLAY = {"seed": 5, "movies": 4, "shows": 3, "users": 300, "comments_per_title": 300}
 EVENT_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history")
 GOLD_KEYS = {"mart_half_life_cohort_trend": ["as_of_date", "cohort"], "fct_title_daily_engagement": ["as_of_date", "title_kind", "title_id_trakt", "day"]}
-D1, D2 = dt.date(2026, 7, 11), dt.date(2026, 7, 14)  # D2 = D1 + 3; comment 103648 (created 07-10) is edited on 07-13
+D1, D2 = dt.date(2026, 7, 8), dt.date(2026, 7, 11)  # D2 = D1 + 3; four comments of a show created by 07-08 are edited on 07-09 to 07-11
 
 
 def _settings(folder: Path):

@@ -11,9 +11,10 @@ from trakt_nb.ingest import ingest
 from trakt_nb.model import build_model
 from trakt_nb.quality import QualityFailed, check_day, failures, raise_for_errors, run_quality, weekday_profile, _daily_counts, load_tests, _columns, _filters
 
-# seed 5 at 4,000 comments per title: about 100-150 new comments a day in July 2026 over the followed titles
+# seed 5 at 4,000 comments per title: about 100 new comments a day in late July 2026 over the followed titles, a window
+# without a revival starting or fading in it (clean days must score |z| < 3; earlier July has one fading, z = -4.1)
 WORLD = {"seed": 5, "movies": 4, "shows": 3, "users": 1000, "comments_per_title": 4000}
-FIRST, DAYS = dt.date(2026, 7, 7), 15  # 2026-07-07 .. 2026-07-21, then 2026-07-22 (a Wednesday) clean or faulted
+FIRST, DAYS = dt.date(2026, 7, 21), 15  # 2026-07-21 .. 2026-08-04, then 2026-08-05 (a Wednesday) clean or faulted
 LAST = FIRST + dt.timedelta(days=DAYS - 1)
 NEXT = LAST + dt.timedelta(days=1)
 
@@ -77,7 +78,7 @@ def test_missing_day_raises_volume_anomaly(built, tmp_path):
     assert [r.test for r in errors] == ["new_comments_volume"], [r.message for r in errors]
     v = errors[0]
     assert v.severity == "error" and _z(v) <= -3, v.observed
-    assert "new rows on 2026-07-22" in v.message and "Wednesday" in v.message
+    assert "new rows on 2026-08-05" in v.message and "Wednesday" in v.message
     with pytest.raises(QualityFailed, match="new_comments_volume"):
         raise_for_errors(res)
     con = duckdb.connect(str(s.storage.warehouse), read_only=True)

@@ -46,7 +46,9 @@ def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table,
 
 
 def _replace_as_of(b, con, name: str, expr, as_of: dt.date) -> int:
-    "Store `expr` as the rows of `gold.<name>` for `as_of` (replacing that date's rows only)."
+    "Store `expr` as the rows of `gold.<name>` for `as_of` (replacing that date's rows only); a mart whose columns changed is started again."
+    if table_exists(con, "gold", name) and list(b.table(name, database="gold").columns) != list(expr.columns):
+        con.execute(f"DROP TABLE gold.{name}")  # a new definition: rows of earlier as-ofs under the old one would not compare
     if not table_exists(con, "gold", name): b.create_table(name, expr, database="gold")
     else:
         con.execute(f"DELETE FROM gold.{name} WHERE as_of_date = $1", [as_of])
@@ -91,6 +93,9 @@ def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
         gone = b.table("stg_trakt__comment_deleted", database="silver")
         history = history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
     since = fact_since(con, as_of)
+    if since is not None and table_exists(con, "silver", "stg_trakt__comment_deleted") and con.execute(
+            "SELECT count(*) FROM silver.stg_trakt__comment_deleted WHERE confirmed_date > $1 AND confirmed_date <= $2", [since, as_of]).fetchone()[0]:
+        since = None  # a deletion confirmed since the stored fact changes title-days the incremental path does not revisit: rebuild the fact
     newest = con.execute(f"SELECT max(as_of_date) FROM gold.{FACT}").fetchone()[0] if table_exists(con, "gold", FACT) else None
     write_fact, mark = newest is None or newest <= as_of, _silver_mark(con)
     rows, temps = {}, ("_gold_events", "_gold_engagement", "_gold_changes", "_gold_half_life")

@@ -344,15 +344,18 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
 @pytest.mark.parametrize("days", [1, 4], ids=["full crawl", "incremental day"])
 def test_resume_after_a_thread_finished_still_follows_its_nested_threads(tmp_path, days):
     "Killed after a reply thread's done mark committed but before the threads nested in it: the resumed run finds them again."
-    s = make_settings(tmp_path, replay={"comments_per_title": 1500})  # busy enough for a reply to a reply on the 4th day
-    for i in range(days): ingest(s, D + i * DAY, in_process=True, progress=False)
-    day = D + (days - 1) * DAY
-    con = connect(s)
+    s = make_settings(tmp_path, replay={"comments_per_title": 1500})  # busy enough for replies to replies within a few days
     q = "SELECT parent_comment_id, payload FROM bronze.trakt_pages WHERE resource_kind = 'replies' AND run_date = $1"
-    rows = con.execute(q, [day]).fetchall()
-    reply_ids = {o["id"] for _, p in rows for o in orjson.loads(p)}
-    nested = sorted({parent for parent, _ in rows if parent in reply_ids})
-    assert nested, "the world should have replies to replies read that day"
+    for i in range(days + 6):  # from the `days`-th day on, the first day whose crawl read a reply to a reply
+        day = D + i * DAY
+        ingest(s, day, in_process=True, progress=False)
+        con = connect(s)
+        rows = con.execute(q, [day]).fetchall()
+        reply_ids = {o["id"] for _, p in rows for o in orjson.loads(p)}
+        nested = sorted({parent for parent, _ in rows if parent in reply_ids})
+        if i + 1 >= days and nested: break
+        con.close()
+    assert nested, "the world should have replies to replies read within a week"
     # the state a kill leaves: the outer threads done, the nested ones not yet written, the run unfinished
     for cid in nested:
         con.execute("DELETE FROM bronze.trakt_pages WHERE resource_kind = 'replies' AND parent_comment_id = $1 AND run_date = $2", [cid, day])

@@ -48,8 +48,8 @@ run: setup
 	@$(BIN)/trakt-nb run
 
 ## every check CI runs
+## (each notebook runs once, under nbval: it executes every cell nbdev-test would, and the pipeline notebooks too)
 test: test-setup java browser check-sync check-clean
-	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -m "not reliability_full" tests notebooks --nbval-lax
 
 ## the library must be exactly the export of the notebooks

@@ -204,7 +204,7 @@ def cmd_backfill(args, s: Settings) -> int:
 
 def cmd_forget(args, s: Settings) -> int:
     "Remove what is stored of a run date (pages, run records, reports; silver and gold rebuilt), or a user's content from every layer."
-    from trakt_nb.ingest import forget_day
+    from trakt_nb.forget import forget_day
     if bool(args.date) == bool(args.user):
         raise UserError("Say what to forget, one at a time: trakt-nb forget --date 2026-07-10, or trakt-nb forget --user SLUG.")
     if args.user: return _forget_user(args, s)

@@ -28,7 +28,7 @@ __all__ = ['CRAWL_CHECKPOINT_THRESHOLD', 'Endpoints', 'end_of_day', 'endpoints',
            'crawl_title_meta', 'to_epoch_iso', 'crawl_comments', 'crawl_replies', 'resolve_titles', 'RunStopped',
            'SourceUnavailable', 'unavailable', 'IngestSummary', 'crawl_connection', 'missing_pages',
            'incomplete_message', 'day_incomplete', 'ingest_async', 'live_date_check', 'preflight_async', 'preflight',
-           'ingest', 'forget_day']
+           'ingest']
 
 # %% ../notebooks/08_ingest.ipynb #12101389
 @dataclass
@@ -685,36 +685,3 @@ def ingest(s: Settings, run_date: dt.date, **kw) -> IngestSummary:
     summary = asyncio.run(ingest_async(s, run_date, **kw))
     from trakt_nb.lake import publish_bronze; publish_bronze(s)  # lakehouse storage: the new pages into the lake, exactly once
     return summary
-
-# %% ../notebooks/08_ingest.ipynb #335f7ee3
-def forget_day(s: Settings, day: dt.date) -> dict:
-    "Remove run date `day` from the warehouse (bronze rows, run records) and the reports; rebuild silver and gold from what remains."
-    import shutil
-    from trakt_nb.bronze import transaction
-    if s.storage.storage != "duckdb": raise UserError("forget works on the DuckDB warehouse; set [storage] storage = duckdb.")
-    if not s.storage.warehouse.exists(): raise UserError(f"There is no warehouse at {s.storage.warehouse}; there is nothing to forget.")
-    with warehouse_lock(s, suffix=".run.lock"), warehouse_lock(s):  # no run may write meanwhile
-        con = ensure_bronze(connect(s))
-        try:
-            with transaction(con):
-                removed = {t: con.execute(f"SELECT count(*) FROM bronze.{t} WHERE run_date = $1", [day]).fetchone()[0]
-                           for t in ("trakt_pages", "quarantine", "ingest_ledger", "runs")}
-                for t in removed: con.execute(f"DELETE FROM bronze.{t} WHERE run_date = $1", [day])
-                modelled = table_exists(con, "silver", "stg_trakt__comment_event_history")
-                if any(removed.values()):  # gold was computed with that day in it: it is rebuilt from scratch
-                    for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'gold' AND table_type = 'BASE TABLE'").fetchall():
-                        con.execute(f'DROP TABLE gold."{t}"')
-            latest = con.execute("SELECT max(run_date) FROM bronze.runs WHERE status = 'succeeded'").fetchone()[0]
-        finally: con.close()
-    folder = s.storage.reports_dir / day.isoformat()
-    removed["reports"] = folder.is_dir()
-    shutil.rmtree(folder, ignore_errors=True)
-    if s.storage.reports_dir.is_dir():
-        from trakt_nb.run import write_index, _refresh_latest, _runs
-        if not any(r["status"] == "succeeded" for r in _runs(s)): shutil.rmtree(s.storage.reports_dir / "latest", ignore_errors=True)
-        _refresh_latest(s); write_index(s)
-    removed["rebuilt_as_of"] = None
-    if any(removed.values()) and modelled and latest is not None:
-        from trakt_nb.model import build_model
-        build_model(s, latest, full_refresh=True); removed["rebuilt_as_of"] = latest.isoformat()
-    return removed

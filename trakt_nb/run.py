@@ -471,7 +471,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         (out / f"{st.name}.html").write_text(page(title, body, facts, nav, head), encoding="utf-8")
     try:  # a page per followed title, linked from the reports' navigation; never fails the run
         from trakt_nb.title_pages import write_title_pages
-        write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports})
+        write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports}, page=page)
     except Exception as e: get_logger("trakt_nb.run").error("title_pages_failed", error=f"{type(e).__name__}: {e}"[:500])
 
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):

@@ -98,10 +98,10 @@ def write_title_pages(s,                     # Settings of the run
                       run_date: dt.date,
                       facts: dict,           # the run's facts for the page header
                       reports: dict[str, str] | None = None,  # report notebook -> title, for the navigation
+                      *, page,               # the run's page shell: page(title, body, facts, nav, head_extra="") -> HTML
                      ) -> list[Path]:
     "Write `titles/<kind>-<id>.html` for every followed title and `titles/index.html` listing them; the pages written."
     from trakt_nb.bronze import connect, table_exists
-    from trakt_nb.run import page
     if not s.storage.warehouse.exists(): return []
     con = connect(s, read_only=True)
     try:

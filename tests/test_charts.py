@@ -136,3 +136,24 @@ def test_report_notebooks_under_papermill(warehouse, tmp_path, monkeypatch):
         nb = json.loads(text)
         html = [o["data"]["text/html"] for c in nb["cells"] for o in c.get("outputs", []) if "application/vnd.vegalite.v5+json" in o.get("data", {})]
         assert len(html) >= 4 and all(charts.remote_fetches("".join(h)) == [] for h in html)
+
+
+def _scaled_axes(node, found):
+    "Every (field, title, scale type) of an x/y encoding with a scale type, anywhere in a spec."
+    if isinstance(node, dict):
+        for ch in ("x", "y"):
+            e = node.get("encoding", {}).get(ch) if isinstance(node.get("encoding"), dict) else None
+            if isinstance(e, dict) and isinstance(e.get("scale"), dict) and e["scale"].get("type"):
+                found.append((e.get("field"), e.get("title"), e["scale"]["type"]))
+        for v in node.values(): _scaled_axes(v, found)
+    elif isinstance(node, list):
+        for v in node: _scaled_axes(v, found)
+    return found
+
+
+def test_a_log_or_compressed_axis_says_so():
+    "An axis on a log or symlog scale names it in its title (a reader takes a straight axis for granted)."
+    axes = [a for chart in _builders(charts.demo_frames(), dt.date(2026, 7, 1)).values() for a in _scaled_axes(chart.to_dict(), [])
+            if a[2] in ("log", "symlog") and a[1]]
+    assert len(axes) >= 4, axes
+    assert all(("log scale" if t == "log" else "compressed scale") in title for _, title, t in axes), axes

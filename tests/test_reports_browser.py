@@ -150,9 +150,8 @@ def test_tables_read_at_a_glance(reports, browser):
 
 
 def test_every_axis_says_what_it_is(reports, browser):
-    # the half-life report's leaderboard (a chart function of the estimators' rework) names titles on an untitled y axis;
-    # add 31_half_life here once it has a title
-    for path in [p for p in pages_of(reports) if p.stem != "31_half_life"]:
+    "Every axis has a title; a log or compressed scale says so in it."
+    for path in pages_of(reports):
         page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
         untitled = page.evaluate("""() => [...document.querySelectorAll('.trakt-chart svg g.role-axis')].filter(a => a.getAttribute('aria-hidden') !== 'true')  // not the grid
             .filter(a => !(a.querySelector('.role-axis-title text') || {}).textContent)
@@ -187,4 +186,56 @@ def test_marks_naming_a_title_link_to_its_page(reports, browser):
         assert with_links, path.name
         linked |= {m for t in with_links for m in re.findall(r'"_title_page":"(titles/[^"]+)"', t)}
     assert linked and all((day / href).exists() for href in linked), sorted(h for h in linked if not (day / h).exists())[:3]
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_legend_entries_differ(reports, browser):
+    "Every legend's entries have distinct labels and distinct symbols; the decay curves tell comments, fit and band apart."
+    for path in pages_of(reports):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        legends = page.evaluate("""() => [...document.querySelectorAll('.trakt-chart svg g.role-legend')].map(l =>
+            [...l.querySelectorAll('g.role-legend-entry g.role-scope > g')].map(e => {
+                const s = e.querySelector('.role-legend-symbol path'), t = e.querySelector('.role-legend-label text');
+                return [t ? t.textContent : '', s ? [s.getAttribute('fill'), s.getAttribute('stroke'), s.getAttribute('d')].join('|') : ''];
+            }))""")
+        page.close()
+        for entries in legends:
+            labels, symbols = [e[0] for e in entries], [e[1] for e in entries]
+            assert len(set(labels)) == len(labels) and len(set(symbols)) == len(symbols), (path.name, entries)
+        if path.stem == "31_half_life":
+            assert any({"Comments in the week", "Fitted burst + background"} <= {e[0] for e in entries} for entries in legends), legends
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_dots_sit_inside_their_plot(reports, browser):
+    "No point is cut by its plot's edge: a dot at 0 % (or 0 on a compressed scale) is drawn whole inside the frame."
+    for path in pages_of(reports):
+        page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+        outside = page.evaluate("""() => [...document.querySelectorAll('.trakt-chart svg g.mark-symbol.role-mark')].flatMap(m => {
+            const item = m.parentElement && m.parentElement.parentElement;  // the view (a facet cell, a layer) the marks are drawn in
+            const bg = item && item.querySelector(':scope > path.background');
+            if (!bg) return [];
+            const f = bg.getBoundingClientRect();
+            return [...m.querySelectorAll('path')].map(p => p.getBoundingClientRect())
+                .filter(b => b.width > 0 && (b.left < f.left - 0.5 || b.right > f.right + 0.5 || b.top < f.top - 0.5 || b.bottom > f.bottom + 0.5))
+                .map(b => [m.getAttribute('aria-roledescription') || 'mark', Math.round(b.left - f.left), Math.round(b.top - f.top)]);
+        })""")
+        page.close()
+        assert outside == [], (path.name, len(outside), outside[:5])
+    (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)
+
+
+def test_quadrant_scatter_names_its_leading_titles(reports, browser):
+    "The broadest eligible titles of each kind are named beside their point in the quadrant scatter."
+    import json
+    path = reports / DAY.isoformat() / "30_quadrants.html"
+    page, *_ = visit(browser, path, ROOT / "reports" / "screenshots" / "tmp.png")
+    specs = page.evaluate("() => [...document.querySelectorAll('script[data-for]')].map(j => j.textContent)")
+    drawn = set(page.eval_on_selector_all(".trakt-chart svg g.mark-text.role-mark text", "els => els.map(e => e.textContent)"))
+    page.close()
+    rows = next(r for s in map(json.loads, specs) for r in s.get("datasets", {}).values() if r and {"breadth", "intensity", "placement"} <= set(r[0]))
+    eligible = [r for r in rows if r["quadrant"] != "Not eligible"]
+    leading = {k: sorted((r for r in eligible if r["title_kind"] == k), key=lambda r: (-r["breadth"], r["title"]))[:3] for k in ("movie", "show")}
+    want = {r["title"] for rs in leading.values() for r in rs}
+    assert want and want <= drawn, sorted(want - drawn)
     (ROOT / "reports" / "screenshots" / "tmp.png").unlink(missing_ok=True)

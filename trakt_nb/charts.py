@@ -195,19 +195,22 @@ def _placement(df: pd.DataFrame) -> pd.Series:
 
 def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_id_trakt, title, year, quadrant, prev_quadrant, breadth, intensity (+ intensity_lo, intensity_hi, placement_certain)
                      thresholds: pd.DataFrame,  # per title_kind: breadth, intensity (medians over eligible titles)
-                     width: int = 320, height: int = 260) -> alt.FacetChart:
-    "Breadth × intensity per title with the median lines, coloured by quadrant, uncertain placements hollow with their 90% interval, one panel per kind, with a title search."
+                     width: int = 320, height: int = 260,
+                     labelled: int = 3) -> alt.FacetChart:  # the broadest eligible titles of each kind named beside their point
+    "Breadth × intensity per title with the median lines, coloured by quadrant, uncertain placements hollow with their 90% interval, the `labelled` broadest eligible titles of each kind named, one panel per kind, with a title search."
     th = thresholds[["title_kind", "breadth", "intensity"]].rename(columns={"breadth": "breadth_threshold", "intensity": "intensity_threshold"})
     d = df.merge(th, on="title_kind", how="left").assign(placement=_placement, quadrant=lambda x: _quadrant_labels(x.quadrant),
                                                          prev_quadrant=lambda x: x.prev_quadrant.astype("object").where(x.prev_quadrant.notna(), "—"))
+    lead = d[d.quadrant != "Not eligible"].sort_values(["breadth", "title"], ascending=[False, True]).groupby("title_kind").head(labelled).index
+    d = d.assign(label=np.where(d.index.isin(lead), d.title.astype(str), ""))
     has_ci = {"intensity_lo", "intensity_hi"} <= set(d.columns)
     search = alt.param(name="search", value="", bind=alt.binding(input="search", placeholder="part of a title", name="Highlight titles containing "))
     hit = "search != '' && indexof(lower(datum.title), lower(search)) >= 0"
     scale = alt.Scale(domain=QUADRANTS + ["Not eligible"], range=QUADRANT_COLORS + ["#d9d9d9"])
     colour = alt.Color("quadrant:N", title="Quadrant", scale=scale)
     points = alt.Chart().mark_point().encode(
-        x=alt.X("breadth:Q", title="Breadth (distinct commenters)", scale=alt.Scale(type="symlog")),
-        y=alt.Y("intensity:Q", title="Intensity (likes + replies per comment)", scale=alt.Scale(type="symlog")),
+        x=alt.X("breadth:Q", title="Breadth (distinct commenters, compressed scale)", scale=alt.Scale(type="symlog", padding=8)),
+        y=alt.Y("intensity:Q", title="Intensity (likes + replies per comment, compressed scale)", scale=alt.Scale(type="symlog", padding=8)),
         color=colour, fill=alt.condition("datum.placement == 'uncertain'", alt.value("white"), alt.Fill("quadrant:N", scale=scale, legend=None)),
         size=alt.condition(hit, alt.value(220), alt.value(60)),
         opacity=alt.condition(f"search == '' || {hit}", alt.value(0.9), alt.value(0.15)),
@@ -223,6 +226,8 @@ def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_i
     if has_ci:  # the 90% interval of intensity, drawn for uncertain placements
         layers.insert(0, alt.Chart().transform_filter("datum.placement == 'uncertain'").mark_rule(opacity=0.5).encode(
             x="breadth:Q", y="intensity_lo:Q", y2="intensity_hi:Q", color=alt.Color("quadrant:N", scale=scale, legend=None)))
+    layers.append(alt.Chart().transform_filter("datum.label != ''").mark_text(align="left", dx=7, dy=-6, fontSize=10, color="#333")
+                  .encode(x="breadth:Q", y="intensity:Q", text="label:N"))
     vrule = alt.Chart().mark_rule(strokeDash=[4, 4], color="#555").encode(x="mean(breadth_threshold):Q")
     hrule = alt.Chart().mark_rule(strokeDash=[4, 4], color="#555").encode(y="mean(intensity_threshold):Q")
     return (alt.layer(vrule, hrule, *layers, data=d).properties(width=width, height=height)
@@ -349,15 +354,20 @@ def decay_curves(weekly_df: pd.DataFrame,  # per title × week: title_kind, titl
                   + "–" + d.burst_half_life_days_hi.round(1).astype(str) + ")", d.fit_status.fillna("no fit").astype(str))
     d = d.assign(comments_p1=d.comments + 1, fitted_p1=d.fitted + 1, lo_p1=d.fitted_lo + 1, hi_p1=d.fitted_hi + 1, half_life=hl,
                  panel=d.title.astype(str) + " (" + d.title_kind.astype(str) + ") · " + hl)
-    y = alt.Y("comments_p1:Q", title="Top-level comments per week + 1", scale=alt.Scale(type="log"))
+    logy = alt.Scale(type="log", padding=6)  # a week without comments (1 on this axis) is drawn whole, above the frame's edge
+    y = alt.Y("comments_p1:Q", title="Top-level comments per week + 1 (log scale)", scale=logy)
+    series = alt.Scale(domain=["Comments in the week", "Fitted burst + background", "90% band of the fit"], range=["#1f77b4", "#d62728", "#f2b5b5"])
+    colour = alt.Color("series:N", scale=series, title=None, legend=alt.Legend(orient="top", symbolType="circle"))
+    def legend(name): return {"series": f"'{name}'"}  # each layer names its series; one colour scale makes one legend of three entries
     tip = [alt.Tooltip("title:N", title="Title"), _KIND, alt.Tooltip("week:Q", title="Week since onset"),
            alt.Tooltip("comments:Q", title="Comments"), alt.Tooltip("fitted:Q", title="Fitted", format=".1f"),
            alt.Tooltip("half_life:N", title="Burst half-life (90%)")]
-    band = alt.Chart().transform_filter("isValid(datum.fitted)").mark_area(opacity=0.25, color="#d62728").encode(
-        x="week:Q", y=alt.Y("lo_p1:Q", scale=alt.Scale(type="log")), y2="hi_p1:Q")
-    dots = alt.Chart().mark_circle(size=24, opacity=0.7).encode(x=alt.X("week:Q", title="Weeks since onset"), y=y, tooltip=tip)
-    line = alt.Chart().transform_filter("isValid(datum.fitted)").mark_line(color="#d62728").encode(
-        x="week:Q", y=alt.Y("fitted_p1:Q", scale=alt.Scale(type="log")), tooltip=tip)
+    band = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**legend("90% band of the fit")).mark_area(opacity=0.8).encode(
+        x="week:Q", y=alt.Y("lo_p1:Q", scale=logy), y2="hi_p1:Q", color=colour)
+    dots = alt.Chart().transform_calculate(**legend("Comments in the week")).mark_circle(size=24, opacity=0.7).encode(
+        x=alt.X("week:Q", title="Weeks since onset"), y=y, tooltip=tip, color=colour)
+    line = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**legend("Fitted burst + background")).mark_line().encode(
+        x="week:Q", y=alt.Y("fitted_p1:Q", scale=logy), tooltip=tip, color=colour)
     return (alt.layer(band, dots, line, data=d).properties(width=220, height=130)
             .facet(facet=alt.Facet("panel:N", title=None), columns=columns))
 
@@ -375,7 +385,7 @@ def cohort_trend(df: pd.DataFrame) -> alt.LayerChart:  # per cohort (one as-of d
            alt.Tooltip("fitted_titles:Q", title="Titles")]
     bars = alt.Chart(d).mark_rule().encode(x=x, y=alt.Y("cohort_half_life_days_lo:Q", scale=alt.Scale(type="log")), y2="cohort_half_life_days_hi:Q", tooltip=tip)
     pts = alt.Chart(d).mark_point(filled=True, size=60).encode(
-        x=x, y=alt.Y("cohort_half_life_days:Q", title="Burst half-life (days, geometric mean)", scale=alt.Scale(type="log")), tooltip=tip)
+        x=x, y=alt.Y("cohort_half_life_days:Q", title="Burst half-life (days, geometric mean, log scale)", scale=alt.Scale(type="log")), tooltip=tip)
     return alt.layer(bars, pts).properties(width=420, height=240, title=alt.TitleParams(title, fontSize=12))
 
 # %% ../notebooks/40_charts.ipynb #c46d00b1
@@ -390,7 +400,7 @@ def hold_up_leaderboard(df: pd.DataFrame,  # per title: title, year, title_kind,
            alt.Tooltip("background_yearly_share:Q", title="Background a year / burst", format=".0%"),
            alt.Tooltip("rating_drift:Q", title="Rating drift", format="+.2f"), alt.Tooltip("rating_drift_lo:Q", title="drift 90% from", format="+.2f"),
            alt.Tooltip("rating_drift_hi:Q", title="drift 90% to", format="+.2f"), alt.Tooltip("verdict:N", title="Verdict")]
-    y = alt.Y("label:N", title=None, sort=alt.EncodingSortField("background_yearly_share", order="descending"))
+    y = alt.Y("label:N", title="Title (M movie, S show)", sort=alt.EncodingSortField("background_yearly_share", order="descending"))
     bars = alt.Chart(d).mark_bar().encode(
         x=alt.X("background_yearly_share:Q", title="Background comments a year / burst comments", axis=alt.Axis(format="%")), y=y,
         color=alt.Color("verdict:N", title=None, scale=alt.Scale(domain=["holds up", "long tail, ratings fall", "no long tail"],
@@ -403,8 +413,8 @@ def rating_polarisation(df: pd.DataFrame) -> alt.Chart:  # per title: title, yea
     "Share of 9–10 votes vs share of 1–3 votes per title, sized by votes."
     d = df[df.share_9_10.notna() & df.share_1_3.notna()]
     return alt.Chart(d).mark_circle(opacity=0.75).encode(
-        x=alt.X("share_1_3:Q", title="Share of 1-3 votes", axis=alt.Axis(format="%")),
-        y=alt.Y("share_9_10:Q", title="Share of 9-10 votes", axis=alt.Axis(format="%")),
+        x=alt.X("share_1_3:Q", title="Share of 1-3 votes", axis=alt.Axis(format="%"), scale=alt.Scale(padding=12)),  # a dot at 0% sits inside the plot
+        y=alt.Y("share_9_10:Q", title="Share of 9-10 votes", axis=alt.Axis(format="%"), scale=alt.Scale(padding=12)),
         size=alt.Size("votes:Q", title="Votes", scale=alt.Scale(range=[20, 400])),
         color=alt.Color("title_kind:N", title="Kind"),
         tooltip=[alt.Tooltip("title:N", title="Title"), alt.Tooltip("year:Q", title="Year", format="d"), _KIND,

@@ -43,12 +43,14 @@ def title_frames(con, kind: str, tid: int, as_of: dt.date) -> dict[str, pd.DataF
             "hold_up": _gold_rows(con, "mart_title_hold_up", kind, tid, as_of),
             "rating": _gold_rows(con, "mart_title_rating_trend", kind, tid)}
 
+_PAD = alt.Scale(padding=8)  # a point at zero or at the first or last date is drawn whole inside the plot
+
 def activity_chart(weekly: pd.DataFrame) -> alt.Chart:
     "Comments, replies and ratings per week."
     long = weekly.melt("week", ["comments", "replies_posted", "user_ratings"], var_name="what", value_name="count")
     long["what"] = long.what.map({"comments": "comments", "replies_posted": "replies posted", "user_ratings": "comments with a rating"})
     return alt.Chart(long, title="Activity per week").mark_line(point=True).encode(
-        x=alt.X("week:T", title="Week (Monday, UTC)"), y=alt.Y("count:Q", title="Count per week", axis=alt.Axis(tickMinStep=1, format="d")),
+        x=alt.X("week:T", title="Week (Monday, UTC)", scale=_PAD), y=alt.Y("count:Q", title="Count per week", axis=alt.Axis(tickMinStep=1, format="d"), scale=_PAD),
         color=alt.Color("what:N", title="Measure"),
         tooltip=[alt.Tooltip("week:T", title="Week of", format="%Y-%m-%d"), alt.Tooltip("what:N", title="Measure"), alt.Tooltip("count:Q", title="Count", format=",d")]
     ).properties(width=640, height=220)
@@ -58,7 +60,7 @@ def rating_chart(rating: pd.DataFrame) -> alt.Chart:
     long = rating.melt("as_of_date", ["share_9_10", "share_1_3"], var_name="share", value_name="value")
     long["share"] = long.share.map({"share_9_10": "votes of 9–10", "share_1_3": "votes of 1–3"})
     return alt.Chart(long, title="Rating distribution by as-of date").mark_line(point=True).encode(
-        x=alt.X("as_of_date:T", title="As-of date"), y=alt.Y("value:Q", title="Share of votes", axis=alt.Axis(format="%")),
+        x=alt.X("as_of_date:T", title="As-of date", scale=_PAD), y=alt.Y("value:Q", title="Share of votes", axis=alt.Axis(format="%"), scale=_PAD),
         color=alt.Color("share:N", title="Votes"),
         tooltip=[alt.Tooltip("as_of_date:T", title="As of", format="%Y-%m-%d"), alt.Tooltip("share:N", title="Votes"), alt.Tooltip("value:Q", title="Share", format=".1%")]
     ).properties(width=640, height=200)

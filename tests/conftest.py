@@ -83,3 +83,34 @@ def serve():
         return servers[-1]
     yield start
     for s in servers: s.stop()
+
+
+def _scope(nodeid: str) -> str:
+    "The unit a worker runs whole: a test file, or all the notebooks together."
+    path = nodeid.split("::", 1)[0]
+    return "notebooks" if path.endswith(".ipynb") else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under xdist (`make test` passes `-n 2`) a test file runs whole on one worker, so its module fixtures are built
+    once, and the notebooks run together in order: the pipeline notebooks share their check warehouse (10_ingest fills
+    it, 20_model models it, the reports read it). (`--dist loadgroup` with marks would say the same, but the marks do
+    not reach xdist 3.8's test ids under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str: return _scope(nodeid)
+    return FileScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest units first, so that neither worker is left alone with a long one at the end (run with
+    `--no-loadscope-reorder`, which keeps this order): the notebooks, then files that start Spark or the lakehouse,
+    then files by their number of slow tests."""
+    weight: dict[str, tuple] = {}
+    for it in items:
+        s = _scope(it.nodeid)
+        w = weight.get(s, (s != "notebooks", True, 0))
+        light = w[1] and not (it.get_closest_marker("spark") or it.get_closest_marker("lakehouse"))
+        weight[s] = (w[0], light, w[2] - (it.get_closest_marker("slow") is not None))
+    items.sort(key=lambda it: weight[_scope(it.nodeid)])  # stable: each unit keeps its own order

@@ -167,3 +167,47 @@ def test_full_disk_under_reports_then_space_freed(tmp_path, serve, world, clean)
     record("full disk under reports/", "reports folder on a 2 MB tmpfs, then remounted at 256 MB",
            f"exit 1: {line[10:150]}…; run.json {run or 'absent'}, status consistent; the same command then exit 0", v["lost"],
            v["duplicated"], resume, secrets=0, tracebacks=no_traceback(p, p2))
+
+
+# -- 7. `--date today`: the day so far, then the whole day ---------------------------------------------------------------------------
+
+@FULL
+def test_today_is_the_day_so_far_then_the_whole_day(tmp_path, serve):
+    "Run the day so far against a replay serving up to the current instant, then the same day once the API serves all of it."
+    from trakt_nb.replay_api import ReplayAPI
+    from trakt_nb.replay_world import World, WorldSpec
+    from .conftest import REPLAY, end_of_day, followed_indexes, servable_truth
+    now = dt.datetime.now(dt.timezone.utc)
+    today = now.date()
+    # a world whose titles came out in the last days, so today has comments before and (most hours) after this moment
+    spec = {**REPLAY, "comments_per_title": 2000, "start_date": today - dt.timedelta(days=10), "end_date": today + dt.timedelta(days=400)}
+    world = World.build(WorldSpec(**spec))
+    app = make_app(world, day=today)
+    app.as_of = None  # the replay's own clock: nothing later than now, as the real API
+    srv = serve(app)
+    site = Site(tmp_path, url=srv.url, replay={**spec, "url": srv.url})
+    t0 = int(time.time())
+    p = site.run(day=today)  # = `trakt-nb run --date today`, with the day named so the test knows it
+    t1 = int(time.time())
+    assert p.returncode == 0, p.stderr
+    titles = followed_indexes(site, world)
+    def truth(at):  # what the API could serve at instant `at` (epoch seconds)
+        g = servable_truth(world, today, titles)
+        return set(g.comment_id[g.created_at.map(lambda t: t.timestamp()) <= at].tolist())
+    silver = {r[0] for r in site.q("SELECT comment_id FROM silver.stg_trakt__comment_event")}
+    newest = site.q("SELECT max(epoch(created_at))::BIGINT FROM silver.stg_trakt__comment_event")[0][0]
+    assert truth(t0) <= silver <= truth(t1), (len(truth(t0) - silver), len(silver - truth(t1)))  # all of the day so far, nothing later
+    assert newest <= t1
+    page = (site.reports / today.isoformat() / "30_quadrants.html").read_text()
+    assert "partial day, as of" in page, "the report does not say it is a partial day"
+    so_far, later = len(truth(t1) - truth(end_of_day(today - dt.timedelta(days=1)))), len(truth(end_of_day(today)) - truth(t1))
+    # the day goes on: the API now serves all of it, and the same day is run again (the scheduled run of the complete day)
+    import httpx
+    httpx.post(srv.url + "/_replay/as_of", json={"as_of": dt.datetime.combine(today, dt.time(23, 59, 59), dt.timezone.utc).isoformat()})
+    p2 = site.run(day=today)
+    assert p2.returncode == 0, p2.stderr
+    v = check_whole(site, world, day=today)  # the whole day, nothing lost (before: "already done", the rest of the day skipped)
+    record("`--date today`, then the whole day", f"replay serving up to now ({now:%H:%M} UTC), then all of {today}",
+           f"exit 0, pages say 'partial day', {so_far} comments of today so far stored and none of the {later} later ones; the same day "
+           f"run again once served whole: exit 0, read again (not skipped as done), silver equals the whole day's ground truth "
+           f"({v['truth']} comments)", v["lost"], v["duplicated"], secrets=0, tracebacks=no_traceback(p, p2))

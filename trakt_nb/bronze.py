@@ -557,14 +557,13 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         except FileNotFoundError: current = False
         if current: break
         os.close(fd)  # the holder before us removed the file as it let go: lock the file that is there now
-    ok = True
+    ok = False
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield lock
-    except (OSError, duckdb.Error):
-        ok = False; raise  # a writer that failed on I/O or inside DuckDB: no seal, the next writer reads the whole file
-    finally:
+        ok = True
+    finally:  # a writer that ended in an error (I/O, DuckDB, a damaged file refused, a stop) leaves no seal: the next one reads it all
         if suffix == ".lock": write_seal(wh, ok)  # still held: no writer can come between the close and the mark
         try: os.unlink(lock)  # still held, so no one else holds this file: no lock file stays behind
         except FileNotFoundError: pass

@@ -78,13 +78,15 @@ def refuse_damaged(tmp_path, serve, world, clean) -> tuple:
     assert "is damaged" in line and str(site.warehouse) in line and "restore it from a backup" in line and "trakt-nb backfill" in line, line
     assert site.warehouse.read_bytes() == damaged  # nothing appended: the ingest refused before its first write
     assert not (site.reports / D2.isoformat()).exists()  # and no report of the day pretends to exist
+    again = site.run(day=D2, timeout=180)  # the refused writer left no seal over the damage: refused again, not appended to
+    assert again.returncode == 2 and "is damaged" in one_sentence(again) and site.warehouse.read_bytes() == damaged, again.stderr
     return site, backup, at, line, p
 
 
 def test_damaged_warehouse_is_refused_before_writing(tmp_path, serve, world, clean):
     site, _, at, line, p = refuse_damaged(tmp_path, serve, world, clean)
     record("damage in the middle of the warehouse", f"64 bytes of table data overwritten at byte {at:,} of {site.warehouse.stat().st_size:,}, then run D+1",
-           f"exit 2 before ingest wrote: {line[10:150]}…; warehouse unchanged byte for byte", 0, 0, secrets=0, tracebacks=no_traceback(p))
+           f"exit 2 before ingest wrote, twice: {line[10:150]}…; warehouse unchanged byte for byte", 0, 0, secrets=0, tracebacks=no_traceback(p))
 
 
 @FULL

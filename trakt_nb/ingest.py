@@ -558,9 +558,10 @@ def _already_done(con, run_date: dt.date) -> bool:
     return bool(ok) and not missing_pages(con, run_date)
 
 def _read_before_over(con, run_date: dt.date) -> bool:
-    "Whether an ingest of the day succeeded while the day was not over (`--date today`): its pages are the day so far, read again."
-    return bool(con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded' AND started_at <= $2",
-                            [run_date, end_of_day(run_date)]).fetchone()[0])
+    "Whether the day's pages were last read whole while it was not over (`--date today`): they are the day so far, read again."
+    before, after = con.execute("""SELECT count(*) FILTER (started_at <= $2), count(*) FILTER (started_at > $2) FROM bronze.runs
+                                   WHERE run_date = $1 AND status = 'succeeded'""", [run_date, end_of_day(run_date)]).fetchone()
+    return before > 0 and after == 0  # once read whole after its end, a re-run retries only what failed
 
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:

@@ -83,12 +83,6 @@ def refuse_damaged(tmp_path, serve, world, clean) -> tuple:
     return site, backup, at, line, p
 
 
-def test_damaged_warehouse_is_refused_before_writing(tmp_path, serve, world, clean):
-    site, _, at, line, p = refuse_damaged(tmp_path, serve, world, clean)
-    record("damage in the middle of the warehouse", f"64 bytes of table data overwritten at byte {at:,} of {site.warehouse.stat().st_size:,}, then run D+1",
-           f"exit 2 before ingest wrote, twice: {line[10:150]}…; warehouse unchanged byte for byte", 0, 0, secrets=0, tracebacks=no_traceback(p))
-
-
 @FULL
 def test_damaged_warehouse_restored_from_backup_runs(tmp_path, serve, world, clean):
     site, backup, at, line, p = refuse_damaged(tmp_path, serve, world, clean)

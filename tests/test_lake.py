@@ -177,6 +177,53 @@ def test_full_refresh_on_the_lake_equals_incremental(three_days):
     assert_same(lake.to_arrow("gold.mart_title_half_life").to_pandas(), gold, "half-life")
 
 
+def _deleting(s):
+    "Comments deleted while their listings are paged (20 per page: many page boundaries to cross)."
+    return s.replace(replay={"faults": "delete_mid_crawl:0.5@2"}, client={"comments_limit": 20})
+
+
+@pytest.fixture(scope="module")
+def deletion_days(tmp_path_factory):
+    """Two days crawled while comments are deleted mid-crawl, modeled on the DuckDB file; the warehouse after each day's ingest
+    is kept, for the lake runs to model the very same pages."""
+    tmp = tmp_path_factory.mktemp("lake_deletions")
+    duck, snaps = _deleting(lake_settings(tmp, "duckdb")), []
+    for day in (D1, D2):
+        ingest(duck, day, in_process=True, progress=False)
+        snaps.append((day, tmp / f"after-ingest-{day}.duckdb"))
+        shutil.copyfile(duck.storage.warehouse, snaps[-1][1])
+        build_model(duck, day)
+    return tmp, duck, snaps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,backend", [("iceberg", "duckdb"), ("delta", "duckdb"),
+                                         pytest.param("iceberg", "pyspark", marks=pytest.mark.spark)])
+def test_deletions_on_the_lake_equal_duckdb(deletion_days, fmt, backend):
+    "A comment gone for good is marked deleted (with when last seen) and is not live on the lake, as in the DuckDB file."
+    tmp, duck, snaps = deletion_days
+    s = _deleting(lake_settings(tmp, fmt, name=f"{fmt}-{backend}")).replace(model={"backend": backend})
+    for day, snap in snaps:
+        shutil.copyfile(snap, s.storage.warehouse)
+        build_model(s, day)
+    con = connect(duck, read_only=True)
+    try: want = {n: con.sql(f"SELECT * FROM silver.{n}").to_arrow_table().to_pandas() for n in ("stg_trakt__comment_deleted", "stg_trakt__comment_event")}
+    finally: con.close()
+    gone = want["stg_trakt__comment_deleted"]
+    assert len(gone) >= 5 and gone.last_seen_at.notna().all()  # the fault bit, and each one says when it was last seen
+    assert not set(gone.comment_id) & set(want["stg_trakt__comment_event"].comment_id)
+    lake = open_lake(s)
+    for n, df in want.items(): assert_same(lake.to_arrow(f"silver.{n}").to_pandas(), df, f"{fmt}/{backend} silver.{n}")
+    duck_g, lake_g = duck_gold(duck), lake_gold(s)
+    for name in GOLD: assert_same(lake_g[name], duck_g[name], f"{fmt}/{backend} gold.{name}")
+    con = connect(s, read_only=True)  # the DuckDB file's views of the lake (reports, data tests) see the same
+    try:
+        assert con.sql("SELECT count(*) FROM silver.stg_trakt__comment_deleted").fetchone()[0] == len(gone)
+        assert con.sql("""SELECT count(*) FROM silver.stg_trakt__comment_event
+                          WHERE comment_id IN (SELECT comment_id FROM silver.stg_trakt__comment_deleted)""").fetchone()[0] == 0
+    finally: con.close()
+
+
 # -- 3. resume: a killed ingest, a killed publish --------------------------------------------------------
 
 def _ini(tmp_path, url, name, fmt):

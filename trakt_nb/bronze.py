@@ -19,13 +19,63 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .config import Settings, UserError, redact, secret_values
+from .config import Settings, UserError, get_logger, redact, secret_values
 
 # %% auto #0
 __all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_DDL', 'PAGE_COLUMNS',
-           'QUARANTINE_COLUMNS', 'connect', 'ensure_bronze', 'transaction', 'BronzeWriter', 'done_units', 'unit_state',
-           'ledger_summary', 'start_run', 'finish_run', 'last_runs', 'table_exists', 'get_state', 'set_state',
-           'warehouse_lock']
+           'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'write_seal', 'sealed', 'verify_warehouse', 'connect',
+           'ensure_bronze', 'transaction', 'BronzeWriter', 'done_units', 'unit_state', 'ledger_summary', 'start_run',
+           'finish_run', 'last_runs', 'table_exists', 'get_state', 'set_state', 'warehouse_lock']
+
+# %% ../notebooks/07_bronze.ipynb #f0be2c9d
+class WarehouseDamaged(UserError):
+    "The warehouse file holds a block whose checksum does not match: restore it or rebuild it."
+
+def damaged(path: Path, e: Exception) -> WarehouseDamaged:
+    "The one sentence for a damaged warehouse file, naming it and both repairs."
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return WarehouseDamaged(f"The warehouse {path} is damaged ({first}); restore it from a backup, or move it away and rebuild it "
+                            "with `trakt-nb backfill --start FIRST-DAY --end LAST-DAY` — nothing was written to it.")
+
+def _seal_path(path: Path) -> Path: return path.with_name(path.name + ".seal")
+
+def _file_mark(path: Path) -> dict:
+    "What tells the warehouse file apart from any other state of it: inode, size, modification and change times."
+    st = path.stat()
+    return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+def write_seal(path: Path, ok: bool = True):
+    "After a writer let go of the warehouse: record its file mark (`ok`), or remove the mark so the next writer reads it all."
+    seal = _seal_path(path)
+    try:
+        if not ok or not path.exists(): seal.unlink(missing_ok=True); return
+        tmp = seal.with_name(seal.name + ".tmp")
+        tmp.write_bytes(orjson.dumps(_file_mark(path)))
+        os.replace(tmp, seal)
+    except OSError:  # a full disk or a read-only folder: no seal, so the next writer reads the whole file once
+        with contextlib.suppress(OSError): seal.unlink(missing_ok=True)
+
+def sealed(path: Path) -> bool:
+    "Whether the warehouse file is as the last writer left it (same mark, no write-ahead log waiting to be replayed)."
+    wal = path.with_name(path.name + ".wal")
+    try:
+        if wal.exists() and wal.stat().st_size > 0: return False
+        return orjson.loads(_seal_path(path).read_bytes()) == _file_mark(path)
+    except (OSError, ValueError): return False
+
+_DAMAGE = (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException, duckdb.FatalException)
+
+def verify_warehouse(con: duckdb.DuckDBPyConnection, path: Path) -> dict:
+    "Read every column of every table — DuckDB checks each block's checksum as it reads it; a damaged block is a `WarehouseDamaged`."
+    t0 = time.monotonic()
+    tables = con.execute("""SELECT schema_name, table_name FROM duckdb_tables()
+                            WHERE database_name = current_database() AND NOT temporary ORDER BY ALL""").fetchall()
+    for schema, name in tables:  # hash() reads every value; count(col) would be answered from the statistics
+        try: con.execute(f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{schema}"."{name}"').fetchall()
+        except _DAMAGE as e:
+            with contextlib.suppress(duckdb.Error): con.close()
+            raise damaged(path, e) from None
+    return {"tables": len(tables), "mb": round(path.stat().st_size / 2**20, 1), "seconds": round(time.monotonic() - t0, 3)}
 
 # %% ../notebooks/07_bronze.ipynb #834a864e
 def _warehouse_path(target) -> Path | None:
@@ -40,6 +90,7 @@ def _open_error(path: Path, e: Exception) -> UserError:
     if "Conflicting lock" in msg:
         pid = m.group(1) if (m := re.search(r"PID (\d+)", msg)) else "unknown"
         return UserError(f"The warehouse {path} is open in another process (pid {pid}); wait for that run to finish or shut down the notebook kernel holding it, then try again.")
+    if "Corrupt database file" in msg or "does not match stored checksum" in msg: return damaged(path, e)
     if "not a valid DuckDB database" in msg:
         return UserError(f"{path} is not a DuckDB database file; point [storage] warehouse at another path or move that file away.")
     if "Is a directory" in msg:
@@ -74,9 +125,11 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
             raise UserError(f"Cannot create the folder {path.parent} ({e.strerror}); set [storage] warehouse to a writable path.") from None
         wal = path.with_name(path.name + ".wal")
         had_wal = not read_only and wal.exists() and wal.stat().st_size > 0
+        check = not read_only and path.exists() and not sealed(path)  # judged before DuckDB replays a log into the file
         try: con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as e: raise _open_error(path, e) from None
         if had_wal: _check_wal(con, wal)
+        if check: get_logger("trakt_nb.bronze").info("warehouse_verified", path=str(path), **verify_warehouse(con, path))
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con
@@ -504,11 +557,14 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         except FileNotFoundError: current = False
         if current: break
         os.close(fd)  # the holder before us removed the file as it let go: lock the file that is there now
+    ok = False
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield lock
-    finally:
+        ok = True
+    finally:  # a writer that ended in an error (I/O, DuckDB, a damaged file refused, a stop) leaves no seal: the next one reads it all
+        if suffix == ".lock": write_seal(wh, ok)  # still held: no writer can come between the close and the mark
         try: os.unlink(lock)  # still held, so no one else holds this file: no lock file stays behind
         except FileNotFoundError: pass
         os.close(fd)  # closing the only descriptor releases the flock

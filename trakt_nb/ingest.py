@@ -552,9 +552,16 @@ def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
     finally: con.close()
 
 def _already_done(con, run_date: dt.date) -> bool:
-    "A day is done when an ingest of it succeeded and nothing of it is missing (a re-run retries what failed, not what succeeded)."
-    ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded'", [run_date]).fetchone()[0]
+    "A day is done when an ingest of it succeeded after it was over and nothing of it is missing (a re-run retries what failed, not what succeeded)."
+    ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded' AND started_at > $2",
+                     [run_date, end_of_day(run_date)]).fetchone()[0]
     return bool(ok) and not missing_pages(con, run_date)
+
+def _read_before_over(con, run_date: dt.date) -> bool:
+    "Whether the day's pages were last read whole while it was not over (`--date today`): they are the day so far, read again."
+    before, after = con.execute("""SELECT count(*) FILTER (started_at <= $2), count(*) FILTER (started_at > $2) FROM bronze.runs
+                                   WHERE run_date = $1 AND status = 'succeeded'""", [run_date, end_of_day(run_date)]).fetchone()
+    return before > 0 and after == 0  # once read whole after its end, a re-run retries only what failed
 
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:
@@ -579,6 +586,9 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
             ensure_bronze(con)
             if not refresh and _already_done(con, run_date):
                 return IngestSummary(run_id, run_date.isoformat(), s.run.source, "skipped")
+            # the day so far was read while it was not over: its first pages have moved on since, so the day is read again
+            # (as --refresh does) rather than resumed, or what came after that run would be skipped as done for good
+            refresh = refresh or _read_before_over(con, run_date)
         with endpoints(s, run_date, in_process) as ep:
             async with TraktClient(s, transport=ep.transport, base_url=ep.base_url, tmdb_base_url=ep.tmdb_base_url, **shared) as client:
                 try: refs, summaries, trending_pages, cache = first if first is not None and con is None else await resolve_titles(s, client, con)

@@ -79,6 +79,7 @@ class Lake:
     def upsert(self, name: str, arrow: pa.Table, keys: Sequence[str], props: dict | None = None): raise NotImplementedError
     def replace_where(self, name: str, arrow: pa.Table, column: str, value, props: dict | None = None): raise NotImplementedError
     def overwrite(self, name: str, arrow: pa.Table, props: dict | None = None): raise NotImplementedError
+    def delete_in(self, name: str, column: str, values: Sequence, props: dict | None = None): raise NotImplementedError
     def to_arrow(self, name: str, where: list | None = None, columns: Sequence[str] | None = None) -> pa.Table: raise NotImplementedError
     def data_files(self, name: str, where: list | None = None) -> list[str]: raise NotImplementedError
     def props(self, name: str) -> dict: raise NotImplementedError
@@ -164,6 +165,12 @@ class IcebergLake(Lake):
     def overwrite(self, name, arrow, props=None):
         "Replace the whole table's rows by `arrow`."
         with _quiet(): self._create(name, arrow.schema, exact=True).overwrite(arrow, snapshot_properties=_props(props))
+
+    def delete_in(self, name, column, values, props=None):
+        "Delete the rows whose `column` is one of `values`, in one snapshot carrying `props` (data files rewritten: no delete files)."
+        from pyiceberg.expressions import In
+        if values:
+            with _quiet(): self._table(name).delete(In(column, list(values)), snapshot_properties=_props(props))
 
     def _row_filter(self, where):
         from pyiceberg import expressions as E
@@ -255,6 +262,10 @@ class DeltaLake(Lake):
         self._path(name).parent.mkdir(parents=True, exist_ok=True)
         write_deltalake(str(self._path(name)), arrow, mode="overwrite", schema_mode="overwrite" if self.exists(name) else None,
                         commit_properties=self._commit(props))
+
+    def delete_in(self, name, column, values, props=None):
+        "Delete the rows whose `column` is one of `values`, in one commit carrying `props` (data files rewritten)."
+        if values: self._dt(name).delete(f"{column} IN ({', '.join(_sql_literal(v) for v in values)})", commit_properties=self._commit(props))
 
     def to_arrow(self, name, where=None, columns=None):
         "The table (rows matching `where`, only `columns` if given) as Arrow."

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ibis import _
 
 from .config import Settings, UserError, get_logger
-from .bronze import connect, warehouse_lock
+from .bronze import connect, table_exists, warehouse_lock
 from .lake import BRONZE_PAGES, Lake, open_lake, publish_bronze, published_load_id, _sql_literal
 from .backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
 from .silver import (EVENT_COLUMNS, comment_contract, contract_signature, day_versions, dim_title, flatten_comments,
@@ -27,8 +27,8 @@ from .model import MARTS, ModelSummary, gold_marts, half_life_of
 from .semantic import create_metric_views
 
 # %% auto #0
-__all__ = ['SILVER', 'LAST_LOAD_ID', 'CONTRACT', 'GOLD_FACT', 'lake_table', 'build_lake_silver', 'build_lake_gold', 'serve_lake',
-           'build_lake_model']
+__all__ = ['SILVER', 'LAST_LOAD_ID', 'CONTRACT', 'DELETED', 'GOLD_FACT', 'lake_table', 'build_lake_silver', 'confirmed_gone',
+           'build_lake_deleted', 'build_lake_gold', 'serve_lake', 'build_lake_model']
 
 # %% ../notebooks/28_lake_model.ipynb #4a205469
 def lake_table(b: ibis.BaseBackend, lake: Lake, name: str,
@@ -90,6 +90,47 @@ def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = Fals
     get_logger("trakt_nb.lake_model").info("lake_silver_built", format=lake.format, **{k: v for k, v in out.items() if k != "loads"})
     return out
 
+# %% ../notebooks/28_lake_model.ipynb #f0e4f2e3
+DELETED = "silver.stg_trakt__comment_deleted"
+_DELETED_SCHEMA = pa.schema([("comment_id", pa.int64()), ("parent_id", pa.int64()), ("title_kind", pa.string()),
+                             ("title_id_trakt", pa.int64()), ("last_seen_at", pa.timestamp("us", tz="UTC")),
+                             ("confirmed_at", pa.timestamp("us", tz="UTC")), ("confirmed_date", pa.date32())])
+
+def confirmed_gone(con) -> list[dict]:
+    "The comments the crawl confirmed gone, from the ledger (it stays in the DuckDB file): id, when confirmed, on which run date."
+    if not table_exists(con, "bronze", "ingest_ledger"): return []
+    return con.execute("""SELECT split_part(unit_key, ':', 2)::BIGINT AS comment_id, (detail->>'confirmed_at')::TIMESTAMPTZ AS confirmed_at,
+                                 run_date AS confirmed_date FROM bronze.ingest_ledger
+                          WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'""").to_arrow_table().to_pylist()
+
+def build_lake_deleted(b: ibis.BaseBackend, lake: Lake, gone: list[dict]) -> int:
+    "`silver.stg_trakt__comment_deleted` on the lake, as `silver.mark_deleted` makes it in the DuckDB file; those comments leave `stg_trakt__comment_event`."
+    history = lake_table(b, lake, SILVER["history"])
+    marks: dict[int, set] = {}  # comment id -> the (confirmed_at, confirmed_date) it has: its own, and those of the gone comments above it
+    for g in gone: marks.setdefault(g["comment_id"], set()).add((g["confirmed_at"], g["confirmed_date"]))
+    frontier = set(marks)
+    while frontier:  # the replies under a deleted comment go with it, at any depth
+        kids = to_arrow(history.filter(history.parent_id.isin(sorted(frontier))).select("comment_id", "parent_id").distinct()).to_pylist()
+        frontier = set()
+        for k in kids:
+            new = marks[k["parent_id"]] - marks.get(k["comment_id"], set())
+            if new: marks.setdefault(k["comment_id"], set()).update(new); frontier.add(k["comment_id"])
+    seen = to_arrow(history.filter(history.comment_id.isin(sorted(marks))).group_by("comment_id").aggregate(
+        parent_id=_.parent_id.max(), title_kind=_.title_kind.max(), title_id_trakt=_.title_id_trakt.max(),
+        last_seen_at=_.fetched_at.max())).to_pylist() if marks else []
+    rows = []
+    for r in seen:
+        ats, days = [a for a, _d in marks[r["comment_id"]] if a is not None], [d for _a, d in marks[r["comment_id"]] if d is not None]
+        if ats and r["last_seen_at"] is not None and r["last_seen_at"] <= min(ats):  # seen again after it was confirmed gone: it is back, and live
+            rows.append({**r, "confirmed_at": min(ats), "confirmed_date": min(days) if days else None})
+    arrow = pa.Table.from_pylist(rows, schema=_DELETED_SCHEMA)
+    if not lake.exists(DELETED): lake.overwrite(DELETED, arrow)
+    elif arrow.num_rows: lake.upsert(DELETED, arrow, ["comment_id"])  # as INSERT OR REPLACE: a row once marked stays
+    ids = lake.to_arrow(DELETED, columns=["comment_id"]).column(0).to_pylist()
+    live = to_arrow(lake_table(b, lake, SILVER["current"]).filter(_.comment_id.isin(ids)).select("comment_id")).column(0).to_pylist() if ids else []
+    if live: lake.delete_in(SILVER["current"], "comment_id", live, lake.props(SILVER["current"]))  # its watermark stays
+    return len(ids)
+
 # %% ../notebooks/28_lake_model.ipynb #a78e1c6c
 GOLD_FACT = "gold.fct_title_daily_engagement"
 
@@ -97,6 +138,9 @@ def build_lake_gold(b: ibis.BaseBackend, lake: Lake, as_of: dt.date, s: Settings
     "Compute every gold table as of `as_of` and store it in the lake; rows written per table."
     m = s.metrics
     history = lake_table(b, lake, SILVER["history"]).select(GOLD_EVENT_COLUMNS)  # as the DuckDB-file run: no comment texts
+    if lake.exists(DELETED):  # a comment confirmed gone by the as-of day is not live
+        gone = lake_table(b, lake, DELETED)
+        history = history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
     events = cache_table(b, "_gold_events", comment_events_as_of(history, as_of))
     eng = cache_table(b, "_gold_engagement", daily_engagement(events, as_of))
     releases = lake_table(b, lake, SILVER["dim_title"]) if lake.exists(SILVER["dim_title"]) else None
@@ -126,7 +170,7 @@ def serve_lake(con,                    # a DuckDB connection to the warehouse fi
                names: list[str] | None = None,  # default: every silver and gold table
               ) -> list[str]:
     "Point `silver.*`/`gold.*` views of the DuckDB file at the lake tables' current files; the views made."
-    names = names if names is not None else [*SILVER.values(), *(f"gold.{m}" for m in MARTS), GOLD_FACT]
+    names = names if names is not None else [*SILVER.values(), DELETED, *(f"gold.{m}" for m in MARTS), GOLD_FACT]
     made = []
     for name in names:
         if not lake.exists(name): continue
@@ -151,9 +195,10 @@ def build_lake_model(s: Settings, run_date: dt.date, full_refresh: bool = False)
     if s.storage.storage == "duckdb":
         raise UserError(f"[model] backend = {s.model.backend} reads lakehouse tables; set [storage] storage = iceberg or delta.")
     with warehouse_lock(s):
+        gone = []
         if s.storage.warehouse.exists():
             con = connect(s)
-            try: publish_bronze(s, con)
+            try: publish_bronze(s, con); gone = confirmed_gone(con)
             finally: con.close()
         lake = open_lake(s)
         if not lake.exists(BRONZE_PAGES):
@@ -164,6 +209,7 @@ def build_lake_model(s: Settings, run_date: dt.date, full_refresh: bool = False)
             summary.silver = build_lake_silver(b, lake, full_refresh=full_refresh)
             if not lake.exists(SILVER["history"]):
                 raise UserError(f"Bronze holds no comments yet; run `trakt-nb ingest --date {run_date}` first.")
+            summary.silver["deleted"] = build_lake_deleted(b, lake, gone)
             summary.gold = build_lake_gold(b, lake, run_date, s)
         finally:
             stop_backend(b)

@@ -238,6 +238,8 @@ def _daily_counts(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, in
     sql = f"SELECT {d}, {what} FROM {_tq(t.table)}{w + ' AND ' if w else ' WHERE '}{' AND '.join(conds)} GROUP BY 1"
     return {r[0]: int(r[1]) for r in con.execute(sql, p + [since, as_of]).fetchall()}
 
+def _utc_today() -> dt.date: return dt.datetime.now(dt.timezone.utc).date()
+
 def _volume(con, t, cols, w, p, as_of, z_threshold=None):
     P = t.params
     trailing, weeks, min_hist = int(P.get("trailing_days", 14)), int(P.get("profile_weeks", 8)), int(P.get("min_history_days", 7))
@@ -251,6 +253,8 @@ def _volume(con, t, cols, w, p, as_of, z_threshold=None):
     obs = f"{v['observed']} (z={v['z']}, expected {v['expected']}, weekday factor {v['factor']}, {v['history']} days of history)"
     if v["history"] < min_hist:
         return 0, f"|z| < {thr}", "", obs + f"; not scored before {min_hist} days of history"
+    if as_of >= _utc_today():  # `--date today`: the day so far is a fraction of a day's volume, not an anomaly
+        return 0, f"|z| < {thr}", "", obs + "; not scored on a partial day (the day is not over)"
     max_p = float(P.get("max_p", 1e-3))
     tail = poisson_tail(v["observed"], v["expected"])
     bad = abs(v["z"]) >= thr and tail < max_p  # far out, and too unlikely to be chance on counts this size
@@ -268,6 +272,7 @@ def _row_count(con, t, cols, w, p, as_of):
     ratio_min = float(P.get("min_ratio", 0.5))
     if len(prev) < int(P.get("min_history", 3)):
         return 0, "", "", f"{today} rows; not scored before {P.get('min_history', 3)} earlier runs"
+    if as_of >= _utc_today(): return 0, "", "", f"{today} rows; not scored on a partial day (the day is not over)"
     med = statistics.median(prev)
     ratio = today / med if med else float("inf")
     return int(ratio < ratio_min), f">= {ratio_min:.0%} of the trailing median {med:g}", \

@@ -309,7 +309,33 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, ba
     if "10_ingest" in steps: preflight(s, run_date)  # a first run: an unknown title or a rejected key, before any kernel starts
     # one daily run per warehouse at a time, for its whole length: the steps take the warehouse lock only while they
     # write, so between two steps a second run would otherwise find it free and write into (or clean up) the same folders
-    with warehouse_lock(s, suffix=".run.lock"): return _run_day(s, run_date, steps, echo, backfill)
+    with warehouse_lock(s, suffix=".run.lock"):
+        try: return _run_day(s, run_date, steps, echo, backfill)
+        except OSError as e:  # a full disk, a read-only folder: one sentence (a refused connection and the like stay what they are)
+            import errno
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+                raise _unwritable(s, run_date, e, backfill) from None
+            raise
+
+def _write_text(path: Path, text: str):
+    "Write a file whole or not at all: a full disk leaves the file that was there, never half of the new one."
+    tmp = path.with_name(path.name + ".tmp")
+    try: tmp.write_text(text, encoding="utf-8"); tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError): tmp.unlink(missing_ok=True)
+        raise
+
+def _unwritable(s: Settings, run_date: dt.date, e: OSError, backfill: bool = False) -> StepFailed:
+    "The run could not write its files: run.json says so (or, if even that does not fit, no run.json claims the day), in one sentence."
+    out, now = s.storage.reports_dir / run_date.isoformat(), _utcnow().isoformat(timespec="seconds")
+    where, why = e.filename or out, e.strerror or str(e)
+    res = RunResult(run_date.isoformat(), "failed", now, finished_at=now, backfill=backfill,
+                    steps=[StepResult("reports", "failed", 0.0, f"could not write {where} ({why})", started_at=now)])
+    try: _write_text(out / "run.json", json.dumps(res.as_dict(), indent=2))
+    except OSError:  # an earlier run.json of the day must not go on saying "succeeded" over half-rewritten pages
+        with contextlib.suppress(OSError): (out / "run.json").unlink(missing_ok=True)
+    shutil.rmtree(s.storage.reports_dir / "latest.tmp", ignore_errors=True)  # a copy to `latest` cut short; `latest` itself is intact
+    return StepFailed(f"Could not write {where} ({why}); free space or fix the permissions there, then run the same command again to resume.")
 
 def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     "Whether bronze holds any page fetched for `run_date` (a crawl that got nothing leaves none)."
@@ -396,7 +422,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         res.finished_at, res.duration_s = finished.isoformat(timespec="seconds"), round(time.monotonic() - t0, 3)
         res.fresh = res.status == "succeeded" and finished <= deadline
     stamp(); _render_pages(s, out, res, bodies); stamp()
-    (out / "run.json").write_text(json.dumps(res.as_dict(), indent=2))
+    _write_text(out / "run.json", json.dumps(res.as_dict(), indent=2))
     _observe(s, out, res, echo)
     write_index(s)
     if res.status == "succeeded": _refresh_latest(s)
@@ -468,7 +494,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         if "trakt-chart" in body:  # marks that name a title link to its page (written below)
             from trakt_nb.charts import TITLE_LINKS_JS
             head += TITLE_LINKS_JS
-        (out / f"{st.name}.html").write_text(page(title, body, facts, nav, head), encoding="utf-8")
+        _write_text(out / f"{st.name}.html", page(title, body, facts, nav, head))
     try:  # a page per followed title, linked from the reports' navigation; never fails the run
         from trakt_nb.title_pages import write_title_pages
         write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports}, page=page)
@@ -524,8 +550,8 @@ def write_index(s: Settings) -> Path:
     p = s.storage.reports_dir / "index.html"
     p.parent.mkdir(parents=True, exist_ok=True)
     source = "live Trakt" if s.run.source == "trakt" else "the replay API (synthetic data)"  # each source has its own reports folder
-    p.write_text(page(f"trakt-nb reports — {source}", body, {"source": (source, ""), "runs": (str(len(rows)), ""), "latest": (latest, "")},
-                      [("latest", "latest/" + next(iter(REPORTS)) + ".html")]), encoding="utf-8")
+    _write_text(p, page(f"trakt-nb reports — {source}", body, {"source": (source, ""), "runs": (str(len(rows)), ""), "latest": (latest, "")},
+                      [("latest", "latest/" + next(iter(REPORTS)) + ".html")]))
     return p
 
 def _refresh_latest(s: Settings):

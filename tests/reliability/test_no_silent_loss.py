@@ -335,3 +335,11 @@ def test_garbage_wal_is_named_not_ignored(tmp_path, serve, world, clean):
     assert site.warehouse.read_bytes() == before  # nothing appended to it
     record("a garbage .wal next to the warehouse", "10 KB of bytes that are not a DuckDB log",
            f"exit 2 naming it, warehouse untouched: {line[10:100]}…", 0, 0, secrets=0, tracebacks=0)
+
+
+def test_damaged_warehouse_is_refused_before_writing(tmp_path, serve, world, clean):
+    # here, not in test_storage_faults.py, so that CI's quick subset (a test file whole on one worker) makes no second clean run
+    from .test_storage_faults import refuse_damaged
+    site, _, at, line, p = refuse_damaged(tmp_path, serve, world, clean)
+    record("damage in the middle of the warehouse", f"64 bytes of table data overwritten at byte {at:,} of {site.warehouse.stat().st_size:,}, then run D+1",
+           f"exit 2 before ingest wrote, twice: {line[10:150]}…; warehouse unchanged byte for byte", 0, 0, secrets=0, tracebacks=no_traceback(p))

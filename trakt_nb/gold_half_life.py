@@ -18,7 +18,8 @@ from scipy import stats
 from .gold_engagement import TITLE_KEY, as_date
 
 # %% auto #0
-__all__ = ['LN2', 'FIT_STATUSES', 'fit_decays', 'fit_decay', 'fit_titles', 'half_life', 'cohort_trend', 'half_life_cohort_trend']
+__all__ = ['LN2', 'FIT_STATUSES', 'fit_decays', 'fit_decay', 'refit_revivals', 'fit_titles', 'half_life', 'cohort_trend',
+           'half_life_cohort_trend']
 
 # %% ../notebooks/22_half_life.ipynb #df2b2bff
 LN2 = math.log(2)
@@ -205,6 +206,35 @@ def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
     f = fit_decays(t, np.zeros(len(t), dtype="int64"), np.array([float(T)]), p_threshold=p_threshold, grid=grid).iloc[0]
     return {k: (v if isinstance(v, str) else float(v)) for k, v in f.items()}
 
+# %% ../notebooks/22_half_life.ipynb #c2a1e0d2
+def refit_revivals(t: np.ndarray, title: np.ndarray, T: np.ndarray,  # as for `fit_decays`
+                   fits: pd.DataFrame,  # `fit_decays` of them
+                   *, p_threshold: float = 0.01, min_comments: int = 50, min_days: int = 28,
+                   burst_done: float = 0.98,  # share of the first burst that must have arrived at the cut
+                  ) -> pd.DataFrame:
+    "`fits` with each `poor_fit` title whose comments show a second burst after the first replaced by its fit up to that burst."
+    cand = np.flatnonzero(fits.fit_status.to_numpy() == "poor_fit")
+    if not len(cand): return fits
+    n = np.bincount(title, minlength=len(T)); start = np.r_[0, np.cumsum(n)[:-1]]
+    h, N, b = (fits[c].to_numpy(dtype="float64") for c in ("burst_half_life_days", "burst_comments", "background_per_day"))
+    cut = np.empty(len(cand))
+    for k, i in enumerate(cand):  # where the comments fall furthest behind the fitted expectation (just before a comment)
+        ti = np.clip(t[start[i]:start[i] + n[i]], 0.0, T[i])
+        cut[k] = ti[np.argmin(np.arange(n[i]) - (N[i] * -np.expm1(-LN2 / h[i] * ti) + b[i] * ti))]
+    before = np.array([np.searchsorted(t[start[i]:start[i] + n[i]], c) for i, c in zip(cand, cut)])
+    use = (cut >= min_days) & (before >= min_comments)
+    cand, cut, before = cand[use], cut[use], before[use]
+    if not len(cand): return fits
+    sel = np.concatenate([np.arange(start[i], start[i] + k) for i, k in zip(cand, before)])
+    g = fit_decays(t[sel], np.repeat(np.arange(len(cand)), before), cut, p_threshold=p_threshold)
+    r = LN2 / g.burst_half_life_days.to_numpy()
+    expected = g.burst_comments.to_numpy() * (np.exp(-r * cut) - np.exp(-r * T[cand])) + g.background_per_day.to_numpy() * (T[cand] - cut)
+    excess_p = stats.poisson.sf(n[cand] - before - 1, expected)
+    keep = (g.fit_status.to_numpy() == "ok") & (-np.expm1(-r * cut) >= burst_done) & (excess_p < p_threshold)
+    out = fits.copy()
+    for c in g.columns: out.loc[out.index[cand[keep]], c] = g[c].to_numpy()[keep]
+    return out
+
 # %% ../notebooks/22_half_life.ipynb #7824f6fa
 _HL_SCHEMA = pa.schema([
     ("as_of_date", pa.date32()), ("title_kind", pa.string()), ("title_id_trakt", pa.int64()), ("first_comment_day", pa.date32()),
@@ -269,7 +299,9 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
     for c in cols: out[c] = np.nan
     if fit.any():
         sel = after & fit[g]
-        f = fit_decays(t[sel], (np.cumsum(fit) - 1)[g[sel]], T[fit], p_threshold=p_threshold)
+        ts, ti = t[sel], (np.cumsum(fit) - 1)[g[sel]]
+        f = refit_revivals(ts, ti, T[fit], fit_decays(ts, ti, T[fit], p_threshold=p_threshold), p_threshold=p_threshold,
+                           min_comments=min_comments, min_days=min_days)
         ok = (f.fit_status == "ok").to_numpy()
         for c in cols: out.loc[fit, c] = np.where(ok, f[c].to_numpy(), np.nan) if c in _ESTIMATES else f[c].to_numpy()
         out.loc[fit, "fit_status"] = f.fit_status.to_numpy()

@@ -9,7 +9,7 @@ reruns skip generation (its time is printed apart and is not part of any figure)
 Each measurement runs in a child process of its own on a fresh copy of that file (copying is not timed) and reports
 its wall time and peak RSS (VmHWM of the child):
   ibis full        build_silver(full_refresh=True) + build_gold(D)                 (the project's code)
-  sql full         the same silver and gold tables written by hand in DuckDB SQL     (same scipy decay fit)
+  sql full         the same silver and gold tables written by hand in DuckDB SQL     (same decay fit, fit_titles)
   ibis full D+1    full refresh over all five loads + build_gold(D+1)
   ibis incr D+1    after silver/gold for D (untimed): build_silver incremental on load 5 + build_gold(D+1)
 The run fails unless (sql full) equals (ibis full) and (ibis incr D+1) equals (ibis full D+1), table by table

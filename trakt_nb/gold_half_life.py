@@ -263,7 +263,9 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
     end = (as_of - dt.date(1970, 1, 1)).days + 1  # the as-of day's end, in epoch days
     s = times.created.to_numpy(dtype="int64")
     keep = s < end * _DAY_S
-    kc, kinds = pd.factorize(times.title_kind[keep], sort=True)
+    kind = times.title_kind[keep]
+    if isinstance(kind.dtype, pd.CategoricalDtype): kind = kind.cat.set_categories(sorted(kind.cat.categories))  # numbered in name order
+    kc, kinds = pd.factorize(kind, sort=True)
     tid = times.title_id_trakt.to_numpy(dtype="int64")[keep]
     s = s[keep]
     base, span = (int(tid.min()), int(s.min())) if len(s) else (0, 0)

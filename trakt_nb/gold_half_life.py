@@ -326,7 +326,7 @@ def half_life(comments: ir.Table,  # comment versions: title key, comment_id, is
     c = comments.filter(~comments.is_reply, comments.created_at <= end_of_day(as_of))
     if "seen_date" in c.columns: c = c.filter(c.seen_date <= as_of)
     c = c.select(*TITLE_KEY, "comment_id", created=c.created_at.epoch_seconds().cast("int64")).distinct()
-    times = c.order_by([*TITLE_KEY, "created"]).to_pyarrow()  # in the order the fits read them (they sort anyway: order does not matter)
+    times = c.to_pyarrow()  # in any order (the fits sort them; an order_by after distinct() loses the distinct on Spark)
     times = times.set_column(0, "title_kind", times["title_kind"].dictionary_encode()).to_pandas()  # kinds as categories: cheap to number
     rel = releases.select(*TITLE_KEY, "release_date").to_pyarrow().to_pandas() if releases is not None else None
     df = fit_titles(times, as_of, rel, min_comments=min_comments, min_days=min_days, p_threshold=p_threshold)

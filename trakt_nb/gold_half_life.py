@@ -13,99 +13,227 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import optimize, stats
+from scipy import stats
 
 from .gold_engagement import TITLE_KEY, as_date
 
 # %% auto #0
-__all__ = ['LN2', 'FIT_STATUSES', 'fit_decay', 'fit_titles', 'half_life', 'cohort_trend', 'half_life_cohort_trend']
+__all__ = ['LN2', 'FIT_STATUSES', 'fit_decays', 'fit_decay', 'refit_revivals', 'fit_titles', 'half_life', 'cohort_trend',
+           'half_life_cohort_trend']
 
 # %% ../notebooks/22_half_life.ipynb #df2b2bff
 LN2 = math.log(2)
 FIT_STATUSES = ("ok", "insufficient_data", "poor_fit", "no_decay")
 _DEV90 = float(stats.chi2.ppf(0.90, 1))  # a 90% profile-likelihood interval: where the deviance rises by 2.71
 _Z90 = float(stats.norm.ppf(0.95))
+_BIN0, _BIN_GROWTH = 1 / 96, 1.2  # delay bins: the first ends 15 minutes after the onset, each later one is 20% wider
+_PMAX = 1 - 1e-9  # the burst's largest share of a window's comments (the background cannot be negative)
 
-def _split(x: np.ndarray, E: float, T: float) -> tuple[float, float, float]:
-    "Best burst size N and background b given the burst's density `x` at each comment and its share `E` inside [0, T]; and the log-likelihood."
-    n = len(x)
-    top = n / E * (1 - 1e-9)  # all comments in the burst (b ≈ 0)
-    def score(N): return float(np.sum((x - E / T) / (N * x + (n - N * E) / T)))
-    if score(0.0) <= 0: N = 0.0
-    elif score(top) >= 0: N = top
-    else: N = optimize.brentq(score, 0.0, top, xtol=1e-9 * top)
-    b = (n - N * E) / T
-    return N, b, float(np.sum(np.log(N * x + b))) - n
+def _delay_bins(t: np.ndarray, title: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Comment counts and lower/upper edges of the delay bins of each title (rows), cut at its window's end `T` (bins after it: width 0, count 0)."
+    k = max(1, math.ceil(math.log(max(float(T.max()), 1.0) / _BIN0) / math.log(_BIN_GROWTH)) + 1)
+    e = np.concatenate([[0.0], _BIN0 * _BIN_GROWTH ** np.arange(k)])
+    J = len(e) - 1
+    j = np.minimum(np.searchsorted(e, t, side="right") - 1, J - 1)
+    C = np.bincount(title * J + j, minlength=len(T) * J).reshape(len(T), J).astype("float64")
+    return C, np.minimum(e[None, :-1], T[:, None]), np.minimum(e[None, 1:], T[:, None])
 
-def _exp_burst(t: np.ndarray, T: float, half_life: float) -> tuple[np.ndarray, float]:
-    "An exponential burst's density at `t` and its share inside [0, T]."
-    r = LN2 / half_life
-    return r * np.exp(-r * t), -math.expm1(-r * T)
+def _best_share(D: np.ndarray, C: np.ndarray, p0) -> tuple[np.ndarray, np.ndarray]:
+    "Per row: the burst share p in [0, 1) maximising Σ C·log(1 + p·D) (concave: Newton steps kept inside a bracket), and that maximum."
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at0, at1 = (C * D).sum(1), (C * (D / (1 + _PMAX * D))).sum(1)  # slopes at p = 0 and p = 1
+    p = np.clip(np.broadcast_to(p0, D.shape[:1]).astype("float64"), 1e-9, _PMAX * (1 - 1e-9))
+    act = np.flatnonzero((at0 > 0) & (at1 < 0))  # rows whose best share is inside (0, 1)
+    Da, Ca, pa = D[act], C[act], p[act]
+    a, b = np.zeros(len(act)), np.full(len(act), _PMAX)
+    for _ in range(40):
+        q = Da / (1 + pa[:, None] * Da)
+        cq = Ca * q
+        s, h = cq.sum(1), (cq * q).sum(1)  # slope and minus the curvature
+        a, b = np.where(s > 0, pa, a), np.where(s > 0, b, pa)
+        with np.errstate(divide="ignore", invalid="ignore"): pn = pa + s / h
+        pn = np.where((pn > a) & (pn < b), pn, 0.5 * (a + b))
+        p[act] = pn
+        moving = np.abs(pn - pa) > 1e-7  # Newton converges quadratically: the error after a step this small is ~1e-14
+        if not moving.any(): break
+        act, Da, Ca, pa, a, b = act[moving], Da[moving], Ca[moving], pn[moving], a[moving], b[moving]
+    p = np.where(at0 <= 0, 0.0, np.where(at1 >= 0, _PMAX, p))
+    with np.errstate(divide="ignore", invalid="ignore"): return p, (C * np.log1p(p[:, None] * D)).sum(1)
 
-def _weibull_burst(t: np.ndarray, T: float, scale: float, shape: float) -> tuple[np.ndarray, float]:
-    "A stretched-exponential (Weibull) burst's density at `t` and its share inside [0, T]."
-    z = t / scale
-    return shape / scale * z ** (shape - 1) * np.exp(-z ** shape), -math.expm1(-(T / scale) ** shape)
+def _burst_density(lh: np.ndarray, hi: np.ndarray, lo: np.ndarray, T: np.ndarray) -> np.ndarray:
+    "Per title (rows) and bin: an exponential burst of half-life exp(`lh`)'s mean density in the bin over its mean density in [0, T]."
+    r = LN2 / np.exp(lh)
+    ex = np.exp(-np.minimum(r[:, None] * hi, 700.0))  # at each upper edge (a lower edge is the previous upper one)
+    w = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.diff(ex, prepend=1.0, axis=1) / np.where(w > 0, w, np.inf) * (T / -np.expm1(-r * T))[:, None]
+
+def _profile(lh: np.ndarray, bins: tuple, T: np.ndarray, p0) -> tuple[np.ndarray, np.ndarray]:
+    "Per title: the best burst share at half-life exp(`lh`) and the profile log-likelihood above the constant rate's."
+    C, lo, hi = bins
+    return _best_share(_burst_density(lh, hi, lo, T) - 1, C, p0)
+
+def _golden(f, a: np.ndarray, b: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    "Golden-section search for the maximum of `f` (vectorised over titles) inside [a, b]: the point and its value."
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        left = fc >= fd
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        nc, nd = np.where(left, b - g * (b - a), d), np.where(left, c, a + g * (b - a))
+        fx = f(np.where(left, nc, nd))
+        fc, fd, c, d = np.where(left, fx, fd), np.where(left, fc, fx), nc, nd
+    return np.where(fc >= fd, c, d), np.maximum(fc, fd)
 
 # %% ../notebooks/22_half_life.ipynb #a1f0c002
+def fit_decays(t: np.ndarray,  # delays in days after each title's onset, grouped by title and sorted within it
+               title: np.ndarray,  # the title (0, 1, …) of each delay; every title has at least one
+               T: np.ndarray,  # per title: days observed after the onset (to the end of the as-of day)
+               *, p_threshold: float = 0.01,  # [metrics] half_life_p_threshold
+               grid: int = 32,  # half-lives scanned on a log scale from 1.2 hours to 20·T
+              ) -> pd.DataFrame:
+    "Per title: burst half-life, background rate, their 90% intervals, the tests' p-values and the fit status (all titles at once)."
+    T = np.asarray(T, dtype="float64"); m = len(T); ar = np.arange(m)
+    t = np.clip(np.asarray(t, dtype="float64"), 1e-5, T[title])
+    n = np.bincount(title, minlength=m).astype("float64")
+    bins = _delay_bins(t, title, T)
+    C, lo, hi = bins
+    flat = n * np.log(n / T) - n  # the constant rate's log-likelihood
+    # the profile log-likelihood of the half-life on a log grid, each point's split starting from the last one's
+    lhs = np.linspace(math.log(0.05), np.log(20.0 * T), grid, axis=1)
+    p_grid, ll_grid, nobg_grid = np.empty((m, grid)), np.empty((m, grid)), np.empty((m, grid))
+    for j in range(grid):
+        u = _burst_density(lhs[:, j], hi, lo, T)
+        p, g = _best_share(u - 1, C, 0.5 if j == 0 else p_grid[:, j - 1] if j == 1 else 2 * p_grid[:, j - 1] - p_grid[:, j - 2])
+        p_grid[:, j], ll_grid[:, j] = p, g + flat
+        with np.errstate(divide="ignore"): nobg_grid[:, j] = (C * np.log(np.where(C > 0, u, 1.0))).sum(1) + flat  # the burst alone
+    k = np.argmax(ll_grid, axis=1)
+    prof = lambda x, p0: _profile(x, bins, T, p0)[1] + flat
+    x, fx = _golden(lambda v: prof(v, p_grid[ar, k]), lhs[ar, np.maximum(k - 1, 0)], lhs[ar, np.minimum(k + 1, grid - 1)], 13)
+    better = fx >= ll_grid[ar, k]
+    lh, ll = np.where(better, x, lhs[ar, k]), np.where(better, fx, ll_grid[ar, k])
+    p, _ = _profile(lh, bins, T, p_grid[ar, k])
+    h = np.exp(lh); r = LN2 / h; E = -np.expm1(-r * T)
+    N, b = p * n / E, (1 - p) * n / T
+    # the interval's ends: on each side the first grid point outside it, then the root between it and the last point inside
+    outside, ends = 2 * (ll[:, None] - ll_grid) > _DEV90, []
+    for side in (-1, 1):
+        cand = outside & ((lhs - lh[:, None]) * side > 0)
+        found = cand.any(axis=1)
+        j = np.where(found, grid - 1 - np.argmax(cand[:, ::-1], axis=1) if side < 0 else np.argmax(cand, axis=1), 0)
+        jin = np.clip(j - side, 0, grid - 1)
+        grid_in = (lhs[ar, jin] - lh) * side > 0
+        xa, fa = np.where(grid_in, lhs[ar, jin], lh), np.where(grid_in, 2 * (ll - ll_grid[ar, jin]) - _DEV90, -_DEV90)
+        xb, fb = np.where(found, lhs[ar, j], xa + 1e-3), np.where(found, 2 * (ll - ll_grid[ar, j]) - _DEV90, 1.0)
+        root, act = np.where(found, xb, np.nan), np.flatnonzero(found)
+        sub = lambda a_: (C[a_], lo[a_], hi[a_])
+        xa, fa, xb, fb = xa[act], fa[act], xb[act], fb[act]
+        for _ in range(40):  # regula falsi, Illinois variant, on the titles not yet converged
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xm = np.where(fb != fa, xb - fb * (xb - xa) / (fb - fa), 0.5 * (xa + xb))
+            fm = 2 * (ll[act] - _profile(xm, sub(act), T[act], p[act])[1] - flat[act]) - _DEV90
+            keep = np.sign(fm) == np.sign(fb)
+            moving = (np.abs(xm - xb) > 1e-5) & (np.abs(fm) > 1e-6)
+            fa, xa, xb, fb = np.where(keep, 0.5 * fa, fb), np.where(keep, xa, xb), xm, fm
+            root[act] = xm
+            if not moving.any(): break
+            act, xa, fa, xb, fb = act[moving], xa[moving], fa[moving], xb[moving], fb[moving]
+        ends.append(np.exp(root))
+    # the burst alone, refined around its best grid point (for the background's test)
+    nobg = lambda v: (C * np.log(np.where(C > 0, _burst_density(v, hi, lo, T), 1.0))).sum(1) + flat
+    nobg_grid = np.where(np.isnan(nobg_grid), -np.inf, nobg_grid)
+    kb = np.argmax(nobg_grid, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, fb_ = _golden(nobg, lhs[ar, np.maximum(kb - 1, 0)], lhs[ar, np.minimum(kb + 1, grid - 1)], 10)
+        ll_nobg = np.fmax(np.fmax(fb_, nobg_grid[ar, kb]), nobg(lh))
+    # shape: the score test of a Weibull burst's shape k = 1 (C(α) form: adjusted for N, the scale and b; b only when inside)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = h / LN2
+        zl, zh = lo / s[:, None], hi / s[:, None]
+        el, eh = np.exp(-np.minimum(zl, 700.0)), np.exp(-np.minimum(zh, 700.0))
+        zlog = lambda z, ez: np.where(z > 0, z * np.log(np.where(z > 0, z, 1.0)) * ez, 0.0)
+        w = hi - lo
+        G = np.stack([N[:, None] * (zlog(zh, eh) - zlog(zl, el)), el - eh, N[:, None] * (zl * el - zh * eh), w], -1)  # dΛ/d(log k, N, log s, b)
+        lam = N[:, None] * (el - eh) + b[:, None] * w  # expected count of each bin
+        live = lam > 0
+        lam = np.where(live, lam, 1.0)
+        G = np.where(live[..., None], G, 0.0)
+        score = ((np.where(live, C / lam, 0.0) - live)[..., None] * G).sum(1)
+        info = np.einsum("tji,tjk->tik", G / lam[..., None], G)
+    lm = np.full(m, np.nan)
+    for inside, nu in ((True, [1, 2, 3]), (False, [1, 2])):
+        sel = (p < _PMAX) == inside
+        if not sel.any(): continue
+        I, g = info[sel], score[sel]
+        inv = np.linalg.pinv(I[:, nu][:, :, nu])
+        Ik = I[:, 0, nu]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lm[sel] = (g[:, 0] - np.einsum("ti,tij,tj->t", Ik, inv, g[:, nu])) ** 2 / (I[:, 0, 0] - np.einsum("ti,tij,tj->t", Ik, inv, Ik))
+    # goodness of fit: under the model the compensator Λ(t_i)/Λ(T) of the comments is uniform (Kolmogorov–Smirnov, Stephens' form)
+    start = np.concatenate([[0], np.cumsum(n.astype("int64"))[:-1]])
+    u = (N[title] * -np.expm1(-r[title] * t) + b[title] * t) / (N * E + b * T)[title]
+    i = np.arange(len(t)) - start[title] + 1
+    D = np.maximum.reduceat(np.maximum(i / n[title] - u, u - (i - 1) / n[title]), start)
+    gof_p = np.clip(stats.kstwobign.sf(D * (np.sqrt(n) + 0.12 + 0.11 / np.sqrt(n))), 0.0, 1.0)
+    # the background's Wald interval from the observed information of (N, r, b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ex_lo, ex_hi = np.exp(-np.minimum(r[:, None] * lo, 700.0)), np.exp(-np.minimum(r[:, None] * hi, 700.0))
+        wi = np.where(w > 0, w, np.inf)
+        x = (ex_lo - ex_hi) / wi
+        dens = N[:, None] * x + b[:, None]
+        Jm = np.stack([x, N[:, None] * (hi * ex_hi - lo * ex_lo) / wi, np.ones_like(x)], -1) / np.where(dens > 0, dens, 1.0)[..., None]
+        M = np.einsum("tj,tji,tjk->tik", C, Jm, Jm)
+        var_b = (M[:, 0, 0] * M[:, 1, 1] - M[:, 0, 1] ** 2) / np.linalg.det(M)
+    se_b = np.sqrt(np.where(var_b > 0, var_b, np.nan))
+    out = pd.DataFrame(dict(
+        burst_half_life_days=h, burst_half_life_days_lo=ends[0], burst_half_life_days_hi=ends[1], burst_comments=N,
+        background_per_day=b, background_per_day_lo=np.maximum(0.0, b - _Z90 * se_b), background_per_day_hi=b + _Z90 * se_b,
+        decay_p=stats.chi2.sf(2 * (ll - flat), 2), background_p=0.5 * stats.chi2.sf(2 * np.maximum(0.0, ll - ll_nobg), 1),
+        shape_p=stats.chi2.sf(lm, 1), gof_p=gof_p))
+    status = np.select([(out.decay_p >= p_threshold) | (N <= 0), out.burst_half_life_days_lo.isna() | out.burst_half_life_days_hi.isna(),
+                        (out.shape_p < p_threshold) | (out.gof_p < p_threshold)], ["no_decay", "insufficient_data", "poor_fit"], "ok")
+    out.insert(0, "fit_status", status)
+    return out
+
 def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
               T: float,  # days observed after the onset (to the end of the as-of day)
               *, p_threshold: float = 0.01,  # [metrics] half_life_p_threshold
               grid: int = 32,  # half-lives scanned on a log scale from 1.2 hours to 20·T
              ) -> dict:
     "Burst half-life, background rate, their 90% intervals, the tests' p-values and the fit status of one title's comment delays."
-    t = np.sort(np.clip(np.asarray(t, dtype="float64"), 1e-5, T)); n = len(t)
-    lhs = np.linspace(math.log(0.05), math.log(20.0 * T), grid)
-    prof = lambda lh: _split(*_exp_burst(t, T, math.exp(lh)), T)[2]
-    ll_grid = np.array([prof(lh) for lh in lhs])
-    k = int(np.argmax(ll_grid))
-    res = optimize.minimize_scalar(lambda lh: -prof(lh), bounds=(lhs[max(k - 1, 0)], lhs[min(k + 1, grid - 1)]),
-                                   method="bounded", options={"xatol": 1e-4})
-    lh, ll = (res.x, -res.fun) if -res.fun >= ll_grid[k] else (lhs[k], ll_grid[k])
-    h = math.exp(lh)
-    x, E = _exp_burst(t, T, h)
-    N, b, _ = _split(x, E, T)
-    dev = lambda v: 2 * (ll - prof(v)) - _DEV90
-    def end(step):  # the first grid point outside the interval, then the root between it and the last one inside
-        inside, js = lh, [j for j in range(grid) if (lhs[j] - lh) * step > 0]
-        for j in (js if step > 0 else js[::-1]):
-            if 2 * (ll - ll_grid[j]) > _DEV90: return math.exp(optimize.brentq(dev, *sorted((inside, lhs[j])), xtol=1e-5))
-            inside = lhs[j]
-        return math.nan  # the interval runs off the scanned range
-    lo, hi = end(-1), end(+1)
-    # tests
-    ll_flat = n * math.log(n / T) - n
-    def burst_only(v):
-        x_, E_ = _exp_burst(t, T, math.exp(v))
-        with np.errstate(divide="ignore"): return float(np.sum(np.log(n / E_ * x_))) - n
-    nb = optimize.minimize_scalar(lambda v: -burst_only(v), bounds=(lhs[0], lhs[-1]), method="bounded")
-    ll_nobg = max(-nb.fun, burst_only(lh))
-    def weibull_nll(p):
-        with np.errstate(all="ignore"):
-            v = -_split(*_weibull_burst(t, T, math.exp(p[0]), math.exp(p[1])), T)[2]
-        return v if math.isfinite(v) else math.inf
-    wb = optimize.minimize(weibull_nll, x0=[math.log(h / LN2), 0.0], method="Nelder-Mead",
-                           bounds=[(math.log(0.01), math.log(100 * T)), (math.log(0.2), math.log(5.0))],
-                           options={"xatol": 1e-2, "fatol": 1e-2, "maxfev": 80})
-    ll_shape = max(-wb.fun, ll)
-    comp = N * -np.expm1(-LN2 / h * t) + b * t  # compensator at each comment
-    gof_p = float(stats.kstest(comp / (N * E + b * T), "uniform").pvalue)
-    # the background's Wald interval from the observed information of (N, r, b)
-    r = LN2 / h
-    lam = N * x + b
-    J = np.vstack([x, N * np.exp(-r * t) * (1 - r * t), np.ones(n)]) / lam
-    try: var_b = float(np.linalg.inv(J @ J.T)[2, 2])
-    except np.linalg.LinAlgError: var_b = math.nan
-    se_b = math.sqrt(var_b) if var_b > 0 else math.nan
-    out = dict(burst_half_life_days=h, burst_half_life_days_lo=lo, burst_half_life_days_hi=hi, burst_comments=N,
-               background_per_day=b, background_per_day_lo=max(0.0, b - _Z90 * se_b), background_per_day_hi=b + _Z90 * se_b,
-               decay_p=float(stats.chi2.sf(2 * (ll - ll_flat), 2)), background_p=float(0.5 * stats.chi2.sf(2 * max(0.0, ll - ll_nobg), 1)),
-               shape_p=float(stats.chi2.sf(2 * (ll_shape - ll), 1)), gof_p=gof_p)
-    if out["decay_p"] >= p_threshold or N <= 0: status = "no_decay"
-    elif math.isnan(hi) or math.isnan(lo): status = "insufficient_data"
-    elif out["shape_p"] < p_threshold or gof_p < p_threshold: status = "poor_fit"
-    else: status = "ok"
-    return {"fit_status": status, **out}
+    t = np.sort(np.asarray(t, dtype="float64"))
+    f = fit_decays(t, np.zeros(len(t), dtype="int64"), np.array([float(T)]), p_threshold=p_threshold, grid=grid).iloc[0]
+    return {k: (v if isinstance(v, str) else float(v)) for k, v in f.items()}
+
+# %% ../notebooks/22_half_life.ipynb #c2a1e0d2
+def refit_revivals(t: np.ndarray, title: np.ndarray, T: np.ndarray,  # as for `fit_decays`
+                   fits: pd.DataFrame,  # `fit_decays` of them
+                   *, p_threshold: float = 0.01, min_comments: int = 50, min_days: int = 28,
+                   burst_done: float = 0.98,  # share of the first burst that must have arrived at the cut
+                  ) -> pd.DataFrame:
+    "`fits` with each `poor_fit` title whose comments show a second burst after the first replaced by its fit up to that burst."
+    cand = np.flatnonzero(fits.fit_status.to_numpy() == "poor_fit")
+    if not len(cand): return fits
+    n = np.bincount(title, minlength=len(T)); start = np.r_[0, np.cumsum(n)[:-1]]
+    h, N, b = (fits[c].to_numpy(dtype="float64") for c in ("burst_half_life_days", "burst_comments", "background_per_day"))
+    cut = np.empty(len(cand))
+    for k, i in enumerate(cand):  # where the comments fall furthest behind the fitted expectation (just before a comment)
+        ti = np.clip(t[start[i]:start[i] + n[i]], 0.0, T[i])
+        cut[k] = ti[np.argmin(np.arange(n[i]) - (N[i] * -np.expm1(-LN2 / h[i] * ti) + b[i] * ti))]
+    before = np.array([np.searchsorted(t[start[i]:start[i] + n[i]], c) for i, c in zip(cand, cut)])
+    use = (cut >= min_days) & (before >= min_comments)
+    cand, cut, before = cand[use], cut[use], before[use]
+    if not len(cand): return fits
+    sel = np.concatenate([np.arange(start[i], start[i] + k) for i, k in zip(cand, before)])
+    g = fit_decays(t[sel], np.repeat(np.arange(len(cand)), before), cut, p_threshold=p_threshold)
+    r = LN2 / g.burst_half_life_days.to_numpy()
+    expected = g.burst_comments.to_numpy() * (np.exp(-r * cut) - np.exp(-r * T[cand])) + g.background_per_day.to_numpy() * (T[cand] - cut)
+    excess_p = stats.poisson.sf(n[cand] - before - 1, expected)
+    keep = (g.fit_status.to_numpy() == "ok") & (-np.expm1(-r * cut) >= burst_done) & (excess_p < p_threshold)
+    out = fits.copy()
+    for c in g.columns: out.loc[out.index[cand[keep]], c] = g[c].to_numpy()[keep]
+    return out
 
 # %% ../notebooks/22_half_life.ipynb #7824f6fa
 _HL_SCHEMA = pa.schema([
@@ -133,29 +261,53 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
     "One row per title of `times`: onset, counts and the decay fit as of `as_of` (the rows of `mart_title_half_life`)."
     as_of = as_date(as_of)
     end = (as_of - dt.date(1970, 1, 1)).days + 1  # the as-of day's end, in epoch days
-    rel = {}
-    if releases is not None:
-        for r in releases.dropna(subset=["release_date"]).itertuples():
-            d = (pd.Timestamp(r.release_date).date() - dt.date(1970, 1, 1)).days
-            if d < end: rel[(r.title_kind, int(r.title_id_trakt))] = d
-    times = times.sort_values([*TITLE_KEY, "created"], kind="stable", ignore_index=True)  # same order, same bits
-    rows = []
-    for (kind, tid), g in times.groupby(TITLE_KEY, sort=True):
-        s = g.created.to_numpy(dtype="int64")
-        s = s[s < end * _DAY_S]
-        if len(s) == 0: continue
-        key = (kind, int(tid))
-        onset, source = (rel[key], "release") if key in rel else (_onset(s // _DAY_S), "peak")
-        t = (s - onset * _DAY_S) / _DAY_S
-        after, T = t[t >= 0], float(end - onset)
-        row = {"title_kind": kind, "title_id_trakt": int(tid), "first_comment_day": int(s.min() // _DAY_S), "onset_day": onset,
-               "onset_source": source, "pre_onset_comments": int((t < 0).sum()), "top_level_comments": len(after), "observed_days": T}
-        if len(after) < min_comments or T < min_days: row["fit_status"] = "insufficient_data"
-        else:
-            f = fit_decay(after, T, p_threshold=p_threshold)
-            row.update(f if f["fit_status"] == "ok" else {"fit_status": f["fit_status"], "shape_p": f["shape_p"], "gof_p": f["gof_p"]})
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=[c for c in _HL_SCHEMA.names if c not in ("as_of_date", "cohort")])
+    s = times.created.to_numpy(dtype="int64")
+    keep = s < end * _DAY_S
+    kind = times.title_kind[keep]
+    if isinstance(kind.dtype, pd.CategoricalDtype): kind = kind.cat.set_categories(sorted(kind.cat.categories))  # numbered in name order
+    kc, kinds = pd.factorize(kind, sort=True)
+    tid = times.title_id_trakt.to_numpy(dtype="int64")[keep]
+    s = s[keep]
+    base, span = (int(tid.min()), int(s.min())) if len(s) else (0, 0)
+    ids, secs = tid.max() - base + 1 if len(s) else 1, (s.max() - span + 1 if len(s) else 1)
+    key = kc.astype("int64") * ids + (tid - base)  # one number per title, in title-key order
+    if (int(key.max()) + 1 if len(s) else 1) * int(secs) < 2**62:  # by title, then time: the same order (and bits) whatever the rows' order
+        order = np.argsort(key * secs + (s - span), kind="stable")
+    else: order = np.lexsort((s, key))
+    s, key = s[order], key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(s) else np.empty(0, "int64")
+    m, keys = len(first), key[first]
+    g = np.repeat(np.arange(m), np.diff(np.r_[first, len(s)]))
+    out = pd.DataFrame({"title_kind": np.asarray(kinds, dtype=object)[keys // ids], "title_id_trakt": (keys % ids + base).astype("int64")})
+    days = s // _DAY_S
+    onset = np.full(m, -1, dtype="int64")
+    if releases is not None and m:
+        rel = releases.dropna(subset=["release_date"])
+        rel = pd.DataFrame({"title_kind": rel.title_kind.to_numpy(), "title_id_trakt": rel.title_id_trakt.to_numpy(dtype="int64"),
+                            "d": (pd.to_datetime(rel.release_date) - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype="int64")})
+        d = out.merge(rel[rel.d < end].drop_duplicates(TITLE_KEY), on=TITLE_KEY, how="left").d
+        onset = np.where(d.notna(), d.fillna(-1).to_numpy(), -1).astype("int64")
+    has_release = onset >= 0
+    for i in np.flatnonzero(~has_release):
+        onset[i] = _onset(days[first[i]:(first[i + 1] if i + 1 < m else len(s))])
+    t = (s - onset[g] * _DAY_S) / _DAY_S
+    after = t >= 0
+    n = np.bincount(g[after], minlength=m)
+    T = (end - onset).astype("float64")
+    out = out.assign(first_comment_day=days[first] if m else np.empty(0, "int64"), onset_day=onset, onset_source=np.where(has_release, "release", "peak"),
+                     pre_onset_comments=np.bincount(g[~after], minlength=m), top_level_comments=n, observed_days=T, fit_status="insufficient_data")
+    fit = (n >= min_comments) & (T >= min_days)
+    cols = [c for c in _HL_SCHEMA.names if c not in out.columns and c not in ("as_of_date", "cohort")]
+    for c in cols: out[c] = np.nan
+    if fit.any():
+        sel = after & fit[g]
+        ts, ti = t[sel], (np.cumsum(fit) - 1)[g[sel]]
+        f = refit_revivals(ts, ti, T[fit], fit_decays(ts, ti, T[fit], p_threshold=p_threshold), p_threshold=p_threshold,
+                           min_comments=min_comments, min_days=min_days)
+        ok = (f.fit_status == "ok").to_numpy()
+        for c in cols: out.loc[fit, c] = np.where(ok, f[c].to_numpy(), np.nan) if c in _ESTIMATES else f[c].to_numpy()
+        out.loc[fit, "fit_status"] = f.fit_status.to_numpy()
+    df = out[[c for c in _HL_SCHEMA.names if c not in ("as_of_date", "cohort")]].copy()
     df.insert(0, "as_of_date", as_of)
     for c in ("first_comment_day", "onset_day"): df[c] = pd.to_datetime(df[c], unit="D").dt.date
     df["cohort"] = pd.to_datetime(df.onset_day).dt.year.astype("string")
@@ -174,7 +326,8 @@ def half_life(comments: ir.Table,  # comment versions: title key, comment_id, is
     c = comments.filter(~comments.is_reply, comments.created_at <= end_of_day(as_of))
     if "seen_date" in c.columns: c = c.filter(c.seen_date <= as_of)
     c = c.select(*TITLE_KEY, "comment_id", created=c.created_at.epoch_seconds().cast("int64")).distinct()
-    times = c.to_pyarrow().to_pandas()
+    times = c.to_pyarrow()  # in any order (the fits sort them; an order_by after distinct() loses the distinct on Spark)
+    times = times.set_column(0, "title_kind", times["title_kind"].dictionary_encode()).to_pandas()  # kinds as categories: cheap to number
     rel = releases.select(*TITLE_KEY, "release_date").to_pyarrow().to_pandas() if releases is not None else None
     df = fit_titles(times, as_of, rel, min_comments=min_comments, min_days=min_days, p_threshold=p_threshold)
     return ibis.memtable(pa.Table.from_pandas(df, schema=_HL_SCHEMA, preserve_index=False)).order_by(TITLE_KEY)

@@ -87,6 +87,7 @@ bench: dev-setup
 	@set -e; for f in bench/*.py; do m=$$(basename $$f .py); [ "$$m" = __init__ ] && continue; \
 		echo "== python -m bench.$$m"; $(BIN)/python -m bench.$$m; done
 
-## the whole fault matrix (tests/reliability/, every scenario incl. the 30-day backfill; CI runs the quick subset in `make test`)
+## the whole fault matrix (tests/reliability/, every scenario incl. the 30-day backfill, and the lakehouse deletions on Spark;
+## CI runs the quick subset in `make test`)
 test-reliability: dev-setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability --durations=0
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability "tests/test_lake.py::test_deletions_on_the_lake_equal_duckdb[iceberg-pyspark]" --durations=0

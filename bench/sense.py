@@ -9,10 +9,11 @@ comments after release) of every world of a kind:
   <shape>       biexponential, stretched and power-law bursts (misspecified for the fit)
   trend         exponential bursts whose half-life halves every year of release
 
-Tables are functions in TABLES (name -> function(args) returning rows of (measure, target, value, met)), so that other
-validation tables (intensity) can be added beside this one.
+Tables are functions in TABLES (name -> function(args) returning rows of (kind, measure, target, value, worlds,
+eligible)): `decay` (the half-life, background, long tail and cohort trend) and `intensity` (split-half reliability of
+the shrunken intensity and the quadrant side it gives against the generated `reaction_rate`).
 
-Run from the project root:  .venv/bin/python -m bench.sense [--seeds 20] [--shape-seeds 6] [--trend-seeds 10] [--first-seed 1000]
+Run from the project root:  .venv/bin/python -m bench.sense [--seeds 20] [--shape-seeds 6] [--trend-seeds 10] [--intensity-seeds 5] [--first-seed 1000] [--tables decay,intensity]
 """
 from __future__ import annotations
 
@@ -54,7 +55,17 @@ def decay_table(a) -> list[tuple]:
     return rows
 
 
-TABLES = {"decay": decay_table}
+def intensity_rows(a) -> list[tuple]:
+    "Rows (kind, measure, target, value, worlds, eligible) of the intensity validation (`trakt_nb.intensity_sense`): default-size worlds from seed `first_seed + 2000`, each read at six as-of dates."
+    from trakt_nb.intensity_sense import DATES, intensity_table
+    seeds = tuple(range(a.first_seed + 2000, a.first_seed + 2000 + a.intensity_seeds))
+    t = intensity_table(seeds=seeds).set_index("measure")
+    eligible = int(t.value["eligible_titles"])
+    return [("quadrant", f"{m.replace('_', ' ')} ({len(DATES)} dates a world)", "—" if r.target is None or r.target != r.target else f"≥ {r.target:.2f}",
+             float(r.value), len(seeds), eligible) for m, r in t.iterrows() if m not in ("eligible_titles", "agreement_titles")]
+
+
+TABLES = {"decay": decay_table, "intensity": intensity_rows}
 
 
 def main(argv=None):
@@ -62,6 +73,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=20, help="exponential worlds (also the no-trend worlds)")
     p.add_argument("--shape-seeds", type=int, default=6, help="worlds of each misspecified shape")
     p.add_argument("--trend-seeds", type=int, default=10, help="worlds with an injected trend")
+    p.add_argument("--intensity-seeds", type=int, default=5, help="worlds of the intensity table")
     p.add_argument("--first-seed", type=int, default=1000)
     p.add_argument("--tables", default=",".join(TABLES), help=f"which tables ({', '.join(TABLES)})")
     a = p.parse_args(argv)

@@ -198,7 +198,7 @@ def deletion_days(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt,backend", [("iceberg", "duckdb"), ("delta", "duckdb"),
-                                         pytest.param("iceberg", "pyspark", marks=pytest.mark.spark)])
+                                         pytest.param("iceberg", "pyspark", marks=[pytest.mark.spark, pytest.mark.reliability_full])])  # Spark's run (about 3 min): `make test-reliability`
 def test_deletions_on_the_lake_equal_duckdb(deletion_days, fmt, backend):
     "A comment gone for good is marked deleted (with when last seen) and is not live on the lake, as in the DuckDB file."
     tmp, duck, snaps = deletion_days

@@ -358,15 +358,15 @@ def decay_curves(weekly_df: pd.DataFrame,  # per title × week: title_kind, titl
     y = alt.Y("comments_p1:Q", title="Top-level comments per week + 1 (log scale)", scale=logy)
     series = alt.Scale(domain=["Comments in the week", "Fitted burst + background", "90% band of the fit"], range=["#1f77b4", "#d62728", "#f2b5b5"])
     colour = alt.Color("series:N", scale=series, title=None, legend=alt.Legend(orient="top", symbolType="circle"))
-    def legend(name): return {"series": f"'{name}'"}  # each layer names its series; one colour scale makes one legend of three entries
+    def series(name): return {"series": f"'{name}'"}  # each layer names its series; one colour scale makes one legend of three entries
     tip = [alt.Tooltip("title:N", title="Title"), _KIND, alt.Tooltip("week:Q", title="Week since onset"),
            alt.Tooltip("comments:Q", title="Comments"), alt.Tooltip("fitted:Q", title="Fitted", format=".1f"),
            alt.Tooltip("half_life:N", title="Burst half-life (90%)")]
-    band = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**legend("90% band of the fit")).mark_area(opacity=0.8).encode(
+    band = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**series("90% band of the fit")).mark_area(opacity=0.8).encode(
         x="week:Q", y=alt.Y("lo_p1:Q", scale=logy), y2="hi_p1:Q", color=colour)
-    dots = alt.Chart().transform_calculate(**legend("Comments in the week")).mark_circle(size=24, opacity=0.7).encode(
+    dots = alt.Chart().transform_calculate(**series("Comments in the week")).mark_circle(size=24, opacity=0.7).encode(
         x=alt.X("week:Q", title="Weeks since onset"), y=y, tooltip=tip, color=colour)
-    line = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**legend("Fitted burst + background")).mark_line().encode(
+    line = alt.Chart().transform_filter("isValid(datum.fitted)").transform_calculate(**series("Fitted burst + background")).mark_line().encode(
         x="week:Q", y=alt.Y("fitted_p1:Q", scale=logy), tooltip=tip, color=colour)
     return (alt.layer(band, dots, line, data=d).properties(width=220, height=130)
             .facet(facet=alt.Facet("panel:N", title=None), columns=columns))

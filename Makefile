@@ -11,8 +11,9 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 
 # `make run` installs only what the daily run needs; the checks (nbdev, pytest, Chromium driver) and the
 # lakehouse/Spark extras come with `make test` (and JupyterLab with `make lab`)
-# packages are installed with uv (about 4x faster than pip from a cold cache: bench/README.md, "Set-up")
-UV := $(BIN)/uv pip install -q --python $(BIN)/python
+# packages are installed with uv (about 4x faster than pip from a cold cache: bench/README.md, "Set-up"), compiled
+# to bytecode at install: imports then never compile sources, even where PYTHONDONTWRITEBYTECODE is set
+UV := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

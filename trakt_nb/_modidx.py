@@ -779,6 +779,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'trakt_nb.semantic._model_rows': ('semantic.html#_model_rows', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._month': ('semantic.html#_month', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._order': ('semantic.html#_order', 'trakt_nb/semantic.py'),
+                                   'trakt_nb.semantic._parse_metrics': ('semantic.html#_parse_metrics', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._query': ('semantic.html#_query', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._rows_as_of': ('semantic.html#_rows_as_of', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._table': ('semantic.html#_table', 'trakt_nb/semantic.py'),

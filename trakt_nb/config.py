@@ -101,7 +101,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "host": Key("str", "127.0.0.1", "address `trakt-nb replay serve` binds"),
         "port": Key("int", 8765, "port `trakt-nb replay serve` binds", min=0, max=65535),
         "rate_limit_calls": Key("int", 500, "GETs allowed per window and key", min=1),
-        "rate_limit_period_s": Key("float", 10.0, "window length; Trakt's is 300 s, shortened here so runs take seconds", min=0.001),
+        "rate_limit_period_s": Key("float", 2.0, "window length; Trakt's is 300 s, shortened here so runs take seconds", min=0.001),
         "faults": Key("str", "", "fault scenarios, e.g. `server_errors:0.2, slow:0.05`"),
         "ratings_multi_source_from": Key("opt_date", None, "from this day /ratings answers in 2026's multi-source shape (empty: never)"),
         "new_fields_from": Key("opt_date", None, "from this day summaries carry 2026's nested fields: ids.plex, images, colors, social_ids, subgenres (empty: never)"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -258,10 +259,15 @@ def _build_metric(raw: Mapping, models: dict, dims: dict[str, Dimension]) -> Met
                   grain, dimensions, str(raw["format"]), tuple(map(str, raw.get("filters") or ())), requires, tree, ftrees)
 
 def load_metrics(path: str | Path | None = None) -> Catalogue:
-    "Read and validate `metrics.yml` (default: the project's `schemas/semantic/metrics.yml`)."
+    "Read and validate `metrics.yml` (default: the project's `schemas/semantic/metrics.yml`); the same text is parsed once per process."
     path = Path(path) if path is not None else METRICS_PATH
-    try: doc = yaml.safe_load(path.read_text())
+    try: text = path.read_text()
     except FileNotFoundError: raise UserError(f"There is no metrics file at {path}; run from the project folder or pass the path of metrics.yml.") from None
+    return _parse_metrics(path, text)
+
+@functools.lru_cache(maxsize=8)
+def _parse_metrics(path: Path, text: str) -> Catalogue:
+    try: doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         raise UserError(f"{path} is not valid YAML{f' (line {where.line + 1})' if where else ''}; fix the syntax there.") from None

@@ -784,6 +784,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'trakt_nb.semantic._rows_as_of': ('semantic.html#_rows_as_of', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._table': ('semantic.html#_table', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._tokens': ('semantic.html#_tokens', 'trakt_nb/semantic.py'),
+                                   'trakt_nb.semantic._views_current': ('semantic.html#_views_current', 'trakt_nb/semantic.py'),
+                                   'trakt_nb.semantic._views_fingerprint': ('semantic.html#_views_fingerprint', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic._week': ('semantic.html#_week', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic.as_day': ('semantic.html#as_day', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic.as_of_dates': ('semantic.html#as_of_dates', 'trakt_nb/semantic.py'),

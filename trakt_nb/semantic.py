@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import hashlib
+import importlib.util
 import math
 import re
 from dataclasses import dataclass, field
@@ -659,21 +661,38 @@ def catalogue_table(catalogue: Catalogue | None = None) -> pd.DataFrame:
 def create_metric_views(con,                               # a DuckDB connection (or Ibis backend) to the warehouse
                         catalogue: Catalogue | None = None,  # default: `load_metrics()`
                        ) -> list[str]:
-    "Create or replace `metrics.<name>` views (each metric at its grain, all as-of dates), the period macros and `metrics.catalogue`."
+    "Create or replace `metrics.<name>` views (each metric at its grain, all as-of dates), the period macros and `metrics.catalogue`; kept as they are when nothing they are compiled from changed."
     cat, backend = catalogue or load_metrics(), _backend(con)
     raw = backend.con if isinstance(con, ibis.BaseBackend) else con
     raw.execute("CREATE SCHEMA IF NOT EXISTS metrics")
-    views = []
+    views, fp = [f"metrics.{m.name}" for m in cat], _views_fingerprint(raw, cat)
+    if _views_current(raw, cat, fp): return views
     for m in cat:
         sql = ibis.to_sql(_query(backend, cat, [m.name], m.grain, None, "all"), dialect="duckdb")
         raw.execute(f'CREATE OR REPLACE VIEW metrics."{m.name}" AS {sql}')
-        views.append(f"metrics.{m.name}")
     create_period_macros(raw, cat)
     frame = catalogue_table(cat)
     raw.register("_metrics_catalogue", frame)
     try: raw.execute("CREATE OR REPLACE TABLE metrics.catalogue AS SELECT * FROM _metrics_catalogue")
     finally: raw.unregister("_metrics_catalogue")
+    raw.execute(f"COMMENT ON TABLE metrics.catalogue IS '{fp}'")  # written last: a build stopped before it is redone
     return views
+
+def _views_fingerprint(raw, cat: Catalogue) -> str:
+    "What the views' SQL is compiled from: the catalogue, the columns of the silver and gold tables, and this module's code."
+    cols = raw.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema IN ('silver', 'gold') ORDER BY ALL").fetchall()
+    dims = sorted((d.name, d.source, d.column, d.unnest) for d in cat.dimensions.values())
+    code = Path(importlib.util.find_spec("trakt_nb.semantic").origin).read_bytes()
+    parts = [catalogue_table(cat).to_json().encode(), repr(sorted(cat.models.items())).encode(), repr(dims).encode(), repr(cols).encode(), code]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+def _views_current(raw, cat: Catalogue, fp: str) -> bool:
+    "Whether `metrics.catalogue` was written for fingerprint `fp` and every metric's view is there."
+    stored = raw.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'metrics' AND table_name = 'catalogue'").fetchone()
+    if not stored or stored[0] != fp: return False
+    names = {r[0] for r in raw.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'metrics'").fetchall()}
+    return {m.name for m in cat} <= names
 
 def format_value(metric: str | Metric,  # a metric or its name
                  value,                 # a value of that metric

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.installed-dev-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
+# committed notebooks carry no outputs or execution counts (nbstripout; nbdev-clean keeps outputs, as clear_all would also drop cell tags)
+NOTEBOOKS := $(wildcard notebooks/*.ipynb notebooks/pipeline/*.ipynb)
 
 .PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean clean-notebooks export
 
@@ -68,13 +70,13 @@ check-sync: dev-setup
 
 ## committed notebooks carry no outputs or execution counts
 check-clean: dev-setup
-	@$(BIN)/python tests/check_clean.py notebooks
+	@$(BIN)/nbstripout --keep-id --verify $(NOTEBOOKS) || { echo "these notebooks carry outputs: run make export"; exit 1; }
 
 ## export the library and clean the notebooks (run before committing)
 export: dev-setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
-	$(BIN)/python tests/check_clean.py --fix notebooks
+	$(BIN)/nbstripout --keep-id $(NOTEBOOKS)
 
 ## JupyterLab at the project root (notebooks/, reports/, data/ side by side), explore.ipynb open, no news pop-up
 lab: dev-setup

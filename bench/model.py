@@ -195,10 +195,10 @@ def generate(size: int, path: Path) -> dict:
     days = [D - dt.timedelta(days=k) for k in range(RATING_DAYS - 1, -1, -1)]
     other = _other_pages(w, days, [D], lambda i, when: i % LOADS + 1)
     other_next = _other_pages(w, [NEXT], [NEXT], lambda i, when: LOADS + 1)
-    from trakt_nb.bronze import _PAGES_ARROW
+    from trakt_nb.bronze import bronze_arrow
+    schema = bronze_arrow("trakt_pages")
     for target, rows in (("bronze.trakt_pages", other), ("bench_next.trakt_pages", other_next)):
-        tab = pa.Table.from_pylist([{k: r.get(k) for k in _PAGES_ARROW.names} for r in rows], schema=_PAGES_ARROW)
-        tab = tab.append_column("load_id", pa.array([r["load_id"] for r in rows], pa.int64()))
+        tab = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
         con.register("_o", tab)
         con.execute(f"INSERT INTO {target} BY NAME SELECT * REPLACE (sha256(payload) AS payload_sha256, payload::JSON AS payload) FROM _o")
         con.unregister("_o")

@@ -22,10 +22,11 @@ import pyarrow as pa
 from .config import Settings, UserError, get_logger, redact, secret_values
 
 # %% auto #0
-__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_DDL', 'PAGE_COLUMNS',
-           'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'write_seal', 'sealed', 'verify_warehouse', 'connect',
-           'ensure_bronze', 'transaction', 'BronzeWriter', 'done_units', 'unit_state', 'ledger_summary', 'start_run',
-           'finish_run', 'last_runs', 'table_exists', 'get_state', 'set_state', 'warehouse_lock']
+__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES',
+           'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'write_seal', 'sealed',
+           'verify_warehouse', 'connect', 'bronze_arrow', 'ensure_bronze', 'transaction', 'BronzeWriter', 'done_units',
+           'unit_state', 'ledger_summary', 'start_run', 'finish_run', 'last_runs', 'table_exists', 'get_state',
+           'set_state', 'warehouse_lock']
 
 # %% ../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -141,33 +142,47 @@ LEDGER_STATES = ("planned", "done", "failed")
 RUN_STATUSES = ("running", "succeeded", "failed", "stopped")
 QUARANTINE_MAX_BYTES = 1 << 20  # quarantine keeps at most the first 1 MB of a payload
 
-BRONZE_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS bronze",
-    """CREATE TABLE IF NOT EXISTS bronze.trakt_pages (
-    run_id VARCHAR NOT NULL, run_date DATE NOT NULL, resource_kind VARCHAR NOT NULL,
-    title_kind VARCHAR, title_id_trakt BIGINT, parent_comment_id BIGINT, sort VARCHAR,
-    page INTEGER, page_count INTEGER, page_limit INTEGER, item_count INTEGER, items_delivered INTEGER,
-    fetched_at TIMESTAMPTZ NOT NULL, http_status SMALLINT, request_path VARCHAR, schema_version INTEGER,
-    payload JSON NOT NULL, payload_sha256 VARCHAR NOT NULL, load_id BIGINT NOT NULL, unit_key VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS bronze.quarantine (
-    run_id VARCHAR NOT NULL, run_date DATE NOT NULL, fetched_at TIMESTAMPTZ NOT NULL,
-    resource_kind VARCHAR, title_kind VARCHAR, title_id_trakt BIGINT, request_path VARCHAR,
-    http_status SMALLINT, page INTEGER, schema_version INTEGER, reason VARCHAR NOT NULL,
-    errors JSON, payload VARCHAR, payload_sha256 VARCHAR, unit_key VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS bronze.schema_drift (
-    resource VARCHAR NOT NULL, json_path VARCHAR NOT NULL, json_type VARCHAR NOT NULL,
-    first_seen TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL, count BIGINT NOT NULL,
-    PRIMARY KEY (resource, json_path, json_type))""",
-    """CREATE TABLE IF NOT EXISTS bronze.ingest_ledger (
-    run_date DATE NOT NULL, unit_key VARCHAR NOT NULL, title_kind VARCHAR, title_id_trakt BIGINT,
-    resource_kind VARCHAR, page INTEGER, state VARCHAR NOT NULL, attempts INTEGER NOT NULL,
-    detail JSON, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (run_date, unit_key))""",
-    """CREATE TABLE IF NOT EXISTS bronze.runs (
-    run_id VARCHAR PRIMARY KEY, run_date DATE NOT NULL, source VARCHAR,
-    started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, status VARCHAR NOT NULL, summary JSON)""",
-    """CREATE TABLE IF NOT EXISTS bronze.state (
-    key VARCHAR PRIMARY KEY, value JSON, updated_at TIMESTAMPTZ NOT NULL)""",
-]
+_S, _TS = pa.string(), pa.timestamp("us", tz="UTC")
+BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column once: its DuckDB type and the Arrow type it is written as
+    "trakt_pages": {
+        "run_id": ("VARCHAR NOT NULL", _S), "run_date": ("DATE NOT NULL", pa.date32()), "resource_kind": ("VARCHAR NOT NULL", _S),
+        "title_kind": ("VARCHAR", _S), "title_id_trakt": ("BIGINT", pa.int64()), "parent_comment_id": ("BIGINT", pa.int64()),
+        "sort": ("VARCHAR", _S), "page": ("INTEGER", pa.int32()), "page_count": ("INTEGER", pa.int32()), "page_limit": ("INTEGER", pa.int32()),
+        "item_count": ("INTEGER", pa.int32()), "items_delivered": ("INTEGER", pa.int32()), "fetched_at": ("TIMESTAMPTZ NOT NULL", _TS),
+        "http_status": ("SMALLINT", pa.int16()), "request_path": ("VARCHAR", _S), "schema_version": ("INTEGER", pa.int32()),
+        "payload": ("JSON NOT NULL", pa.large_string()), "payload_sha256": ("VARCHAR NOT NULL", _S),
+        "load_id": ("BIGINT NOT NULL", pa.int64()), "unit_key": ("VARCHAR", _S)},
+    "quarantine": {
+        "run_id": ("VARCHAR NOT NULL", _S), "run_date": ("DATE NOT NULL", pa.date32()), "fetched_at": ("TIMESTAMPTZ NOT NULL", _TS),
+        "resource_kind": ("VARCHAR", _S), "title_kind": ("VARCHAR", _S), "title_id_trakt": ("BIGINT", pa.int64()), "request_path": ("VARCHAR", _S),
+        "http_status": ("SMALLINT", pa.int16()), "page": ("INTEGER", pa.int32()), "schema_version": ("INTEGER", pa.int32()),
+        "reason": ("VARCHAR NOT NULL", _S), "errors": ("JSON", _S), "payload": ("VARCHAR", pa.large_string()),
+        "payload_sha256": ("VARCHAR", _S), "unit_key": ("VARCHAR", _S)},
+    "schema_drift": {
+        "resource": ("VARCHAR NOT NULL", _S), "json_path": ("VARCHAR NOT NULL", _S), "json_type": ("VARCHAR NOT NULL", _S),
+        "first_seen": ("TIMESTAMPTZ NOT NULL", _TS), "last_seen": ("TIMESTAMPTZ NOT NULL", _TS), "count": ("BIGINT NOT NULL", pa.int64())},
+    "ingest_ledger": {
+        "run_date": ("DATE NOT NULL", pa.date32()), "unit_key": ("VARCHAR NOT NULL", _S), "title_kind": ("VARCHAR", _S),
+        "title_id_trakt": ("BIGINT", pa.int64()), "resource_kind": ("VARCHAR", _S), "page": ("INTEGER", pa.int32()),
+        "state": ("VARCHAR NOT NULL", _S), "attempts": ("INTEGER NOT NULL", pa.int32()), "detail": ("JSON", _S),
+        "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
+    "runs": {
+        "run_id": ("VARCHAR", _S), "run_date": ("DATE NOT NULL", pa.date32()), "source": ("VARCHAR", _S),
+        "started_at": ("TIMESTAMPTZ NOT NULL", _TS), "finished_at": ("TIMESTAMPTZ", _TS), "status": ("VARCHAR NOT NULL", _S), "summary": ("JSON", _S)},
+    "state": {"key": ("VARCHAR", _S), "value": ("JSON", _S), "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
+}
+_BRONZE_KEYS = {"schema_drift": ("resource", "json_path", "json_type"), "ingest_ledger": ("run_date", "unit_key"), "runs": ("run_id",), "state": ("key",)}
+
+def bronze_arrow(table: str, drop: tuple = ()) -> pa.Schema:
+    "The Arrow schema rows of `bronze.<table>` are written as (without the columns in `drop`)."
+    return pa.schema([(c, a) for c, (_, a) in BRONZE_TABLES[table].items() if c not in drop])
+
+def _bronze_ddl(table: str) -> str:
+    cols = [f"{c} {sql}" for c, (sql, _) in BRONZE_TABLES[table].items()]
+    if key := _BRONZE_KEYS.get(table): cols.append(f"PRIMARY KEY ({', '.join(key)})")
+    return f"CREATE TABLE IF NOT EXISTS bronze.{table} ({', '.join(cols)})"
+
+BRONZE_DDL = ["CREATE SCHEMA IF NOT EXISTS bronze", *map(_bronze_ddl, BRONZE_TABLES)]
 
 def ensure_bronze(con: duckdb.DuckDBPyConnection):
     "Create schema `bronze` and its tables if they do not exist (idempotent)."
@@ -175,31 +190,12 @@ def ensure_bronze(con: duckdb.DuckDBPyConnection):
     return con
 
 # %% ../notebooks/07_bronze.ipynb #fdcd86d5
-PAGE_COLUMNS = ("run_id", "run_date", "resource_kind", "title_kind", "title_id_trakt", "parent_comment_id", "sort",
-                "page", "page_count", "page_limit", "item_count", "items_delivered", "fetched_at", "http_status",
-                "request_path", "schema_version", "payload", "payload_sha256", "load_id", "unit_key")
-QUARANTINE_COLUMNS = ("run_id", "run_date", "fetched_at", "resource_kind", "title_kind", "title_id_trakt", "request_path",
-                      "http_status", "page", "schema_version", "reason", "errors", "payload", "payload_sha256", "unit_key")
+PAGE_COLUMNS = tuple(BRONZE_TABLES["trakt_pages"])
+QUARANTINE_COLUMNS = tuple(BRONZE_TABLES["quarantine"])
 
 _UTC = dt.timezone.utc
-_PAGES_ARROW = pa.schema([
-    ("run_id", pa.string()), ("run_date", pa.date32()), ("resource_kind", pa.string()), ("title_kind", pa.string()),
-    ("title_id_trakt", pa.int64()), ("parent_comment_id", pa.int64()), ("sort", pa.string()), ("page", pa.int32()),
-    ("page_count", pa.int32()), ("page_limit", pa.int32()), ("item_count", pa.int32()), ("items_delivered", pa.int32()),
-    ("fetched_at", pa.timestamp("us", tz="UTC")), ("http_status", pa.int16()), ("request_path", pa.string()),
-    ("schema_version", pa.int32()), ("payload", pa.large_string()), ("payload_sha256", pa.string()), ("unit_key", pa.string())])
-_QUARANTINE_ARROW = pa.schema([
-    ("run_id", pa.string()), ("run_date", pa.date32()), ("fetched_at", pa.timestamp("us", tz="UTC")),
-    ("resource_kind", pa.string()), ("title_kind", pa.string()), ("title_id_trakt", pa.int64()), ("request_path", pa.string()),
-    ("http_status", pa.int16()), ("page", pa.int32()), ("schema_version", pa.int32()), ("reason", pa.string()),
-    ("errors", pa.string()), ("payload", pa.large_string()), ("payload_sha256", pa.string()), ("unit_key", pa.string())])
-_LEDGER_ARROW = pa.schema([
-    ("run_date", pa.date32()), ("unit_key", pa.string()), ("title_kind", pa.string()), ("title_id_trakt", pa.int64()),
-    ("resource_kind", pa.string()), ("page", pa.int32()), ("state", pa.string()), ("attempts", pa.int32()),
-    ("detail", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
-_DRIFT_ARROW = pa.schema([
-    ("resource", pa.string()), ("json_path", pa.string()), ("json_type", pa.string()),
-    ("first_seen", pa.timestamp("us", tz="UTC")), ("last_seen", pa.timestamp("us", tz="UTC")), ("count", pa.int64())])
+_PAGES_ARROW = bronze_arrow("trakt_pages", drop=("load_id",))  # the flush gives the batch its load_id
+_QUARANTINE_ARROW, _LEDGER_ARROW, _DRIFT_ARROW = bronze_arrow("quarantine"), bronze_arrow("ingest_ledger"), bronze_arrow("schema_drift")
 
 def _now() -> dt.datetime: return dt.datetime.now(_UTC)
 

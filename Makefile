@@ -55,10 +55,11 @@ run: setup
 	@$(BIN)/trakt-nb run
 
 ## every check CI runs
-## (each notebook runs once, under nbval: it executes every cell nbdev-test would, and the pipeline notebooks too;
+## (each notebook runs once: the library notebooks under nbval, which executes every cell nbdev-test would; the pipeline
+##  notebooks under papermill with their parameters, as the daily run executes them, in tests/test_run.py;
 ##  two workers, one per core: a test file runs whole on one of them, the notebooks together in order — tests/conftest.py)
 test: test-setup java browser check-sync check-clean
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax --ignore=notebooks/pipeline
 
 ## the library must be exactly the export of the notebooks
 check-sync: dev-setup

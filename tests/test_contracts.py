@@ -154,7 +154,7 @@ def test_typed_path_is_never_looser_than_the_schema(resource, data):
         path = data.draw(st.sampled_from(paths + [p[:-1] + ("extra",) for p in paths]))
         parent = obj
         for k in path[:-1]:
-            parent = parent[k] if isinstance(parent, (dict, list)) and (k in parent if isinstance(parent, dict) else k < len(parent)) else None
+            parent = parent[k] if isinstance(parent, (dict, list)) and (k in parent if isinstance(parent, dict) else isinstance(k, int) and k < len(parent)) else None
         if parent is None or not isinstance(parent, (dict, list)): continue
         value = data.draw(st.one_of(JSON_VALUES, st.just(KeyError)))
         if isinstance(parent, list):

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,10 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ENV_PREFIX', 'ENV_OTHER', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV', 'SECRET_PATTERNS',
-           'UserError', 'Key', 'parse_value', 'Section', 'Settings', 'source_path', 'find_settings', 'load_settings',
-           'trakt_client_id', 'tmdb_token', 'secret_values', 'redact', 'redact_secrets', 'configure_logging',
-           'get_logger']
+__all__ = ['SCHEMA', 'ENV_PREFIX', 'ENV_OTHER', 'RESOURCES', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV',
+           'SECRET_PATTERNS', 'UserError', 'Key', 'parse_value', 'Section', 'Settings', 'source_path', 'find_settings',
+           'load_settings', 'checkout_root', 'resource', 'trakt_client_id', 'tmdb_token', 'secret_values', 'redact',
+           'redact_secrets', 'configure_logging', 'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -130,10 +131,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "textfile": Key("str", "", "Prometheus textfile for node_exporter (empty: <state_dir>/metrics/trakt_nb.prom)"),
         "pushgateway_url": Key("str", "", "Prometheus Pushgateway to push each run's metrics to (empty: off)"),
         "lineage_url": Key("str", "", "OpenLineage HTTP endpoint, e.g. Marquez (empty: files in <state_dir>/lineage/)"),
-    },
-    "schedule": {
-        "timezone": Key("tz", "America/Chicago", "time zone of the daily run"),
-        "run_at": Key("time", dt.time(5, 30), "local time the scheduled run starts"),
     },
 }
 
@@ -275,6 +272,25 @@ def _check_consistency(s: Settings):
         raise UserError(f"settings.ini [replay] end_date ({s.replay.end_date}) must be after start_date ({s.replay.start_date}); move one of them.")
     if s.client.backoff_cap_s < s.client.backoff_base_s:
         raise UserError("settings.ini [client] backoff_cap_s must be at least backoff_base_s; raise the cap.")
+
+# %% ../notebooks/00_config.ipynb #3f9b6e12
+RESOURCES = {"schemas": "schemas", "pipeline": "notebooks/pipeline"}  # folder inside the installed package -> folder in the checkout
+
+def _package_dir() -> Path: return Path(str(files("trakt_nb")))
+
+def checkout_root() -> Path | None:
+    "The project's checkout when the package runs from one (an editable install, or the checkout on `PYTHONPATH`); None when installed from a wheel."
+    root = _package_dir().parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+def resource(*parts: str) -> Path:
+    "The data file or folder `parts` names, e.g. `resource('schemas', 'semantic', 'metrics.yml')`: in the installed package, else in the checkout."
+    if not parts or parts[0] not in RESOURCES: raise ValueError(f"No resource {'/'.join(parts)!r}: the first part is one of {', '.join(RESOURCES)}.")
+    packaged = _package_dir() / parts[0]
+    if packaged.is_dir(): return packaged.joinpath(*parts[1:])
+    root = checkout_root()
+    if root is None: raise UserError(f"The installed trakt_nb has no {parts[0]} folder ({packaged}); reinstall the package: pip install --force-reinstall trakt-nb.")
+    return (root / RESOURCES[parts[0]]).joinpath(*parts[1:])
 
 # %% ../notebooks/00_config.ipynb #416912c9
 REPLAY_DEV_KEY = "replay-dev-key"  # accepted by the replay API; not a secret

@@ -19,8 +19,7 @@ import fastjsonschema
 import msgspec
 from fastjsonschema import JsonSchemaValueException
 
-import trakt_nb
-from .config import UserError  # first: it keeps jsonschema's slow IRI checker out (see 00_config)
+from .config import UserError, resource  # first: it keeps jsonschema's slow IRI checker out (see 00_config)
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
@@ -31,7 +30,7 @@ __all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'DRIFT_REP
            'promote_from_drift', 'drift_report']
 
 # %% ../notebooks/06_contracts.ipynb #1a896e08
-SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or Path(trakt_nb.__file__).resolve().parent.parent / "schemas")
+SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or resource("schemas"))
 
 # %% ../notebooks/06_contracts.ipynb #92bf4164
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import trakt_nb
 from .bronze import table_exists
-from .config import Settings, get_logger
+from .config import Settings, checkout_root, get_logger
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'LAYERS', 'INGEST_KEYS', 'METRIC_PREFIX', 'JOB_NAMESPACE', 'JOBS', 'STEP_JOBS', 'quality_rows',
@@ -121,8 +121,8 @@ def _slo(slo, targets: Mapping) -> dict | None:
     return {"ok": bool(ok), "window_days": d.get("window_days"), "slos": slos, "breaches": [b if isinstance(b, str) else json.dumps(b, default=str) for b in br]}
 
 def _git_commit() -> str | None:
-    root = Path(trakt_nb.__file__).resolve().parent.parent
-    if not (root / ".git").exists(): return None
+    root = checkout_root()
+    if root is None or not (root / ".git").exists(): return None
     try: r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError): return None
     return r.stdout.strip() or None if r.returncode == 0 else None

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import yaml
 
-import trakt_nb
-from .config import Settings, UserError, get_logger
+from .config import Settings, UserError, get_logger, resource
 from .bronze import transaction
 
 # %% auto #0
@@ -24,7 +23,7 @@ __all__ = ['TESTS_PATH', 'KINDS', 'OPS', 'SEVERITIES', 'RESULTS_DDL', 'TestSpec'
            'QualityFailed', 'raise_for_errors', 'check_day', 'results_frame']
 
 # %% ../notebooks/32_quality.ipynb #4a9fe0e7
-TESTS_PATH = Path(trakt_nb.__file__).resolve().parent.parent / "schemas" / "quality" / "tests.yml"
+TESTS_PATH = resource("schemas", "quality", "tests.yml")
 KINDS = {  # kind -> parameters it accepts (besides name, kind, severity, where)
     "unique": {"columns"}, "not_null": {"columns"}, "accepted_values": {"column", "values"},
     "relationships": {"columns", "to", "to_columns"}, "range": {"column", "min", "max"},

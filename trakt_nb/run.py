@@ -29,7 +29,7 @@ __all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'freshness_dea
            'StepResult', 'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
 
 # %% ../notebooks/45_run.ipynb #b54f0d8f
-PIPELINE_DIR = Path(trakt_nb.__file__).resolve().parent.parent / "notebooks" / "pipeline"
+PIPELINE_DIR = trakt_nb.config.resource("pipeline")
 STEPS = ("10_ingest", "20_model", "30_quadrants", "31_half_life")  # the data tests run as a step of their own after 20_model
 REPORTS = {"30_quadrants": "Breadth vs Intensity", "31_half_life": "Attention half-life and hold-up"}
 

@@ -22,8 +22,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import yaml
 
-import trakt_nb
-from .config import UserError
+from .config import UserError, resource
 
 # %% auto #0
 __all__ = ['AGGREGATES', 'METRICS_PATH', 'DIM_TITLE', 'FORMATS', 'FROM_SILVER', 'PERIOD_BY', 'ExpressionError',
@@ -171,7 +170,7 @@ def compile_metric(t: ir.Table, tree) -> ir.Scalar:
             "count_distinct": col.nunique}[fn]()
 
 # %% ../notebooks/25_semantic.ipynb #e45579fc
-METRICS_PATH = Path(trakt_nb.__file__).resolve().parent.parent / "schemas" / "semantic" / "metrics.yml"
+METRICS_PATH = resource("schemas", "semantic", "metrics.yml")
 DIM_TITLE = "silver.dim_title"
 FORMATS = re.compile(r"^(integer|decimal:\d|percent:\d|days:\d)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -198,7 +198,7 @@ def test_sigkill_mid_batch_leaves_whole_batches_and_resumes(tmp_path):
         assert 0 < len(pages) < n
         con.close()
     # resume to the end: every unit exactly once
-    out = subprocess.run([sys.executable, str(script), str(wh), str(n), tests_dir], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, str(script), str(wh), str(n), tests_dir], capture_output=True, text=True, timeout=600)  # a safety net only: under load ~850 transactions can take minutes
     assert out.returncode == 0 and out.stdout.strip().endswith("finished"), out.stderr
     con = connect(wh)
     pages, done, per_load = consistency(con)

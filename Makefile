@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.installed-dev-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean clean-notebooks export
+.PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean check-imports clean-notebooks export
 
 # `make run` installs only what the daily run needs; the checks (nbdev, pytest, Chromium driver) and the
 # lakehouse/Spark extras come with `make test` (and JupyterLab with `make lab`)
@@ -55,7 +55,7 @@ run: setup
 ## every check CI runs
 ## (each notebook runs once, under nbval: it executes every cell nbdev-test would, and the pipeline notebooks too;
 ##  two workers, one per core: a test file runs whole on one of them, the notebooks together in order — tests/conftest.py)
-test: test-setup java browser check-sync check-clean
+test: test-setup java browser check-sync check-clean check-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax
 
 ## the library must be exactly the export of the notebooks
@@ -69,6 +69,11 @@ check-sync: dev-setup
 ## committed notebooks carry no outputs or execution counts
 check-clean: dev-setup
 	@$(BIN)/python tests/check_clean.py notebooks
+
+## the library's imports go one way and hold no cycle: the layers and contracts of .importlinter, then the cycle count
+check-imports: dev-setup
+	@$(BIN)/lint-imports --no-cache --no-logo
+	@$(BIN)/python tests/check_imports.py
 
 ## export the library and clean the notebooks (run before committing)
 export: dev-setup

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .config import Settings, UserError
+from .bronze import connect, last_runs
 
 # %% auto #0
 __all__ = ['SHOWN', 'freshness_deadline', 'completeness_of', 'slo_window', 'read_runs', 'read_completeness', 'DayStatus',
@@ -26,7 +27,6 @@ def freshness_deadline(s: Settings, run_date: dt.date) -> dt.datetime:
 
 def completeness_of(s: Settings, run_date: dt.date) -> dict:
     "Min and median page completeness over titles of the date's latest successful ingest (empty if none)."
-    from trakt_nb.bronze import connect, last_runs
     if not s.storage.warehouse.exists(): return {}
     con = connect(s, read_only=True)
     try: runs = [r for r in last_runs(con, 1000) if r["run_date"] == run_date and r["status"] == "succeeded" and r["summary"]]
@@ -77,7 +77,6 @@ def read_runs(s: Settings) -> tuple[dict[dt.date, dict], list[str]]:
 
 def read_completeness(s: Settings, first: dt.date, last: dt.date) -> tuple[dict[dt.date, dict[str, float]], dt.date | None, list[str]]:
     "Per day in [first, last]: title -> completeness of the day's latest succeeded ingest; the first ingest date; notes."
-    from trakt_nb.bronze import connect
     wh = s.storage.warehouse
     if not wh.exists(): return {}, None, [f"There is no warehouse at {wh} yet, so page completeness has no data; run `trakt-nb run` first."]
     try: con = connect(s, read_only=True)

@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 # committed notebooks carry no outputs or execution counts (nbstripout; nbdev-clean keeps outputs, as clear_all would also drop cell tags)
 NOTEBOOKS := $(wildcard notebooks/*.ipynb notebooks/pipeline/*.ipynb)
 
-.PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean clean-notebooks export
+.PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean check-imports clean-notebooks export
 
 # `make run` installs only what the daily run needs; the checks (nbdev, pytest, Chromium driver) and the
 # lakehouse/Spark extras come with `make test` (and JupyterLab with `make lab`)
@@ -58,7 +58,7 @@ run: setup
 ## (each notebook runs once: the library notebooks under nbval, which executes every cell nbdev-test would; the pipeline
 ##  notebooks under papermill with their parameters, as the daily run executes them, in tests/test_run.py;
 ##  two workers, one per core: a test file runs whole on one of them, the notebooks together in order — tests/conftest.py)
-test: test-setup java browser check-sync check-clean
+test: test-setup java browser check-sync check-clean check-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax --ignore=notebooks/pipeline
 
 ## the library must be exactly the export of the notebooks
@@ -72,6 +72,11 @@ check-sync: dev-setup
 ## committed notebooks carry no outputs or execution counts
 check-clean: dev-setup
 	@$(BIN)/nbstripout --keep-id --verify $(NOTEBOOKS) || { echo "these notebooks carry outputs: run make export"; exit 1; }
+
+## the library's imports go one way and hold no cycle: the layers and contracts of .importlinter, then the cycle count
+check-imports: dev-setup
+	@$(BIN)/lint-imports --no-cache --no-logo
+	@$(BIN)/python tests/check_imports.py
 
 ## export the library and clean the notebooks (run before committing)
 export: dev-setup

@@ -14,7 +14,8 @@ import pytest
 from trakt_nb.bronze import BronzeWriter, connect, ensure_bronze
 from trakt_nb.ingest import end_of_day, ingest
 from trakt_nb.lake import BRONZE_PAGES, open_lake, publish_bronze, published_load_id
-from trakt_nb.model import MARTS, build_model
+from trakt_nb.gold_marts import MARTS
+from trakt_nb.model import build_model
 
 from test_ingest import FAST_CLIENT, REPLAY, make_settings, replay_app, state, write_ini
 

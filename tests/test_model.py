@@ -15,7 +15,8 @@ from trakt_nb.bronze import connect
 from trakt_nb.config import load_settings
 from trakt_nb.ingest import ingest
 from trakt_nb import model
-from trakt_nb.model import MARTS, build_gold, build_model
+from trakt_nb.gold_marts import MARTS
+from trakt_nb.model import build_gold, build_model
 from trakt_nb.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
 
 REPLAY = {"seed": 5, "movies": 4, "shows": 3, "users": 300, "comments_per_title": 300}

@@ -13,11 +13,13 @@ from ibis import _
 from trakt_nb.backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
 from trakt_nb.bronze import connect
 from trakt_nb.config import load_settings
+from trakt_nb.contracts import EVENT_COLUMNS
 from trakt_nb.gold import daily_engagement
 from trakt_nb.gold_engagement import GOLD_EVENT_COLUMNS, apply_engagement_changes, engagement_changes
 from trakt_nb.ingest import ingest
-from trakt_nb.model import MARTS, build_model, gold_marts, half_life_of
-from trakt_nb.silver import (EVENT_COLUMNS, comment_contract, comment_events_as_of, day_versions, dim_title, flatten_comments,
+from trakt_nb.gold_marts import MARTS, gold_marts, half_life_of
+from trakt_nb.model import build_model
+from trakt_nb.silver import (comment_contract, comment_events_as_of, day_versions, dim_title, flatten_comments,
                              latest_version, rating_dist)
 
 pytestmark = [pytest.mark.spark, pytest.mark.lakehouse]

@@ -24,10 +24,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
 # %% auto #0
-__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'DRIFT_REPORT_COLUMNS', 'COMMENT_PAGE_KINDS', 'json_type',
-           'typed_decoders', 'Contract', 'Contracts', 'load_contracts', 'CheckResult', 'check_items', 'check_object',
-           'quarantine_text', 'as_field_path', 'silver_column', 'promoted_fields', 'latest_contract', 'promote',
-           'promote_from_drift', 'drift_report']
+__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'EVENT_COLUMNS', 'DRIFT_REPORT_COLUMNS',
+           'COMMENT_PAGE_KINDS', 'json_type', 'typed_decoders', 'Contract', 'Contracts', 'load_contracts',
+           'CheckResult', 'check_items', 'check_object', 'quarantine_text', 'as_field_path', 'silver_column',
+           'promoted_fields', 'reserved_columns', 'latest_contract', 'promote', 'promote_from_drift', 'drift_report']
 
 # %% ../notebooks/06_contracts.ipynb #1a896e08
 SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or resource("schemas"))
@@ -561,14 +561,17 @@ def _choose_type(resource: str, path: str, seen: set[str], json_type: str | None
         raise UserError(f"{resource} {path} is an {t}, which cannot be a silver column; promote its leaf fields (e.g. {path}.<key>) instead.")
     return t
 
+# %% ../notebooks/06_contracts.ipynb #4f2790eb
+EVENT_COLUMNS = ["comment_id", "parent_id", "is_reply", "title_kind", "title_id_trakt", "user_slug", "created_at", "updated_at",
+                 "created_date", "comment_text", "word_count", "is_review", "is_spoiler", "likes", "replies", "user_rating",
+                 "language", "seen_date", "fetched_at"]  # silver's comment columns before any promoted field
+_SILVER_BOOKKEEPING = {"comment": {"version_key", "load_id", "first_seen_at", "last_seen_at"}}
+
+def reserved_columns(resource: str) -> set[str]:
+    "The silver column names a promoted field of `resource` may not take (a new set: callers may add to it)."
+    return set(EVENT_COLUMNS) | _SILVER_BOOKKEEPING["comment"] if resource == "comment" else set()
+
 # %% ../notebooks/06_contracts.ipynb #dde18ee0
-_RESERVED_COLUMNS = {"comment": {"version_key", "load_id", "first_seen_at", "last_seen_at"}}
-
-def _reserved(resource: str) -> set[str]:
-    if resource != "comment": return set()
-    from trakt_nb.silver import EVENT_COLUMNS  # silver imports this module: import late
-    return set(EVENT_COLUMNS) | _RESERVED_COLUMNS["comment"]
-
 def _load_resource(schemas_dir, resource: str) -> Contracts:
     "The contracts of one resource only (reading every schema checks eight files against the metaschema)."
     root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
@@ -613,7 +616,7 @@ def promote(resource: str, field_path: str, json_type: str | None = None, schema
     n = latest.version + 1
     columns: list[str] = []
     node = _tree_schema(tree, path, n, columns, top_type=t)
-    taken = _reserved(resource) | {f["silver_column"] for f in promoted_fields(latest)}
+    taken = reserved_columns(resource) | {f["silver_column"] for f in promoted_fields(latest)}
     clash = sorted(set(columns) & taken) or sorted(c for c in set(columns) if columns.count(c) > 1)
     if clash:
         raise UserError(f"{resource} {path} would become silver column {clash[0]!r}, which already exists; rename it in a hand-written schema version.")

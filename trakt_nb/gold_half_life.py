@@ -16,6 +16,7 @@ import pyarrow as pa
 from scipy import stats
 
 from .gold_engagement import TITLE_KEY, as_date
+from .silver import end_of_day
 
 # %% auto #0
 __all__ = ['LN2', 'FIT_STATUSES', 'fit_decays', 'fit_decay', 'refit_revivals', 'fit_titles', 'half_life', 'cohort_trend',
@@ -321,7 +322,6 @@ def half_life(comments: ir.Table,  # comment versions: title key, comment_id, is
               p_threshold: float = 0.01,  # [metrics] half_life_p_threshold
              ) -> ir.Table:
     "`mart_title_half_life` as of `as_of`: each title's onset, burst half-life and background rate with 90% intervals, and fit status."
-    from trakt_nb.silver import end_of_day
     as_of = as_date(as_of)
     c = comments.filter(~comments.is_reply, comments.created_at <= end_of_day(as_of))
     if "seen_date" in c.columns: c = c.filter(c.seen_date <= as_of)

@@ -18,12 +18,12 @@ from .config import Settings, UserError, get_logger
 from .bronze import connect, table_exists, warehouse_lock
 from .lake import BRONZE_PAGES, Lake, open_lake, publish_bronze, published_load_id, _sql_literal
 from .backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
-from .silver import (EVENT_COLUMNS, comment_contract, contract_signature, day_versions, dim_title, flatten_comments,
+from .contracts import EVENT_COLUMNS
+from .silver import (comment_contract, contract_signature, day_versions, dim_title, flatten_comments,
                              rating_dist, rating_source, title_contract, _current, _version_key)
 from .silver import comment_events_as_of
-from .gold import daily_engagement
-from .gold_engagement import GOLD_EVENT_COLUMNS
-from .model import MARTS, ModelSummary, gold_marts, half_life_of
+from .gold_engagement import GOLD_EVENT_COLUMNS, daily_engagement
+from .gold_marts import MARTS, ModelSummary, gold_marts, half_life_of
 from .semantic import create_metric_views
 
 # %% auto #0

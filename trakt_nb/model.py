@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field, asdict
 
 import ibis
 import ibis.expr.types as ir
@@ -16,35 +15,15 @@ from ibis import _
 from .config import Settings, UserError, get_logger
 from .bronze import connect, table_exists, transaction, warehouse_lock
 from .silver import build_silver, comment_events_as_of
-from .gold import daily_engagement, quadrant, half_life, half_life_cohort_trend, hold_up, rating_trend
-from .gold_engagement import GOLD_EVENT_COLUMNS, engagement_changes
+from .gold_engagement import GOLD_EVENT_COLUMNS, daily_engagement, engagement_changes
+from .gold_marts import MARTS, ModelSummary, gold_marts, half_life_of
+from .lake_model import build_lake_model
 from .semantic import create_metric_views
 
 # %% auto #0
-__all__ = ['MARTS', 'FACT', 'half_life_of', 'gold_marts', 'fact_since', 'build_gold', 'ModelSummary', 'build_model']
+__all__ = ['FACT', 'fact_since', 'build_gold', 'build_model']
 
 # %% ../notebooks/26_model.ipynb #11904f45
-MARTS = ("mart_title_quadrant", "mart_title_half_life", "mart_title_hold_up", "mart_title_rating_trend", "mart_half_life_cohort_trend")
-
-
-def half_life_of(history: ir.Table, releases: ir.Table | None, as_of: dt.date, m) -> ir.Table:
-    "`half_life` of the comment versions `history` (and `dim_title`'s release dates) as of `as_of` with the `[metrics]` settings `m`."
-    return half_life(history, as_of, releases=releases, min_comments=m.half_life_min_comments, min_days=m.half_life_min_days,
-                     p_threshold=m.half_life_p_threshold)
-
-def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table, as_of: dt.date, m) -> dict[str, ir.Table]:
-    "Every mart as of `as_of`, from the day's engagement, comment events, half-lives and rating snapshots, thresholds from `m`."
-    return {
-        "mart_title_quadrant": quadrant(eng, as_of, window_days=m.quadrant_window_days, min_comments=m.quadrant_min_comments, events=events,
-                                        cap_quantile=m.quadrant_reaction_cap, certainty=m.quadrant_certainty),
-        "mart_title_half_life": hl,
-        "mart_title_hold_up": hold_up(eng, hl, as_of, p_threshold=m.half_life_p_threshold, max_yearly_share=m.long_tail_max_yearly_share,
-                                      burst_half_lives=m.hold_up_burst_half_lives, min_ratings=m.rating_min_count),
-        "mart_title_rating_trend": rating_trend(ratings, as_of),
-        "mart_half_life_cohort_trend": half_life_cohort_trend(hl, min_observed_days=m.cohort_min_observed_days),
-    }
-
-
 def _replace_as_of(b, con, name: str, expr, as_of: dt.date) -> int:
     "Store `expr` as the rows of `gold.<name>` for `as_of` (replacing that date's rows only); a mart whose columns changed is started again."
     if table_exists(con, "gold", name) and list(b.table(name, database="gold").columns) != list(expr.columns):
@@ -129,26 +108,10 @@ def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
     return rows
 
 # %% ../notebooks/26_model.ipynb #99a54bad
-@dataclass
-class ModelSummary:
-    "What one modeling run did."
-    run_date: str
-    silver: dict = field(default_factory=dict)
-    gold: dict = field(default_factory=dict)
-    views: int = 0
-    duration_s: float = 0.0
-    def as_dict(self) -> dict: return asdict(self)
-    def line(self) -> str:
-        "One line for a terminal."
-        g = self.gold
-        return (f"model {self.run_date}: {self.silver.get('history', 0):,} comment versions merged, "
-                f"{g.get('fct_title_daily_engagement', 0):,} title-days, {g.get('mart_title_quadrant', 0)} titles in the quadrant mart, "
-                f"{self.views} metric views, in {self.duration_s:.1f}s")
-
 def build_model(s: Settings, run_date: dt.date, full_refresh: bool = False) -> ModelSummary:
     "Silver, gold and metric views for `run_date`."
     if s.storage.storage != "duckdb" or s.model.backend != "duckdb":  # lakehouse storage or another engine: see 28_lake_model
-        from trakt_nb.lake_model import build_lake_model; return build_lake_model(s, run_date, full_refresh)
+        return build_lake_model(s, run_date, full_refresh)
     t0 = time.monotonic()
     if not s.storage.warehouse.exists():
         raise UserError(f"There is no warehouse at {s.storage.warehouse} yet; run `trakt-nb ingest --date {run_date}` first.")

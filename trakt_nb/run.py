@@ -13,20 +13,19 @@ import functools
 import html
 import json
 import shutil
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import trakt_nb
 from .config import Settings, UserError, get_logger
+from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'freshness_deadline', 'completeness_of', 'page',
-           'notebook_body', 'render_notebook', 'step_imports', 'StepKernel', 'start_ahead', 'kernel_ready',
-           'StepResult', 'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
+__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'page', 'notebook_body', 'render_notebook', 'step_imports',
+           'StepKernel', 'start_ahead', 'kernel_ready', 'StepResult', 'RunResult', 'StepFailed', 'run_day',
+           'write_index', 'backfill']
 
 # %% ../notebooks/45_run.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -38,22 +37,6 @@ def step_parameters(s: Settings, run_date: dt.date, step: str) -> dict:
     p = {"run_date": run_date.isoformat(), "settings_path": str(s.path or ""), "warehouse": str(s.storage.warehouse)}
     if step == "10_ingest": p["source"] = s.run.source
     return p
-
-# %% ../notebooks/45_run.ipynb #c19f2382
-def freshness_deadline(s: Settings, run_date: dt.date) -> dt.datetime:
-    "When day `run_date`'s run must have finished (UTC)."
-    local = dt.datetime.combine(run_date + dt.timedelta(days=1), s.slo.freshness_deadline, ZoneInfo(s.slo.timezone))
-    return local.astimezone(dt.timezone.utc)
-
-def completeness_of(s: Settings, run_date: dt.date) -> dict:
-    "Min and median page completeness over titles of the date's latest successful ingest (empty if none)."
-    from trakt_nb.bronze import connect, last_runs
-    if not s.storage.warehouse.exists(): return {}
-    con = connect(s, read_only=True)
-    try: runs = [r for r in last_runs(con, 1000) if r["run_date"] == run_date and r["status"] == "succeeded" and r["summary"]]
-    finally: con.close()
-    vals = list((runs[0]["summary"].get("completeness") or {}).values()) if runs else []
-    return {"min": min(vals), "median": statistics.median(vals), "titles": len(vals)} if vals else {}
 
 # %% ../notebooks/45_run.ipynb #d1f992d5
 _CSS = """body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
@@ -469,7 +452,6 @@ def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
 
 def _slo_fact(s: Settings, res: RunResult) -> tuple[str, str]:
     "The SLO line for the top of every page: both service levels over the trailing window."
-    from trakt_nb.slo import slo_status, summary_line
     st = slo_status(s, now=dt.datetime.fromisoformat(res.finished_at) if res.finished_at else None)
     return summary_line(st), "ok" if st.ok else "bad"
 
@@ -505,7 +487,6 @@ def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     import duckdb
     from trakt_nb import observe
     from trakt_nb.bronze import connect
-    from trakt_nb.slo import slo_status
     try:
         run, slo = res.as_dict(), slo_status(s, now=dt.datetime.fromisoformat(res.finished_at))
         con = connect(s, read_only=True) if s.storage.warehouse.exists() else duckdb.connect(":memory:")

@@ -15,12 +15,12 @@ from ibis import _
 
 from .config import UserError, get_logger
 from .bronze import table_exists, transaction
-from .contracts import latest_contract, promoted_fields
+from .contracts import EVENT_COLUMNS, latest_contract, promoted_fields, reserved_columns
 
 # %% auto #0
-__all__ = ['UTC_TS', 'EVENT_COLUMNS', 'RATING_SOURCES', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version',
-           'day_versions', 'end_of_day', 'comment_events_as_of', 'rating_dist', 'rating_source', 'dim_title',
-           'comment_contract', 'title_contract', 'contract_signature', 'build_silver', 'mark_deleted']
+__all__ = ['UTC_TS', 'RATING_SOURCES', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version', 'day_versions',
+           'end_of_day', 'comment_events_as_of', 'rating_dist', 'rating_source', 'dim_title', 'comment_contract',
+           'title_contract', 'contract_signature', 'build_silver', 'mark_deleted']
 
 # %% ../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -118,10 +118,6 @@ def word_count(text: ir.StringValue) -> ir.IntegerValue:
     return pieces.filter(lambda w: (w != "") & (w.lower() != "edit:")).length().cast("int32")  # empty pieces: leading or trailing whitespace
 
 # %% ../notebooks/10_silver.ipynb #ef3f7c6b
-EVENT_COLUMNS = ["comment_id", "parent_id", "is_reply", "title_kind", "title_id_trakt", "user_slug", "created_at", "updated_at",
-                 "created_date", "comment_text", "word_count", "is_review", "is_spoiler", "likes", "replies", "user_rating",
-                 "language", "seen_date", "fetched_at"]
-
 def _newest_first():
     return [ibis.desc(ibis.greatest(_.created_at, _.updated_at)), ibis.desc(_.seen_date), ibis.desc(_.fetched_at)]
 
@@ -210,12 +206,11 @@ def dim_title(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
 # %% ../notebooks/10_silver.ipynb #c20417a4
 SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "stg_trakt__rating_source",
                  "dim_title", "load_state")
-_RESERVED = {"version_key", "load_id", "first_seen_at", "last_seen_at"}
 
 def comment_contract(schemas_dir=None) -> list[dict]:
     "The promoted fields silver extracts, from the latest comment schema (checked: valid, unique column names)."
     fields = promoted_fields(latest_contract("comment", schemas_dir))
-    seen = set(EVENT_COLUMNS) | _RESERVED
+    seen = reserved_columns("comment")
     for f in fields:
         col = f["silver_column"]
         if not (isinstance(col, str) and col.isidentifier() and col == col.lower()) or col in seen:

@@ -7,16 +7,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .config import Settings, UserError
-from .run import freshness_deadline
+from .bronze import connect, last_runs
 
 # %% auto #0
-__all__ = ['SHOWN', 'slo_window', 'read_runs', 'read_completeness', 'DayStatus', 'TitleDay', 'SloStatus', 'slo_status',
-           'status_table', 'check', 'summary_line']
+__all__ = ['SHOWN', 'freshness_deadline', 'completeness_of', 'slo_window', 'read_runs', 'read_completeness', 'DayStatus',
+           'TitleDay', 'SloStatus', 'slo_status', 'status_table', 'check', 'summary_line']
+
+# %% ../notebooks/35_slo.ipynb #c19f2382
+def freshness_deadline(s: Settings, run_date: dt.date) -> dt.datetime:
+    "When day `run_date`'s run must have finished (UTC)."
+    local = dt.datetime.combine(run_date + dt.timedelta(days=1), s.slo.freshness_deadline, ZoneInfo(s.slo.timezone))
+    return local.astimezone(dt.timezone.utc)
+
+def completeness_of(s: Settings, run_date: dt.date) -> dict:
+    "Min and median page completeness over titles of the date's latest successful ingest (empty if none)."
+    if not s.storage.warehouse.exists(): return {}
+    con = connect(s, read_only=True)
+    try: runs = [r for r in last_runs(con, 1000) if r["run_date"] == run_date and r["status"] == "succeeded" and r["summary"]]
+    finally: con.close()
+    vals = list((runs[0]["summary"].get("completeness") or {}).values()) if runs else []
+    return {"min": min(vals), "median": statistics.median(vals), "titles": len(vals)} if vals else {}
 
 # %% ../notebooks/35_slo.ipynb #0dad9c14
 def _local_now(s: Settings, now: dt.datetime | None) -> dt.datetime:
@@ -61,7 +77,6 @@ def read_runs(s: Settings) -> tuple[dict[dt.date, dict], list[str]]:
 
 def read_completeness(s: Settings, first: dt.date, last: dt.date) -> tuple[dict[dt.date, dict[str, float]], dt.date | None, list[str]]:
     "Per day in [first, last]: title -> completeness of the day's latest succeeded ingest; the first ingest date; notes."
-    from trakt_nb.bronze import connect
     wh = s.storage.warehouse
     if not wh.exists(): return {}, None, [f"There is no warehouse at {wh} yet, so page completeness has no data; run `trakt-nb run` first."]
     try: con = connect(s, read_only=True)

@@ -330,7 +330,8 @@ def _drift_con(*rows):
 
 def test_promote_changes_only_the_promoted_property(tmp_path):
     import shutil
-    from trakt_nb.contracts import promote, promoted_fields
+    from trakt_nb.contracts import promoted_fields
+    from trakt_nb.promotion import promote
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     con = _drift_con(("$.user.karma", "integer"), ("$.user.karma", "null"))
     path = promote("comment", "$.user.karma", schemas_dir=tmp_path / "schemas", con=con)

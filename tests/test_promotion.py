@@ -9,7 +9,8 @@ import pytest
 from test_ingest import D, make_settings
 from trakt_nb.bronze import BronzeWriter, connect
 from trakt_nb.config import UserError
-from trakt_nb.contracts import SCHEMAS_DIR, check_items, drift_report, load_contracts, promote, promote_from_drift
+from trakt_nb.contracts import SCHEMAS_DIR, check_items, load_contracts
+from trakt_nb.promotion import drift_report, promote, promote_from_drift
 from trakt_nb.ingest import ingest
 from trakt_nb.silver import build_silver
 

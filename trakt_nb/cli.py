@@ -232,7 +232,7 @@ def cmd_slo_check(args, s: Settings) -> int:
 
 def cmd_schema_promote(args, s: Settings) -> int:
     "Write the next schema version of a resource with a drifted field promoted; the next model run backfills it into silver."
-    from trakt_nb.contracts import promote
+    from trakt_nb.promotion import promote
     path = promote(args.resource, args.field, settings=s)
     from trakt_nb.contracts import promoted_fields, load_contracts
     cols = [f["silver_column"] for f in promoted_fields(load_contracts(path.parent.parent)[args.resource]) if f["since"] == int(path.stem[1:])]
@@ -244,7 +244,7 @@ def cmd_schema_drift(args, s: Settings) -> int:
     "Fields that appeared, went missing or changed type, as of a run date."
     import pandas as pd
     from trakt_nb.bronze import connect
-    from trakt_nb.contracts import drift_report
+    from trakt_nb.promotion import drift_report
     if not s.storage.warehouse.exists(): raise UserError(f"There is no warehouse at {s.storage.warehouse} yet; run `trakt-nb ingest` first.")
     day = parse_day(args.date)
     con = connect(s, read_only=True)

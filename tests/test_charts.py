@@ -138,6 +138,22 @@ def test_report_notebooks_under_papermill(warehouse, tmp_path, monkeypatch):
         assert len(html) >= 4 and all(charts.remote_fetches("".join(h)) == [] for h in html)
 
 
+@pytest.mark.slow
+def test_report_setup_opens_the_built_day(warehouse, capsys):
+    "A report's start on a built warehouse: no rebuild, the run-facts line, a read-only connection to the day."
+    import duckdb
+    wh = warehouse.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0]
+    s, day, con = asyncio.run(charts.report_setup(DAY.isoformat(), warehouse=wh))
+    try:
+        assert day == DAY and str(s.storage.warehouse) == wh
+        assert capsys.readouterr().out == charts.run_facts_line(charts.run_facts(con, DAY)) + "\n"  # nothing was ingested or modelled
+        assert con.execute("SELECT count(*) FROM gold.mart_title_quadrant WHERE as_of_date = ?", [DAY]).fetchone()[0] > 0
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("CREATE TABLE gold.x (a INT)")
+    finally:
+        con.close()
+
+
 def _scaled_axes(node, found):
     "Every (field, title, scale type) of an x/y encoding with a scale type, anywhere in a spec."
     if isinstance(node, dict):

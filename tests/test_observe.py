@@ -2,6 +2,7 @@
 the OpenLineage events read back into the client's spec classes and link bronze → silver → gold → reports, the health body
 is escaped and fetches nothing, and the Grafana dashboard only asks for metrics the textfile defines."""
 import datetime as dt
+import html
 import http.server
 import json
 import re
@@ -284,7 +285,7 @@ def test_health_body_is_escaped_and_fetches_nothing(wh, manifest):
     events = lineage_events(wh, run, m)
     body = health_body(m, q, SLO, events)
     assert "<script" not in body and "<img" not in body and remote_refs(body) == []
-    assert body.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 3  # test name, message, step error
+    assert html.unescape(body).count('<script>alert("x")</script>') >= 3  # as text, escaped: test name, message, step error
     assert body.count("<rect") == len(JOBS) and "FAIL" in body
     for section in ("tests", "slos", "anomalies", "lineage"): assert f'id="{section}"' in body
     assert "breached" in body and "27 of 30 days" in body and "fewer comments than usual" in body

@@ -156,68 +156,24 @@ def kernel_children() -> list[int]:
     return pids
 
 
-def test_step_kernel_loads_imports_ahead_and_ends_without_teardown(tmp_path):
-    "A kernel started ahead has its notebook's top-level imports loaded before any cell runs; asked to end, it is gone in well under a second."
-    import ast
+def test_killed_kernel_is_a_failed_step(tmp_path, monkeypatch):
+    "A step whose kernel dies (killed from outside, say by the OOM killer) fails the run in one sentence naming the step; no kernel is left."
     import nbformat
-    from jupyter_core.utils import run_sync
-    from trakt_nb.run import StepKernel, kernel_ready
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import json\nfrom trakt_nb import semantic\nif False:\n    import trakt_nb.ingest")])
-    nbformat.write(nb, str(tmp_path / "n.ipynb"))
-    k = StepKernel(tmp_path / "n.ipynb")
-    try:
-        run_sync(k.warm)()
-        kc = k.km.client()
-        kc.start_channels()
-        run_sync(kernel_ready)(kc)
-        kc.stop_channels()
-        from jupyter_client.blocking import BlockingKernelClient
-        bc = BlockingKernelClient(); bc.load_connection_info(k.km.get_connection_info()); bc.start_channels()
-        seen = bc.execute_interactive("import sys, os; r = ('trakt_nb.semantic' in sys.modules, 'trakt_nb.ingest' in sys.modules, os.getcwd())",
-                                      user_expressions={"r": "r"}, timeout=60)["content"]["user_expressions"]["r"]["data"]["text/plain"]
-        bc.stop_channels()
-        assert ast.literal_eval(seen) == (True, False, str(tmp_path))  # (the repr wraps when the path is long) preloaded; the import under `if` left alone; the kernel runs in the notebook's folder
-        proc, conn = k.km.provisioner.process, Path(k.km.connection_file)
-        t = time.monotonic(); k.stop()
-        assert proc.poll() == 0 and time.monotonic() - t < 5 and not conn.exists()  # left by itself (exit 0), not killed
-    finally:
-        k.stop(kill=True)
+    import trakt_nb.run as runner
+    pipe = tmp_path / "pipeline"; pipe.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
+    nbformat.write(nb, str(pipe / "20_model.ipynb"))
+    monkeypatch.setattr(runner, "PIPELINE_DIR", pipe)
+    s = small_settings(tmp_path, monkeypatch)
+    t = time.monotonic()
+    with pytest.raises(StepFailed, match=r"^step 20_model failed: its kernel died \(killed; out of memory\?\); see .*20_model\.ipynb"):
+        run_day(s, DAY, steps=("20_model",))
+    assert time.monotonic() - t < 60
+    run = json.loads((s.storage.reports_dir / DAY.isoformat() / "run.json").read_text())
+    assert run["status"] == "failed" and run["steps"][0]["error"].startswith("step 20_model failed: its kernel died")
     assert kernel_children() == []
-
-
-def test_kernel_dying_while_loading_fails_fast(tmp_path):
-    "A kernel that dies while loading its imports neither holds up the kernels after it nor makes the step wait for it."
-    import nbformat
-    from jupyter_core.utils import run_sync
-    from trakt_nb.run import StepKernel, kernel_ready
-    (tmp_path / "dies_on_import.py").write_text("import os\nos._exit(3)\n")  # the kernel runs in the notebook's folder
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import dies_on_import")]), str(tmp_path / "n.ipynb"))
-    k = StepKernel(tmp_path / "n.ipynb")
-    try:
-        t = time.monotonic()
-        run_sync(k.warm)()
-        assert k.km.provisioner.process.poll() == 3 and time.monotonic() - t < 30
-        kc = k.km.client(); kc.start_channels()
-        with pytest.raises(RuntimeError, match="died"):
-            run_sync(kernel_ready)(kc)
-        kc.stop_channels()
-        assert time.monotonic() - t < 40
-    finally:
-        k.stop(kill=True)
-    assert kernel_children() == []
-
-
-def test_unused_kernel_is_killed(tmp_path):
-    "A kernel started ahead for a step that will not run is killed at once, even while it is still loading its imports."
-    import nbformat
-    from jupyter_core.utils import run_sync
-    from trakt_nb.run import StepKernel
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import trakt_nb.model, trakt_nb.charts")]), str(tmp_path / "n.ipynb"))
-    k = StepKernel(tmp_path / "n.ipynb")
-    run_sync(k.start)()
-    proc = k.km.provisioner.process
-    t = time.monotonic(); k.stop(kill=True)
-    assert proc.poll() is not None and time.monotonic() - t < 3 and kernel_children() == []
 
 
 def tables_content(s) -> dict:

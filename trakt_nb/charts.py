@@ -23,7 +23,7 @@ __all__ = ['VEGALITE_MIME', 'TITLE_LINKS_JS', 'QUADRANTS', 'QUADRANT_COLORS', 'v
            'chart_html', 'mimebundle', 'show', 'run_facts', 'run_facts_line', 'demo_frames', 'quadrant_scatter',
            'quadrant_counts', 'movers', 'top_titles', 'half_life_frames', 'half_life_distribution',
            'weekly_since_onset', 'with_fit', 'decay_curves', 'cohort_trend', 'hold_up_leaderboard',
-           'rating_polarisation', 'table']
+           'rating_polarisation', 'table', 'report_tables', 'day_is_built', 'report_setup']
 
 # %% ../notebooks/40_charts.ipynb #a4b330f4
 def _bundle_cache_path() -> Path:
@@ -466,3 +466,46 @@ def table(df: pd.DataFrame,                   # the rows to show (its index is d
     out = shown.to_html(index=False, escape=False, border=0, classes="trakt-table")
     for c in right: out = out.replace(f"<th>{_html.escape(str(c))}</th>", f'<th class="num">{_html.escape(str(c))}</th>', 1)
     return HTML(cap + out)
+
+# %% ../notebooks/40_charts.ipynb #c2b47e5f
+def report_tables(title_links: bool = True) -> bool:
+    "Show every DataFrame the running IPython displays as a report `table` (index as a column when it means something); False outside IPython."
+    from IPython import get_ipython
+    ip = get_ipython()
+    if ip is None: return False
+    def as_table(df: pd.DataFrame) -> str:
+        if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None: df = df.reset_index()
+        return table(df, title_links=title_links).data
+    ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, as_table)
+    return True
+
+# %% ../notebooks/40_charts.ipynb #1325dbef
+def day_is_built(s, day: dt.date) -> bool:
+    "Whether the warehouse of settings `s` holds the governed metrics for `day`."
+    from trakt_nb.bronze import connect
+    from trakt_nb.config import UserError
+    from trakt_nb.semantic import query
+    if not s.storage.warehouse.exists(): return False
+    with connect(s, read_only=True) as c:
+        try: return query(c, ["quadrant_titles"], as_of=day).to_pandas().quadrant_titles.iloc[0] > 0
+        except UserError: return False
+
+async def report_setup(run_date: str,          # the report's as-of date, YYYY-MM-DD
+                       settings_path: str = "",  # settings.ini to use; empty: the project's
+                       warehouse: str = "",      # the warehouse to read; empty: the settings'
+                      ):
+    "A report notebook's start: its settings, the day and a read-only connection (the day built first when it is not); prints the run facts."
+    from trakt_nb.bronze import connect
+    from trakt_nb.config import load_settings
+    s = load_settings(settings_path or None)
+    if warehouse: s = s.replace(storage={"warehouse": warehouse})
+    day = dt.date.fromisoformat(run_date)
+    if not day_is_built(s, day):  # a notebook check on a fresh checkout: ingest (skipped when done) and model the day first
+        from trakt_nb.ingest import ingest_async
+        from trakt_nb.model import build_model
+        await ingest_async(s, day, progress=False)
+        print(build_model(s, day).line())
+    con = connect(s, read_only=True)
+    print(run_facts_line(run_facts(con, day)))
+    report_tables()
+    return s, day, con

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import json
 import os
 import platform
@@ -413,15 +412,9 @@ def anomalies(manifest: Mapping, quality: list[Mapping] | None = None) -> list[d
     for b in (m.get("slo") or {}).get("breaches", []): add("error", "slo", str(b))
     return out
 
-_H = lambda x: html.escape("" if x is None else str(x))
-
-def _table_html(head: list[str], rows: list[list], classes: list[str] | None = None) -> str:
-    th = "".join(f"<th>{_H(h)}</th>" for h in head)
-    trs = "".join(f'<tr class="{_H(c)}">' + "".join(f"<td>{_H(v)}</td>" for v in r) + "</tr>" for r, c in zip(rows, classes or [""] * len(rows)))
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
-
 def lineage_svg(events: list[Mapping]) -> str:
     "The jobs as boxes left to right, coloured by their last state, with an arrow where one job reads what another wrote."
+    from trakt_nb.pages import render
     jobs, state, ins, outs = [], {}, {}, {}
     for e in events:
         j = e["job"]["name"]
@@ -432,25 +425,21 @@ def lineage_svg(events: list[Mapping]) -> str:
     w, h, gap, top = 150, 44, 40, 70
     x = {j: 10 + i * (w + gap) for i, j in enumerate(jobs)}
     fill = {"COMPLETE": "#d8f0df", "FAIL": "#f6d5d2", "START": "#eceff3"}
-    parts = []
+    arrows = []
     for a in jobs:
         for b in jobs:
             if jobs.index(b) <= jobs.index(a) or not (outs[a] & ins[b]): continue
             x1, x2 = x[a] + w, x[b]
             if jobs.index(b) == jobs.index(a) + 1: d = f"M{x1},{top + h / 2} L{x2 - 6},{top + h / 2}"
             else: d = f"M{x[a] + w / 2},{top} C{x[a] + w / 2},{top - 50} {x2 + w / 2},{top - 50} {x2 + w / 2 - 4},{top - 6}"
-            parts.append(f'<path d="{d}" fill="none" stroke="#5b6577" stroke-width="1.5" marker-end="url(#arr)"><title>{_H(a)} → {_H(b)}</title></path>')
-    for j in jobs:
-        parts.append(f'<g><rect x="{x[j]}" y="{top}" width="{w}" height="{h}" rx="6" fill="{fill.get(state[j], "#eceff3")}" stroke="#5b6577"/>'
-                     f'<text x="{x[j] + w / 2}" y="{top + 19}" text-anchor="middle" font-size="13">{_H(j)}</text>'
-                     f'<text x="{x[j] + w / 2}" y="{top + 35}" text-anchor="middle" font-size="11" fill="#5b6577">{_H(state[j])} · {len(outs[j])} out</text></g>')
-    width = 20 + len(jobs) * (w + gap)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="lineage graph" width="{width}" height="{top + h + 10}" '
-            f'viewBox="0 0 {width} {top + h + 10}"><defs><marker id="arr" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
-            f'<path d="M0,0 L8,4 L0,8 z" fill="#5b6577"/></marker></defs>' + "".join(parts) + "</svg>")
+            arrows.append({"d": d, "source": a, "target": b})
+    boxes = [{"job": j, "state": state[j], "outputs": len(outs[j]), "x": x[j], "cx": x[j] + w / 2, "y": top, "w": w, "h": h,
+              "fill": fill.get(state[j], "#eceff3")} for j in jobs]
+    return render("lineage.svg.j2", width=20 + len(jobs) * (w + gap), height=top + h + 10, arrows=arrows, boxes=boxes)
 
 def health_body(manifest: Mapping, quality: list[Mapping] | None, slo=None, lineage: list[Mapping] | None = None) -> str:
     "The HTML body of `reports/D/health.html`: run facts, data tests, SLOs, anomalies and the lineage graph."
+    from trakt_nb.pages import render
     m = manifest
     sl = _slo(slo, {k: m["completeness"]["target"] if k == "completeness" else (m.get("slo") or {}).get("slos", {}).get(k, {}).get("target", 0.99)
                     for k in ("freshness", "completeness")}) if slo is not None else m.get("slo")
@@ -463,35 +452,14 @@ def health_body(manifest: Mapping, quality: list[Mapping] | None, slo=None, line
              ["quarantined payloads", m.get("quarantined_payloads", 0)],
              ["code", f"{m['versions']['code']} ({(m['versions'].get('git_commit') or 'no commit')[:12]})"],
              ["schemas", ", ".join(f"{k} v{v}" for k, v in m["versions"]["schemas"].items())]]
-    out = ['<section id="run"><h2>Run</h2>', _table_html(["", ""], facts), "</section>"]
-    nfail = sum(r.get("status") == "fail" for r in q)
-    out.append(f'<section id="tests"><h2>Data tests</h2><p>{len(q)} tests, {nfail} failing.</p>')
     order = sorted(q, key=lambda r: (r.get("status") != "fail", r.get("severity") != "error", str(r.get("test"))))
-    out.append(_table_html(["status", "severity", "test", "table", "kind", "observed", "expected", "message"],
-                           [[r.get("status"), r.get("severity"), r.get("test"), r.get("table_name"), r.get("kind"), r.get("observed"), r.get("expected"), r.get("message")] for r in order],
-                           ["bad" if r.get("status") == "fail" and r.get("severity") == "error" else "late" if r.get("status") == "fail" else "ok" for r in order])
-               if q else "<p>No data tests recorded for this date.</p>")
-    out.append("</section>")
-    out.append('<section id="slos"><h2>Service levels</h2>')
-    if sl:
-        rows = [[k, pct(v["ratio"]), pct(v["target"]), "met" if v["ok"] else "breached" if v["ok"] is False else "n/a"] for k, v in sl["slos"].items()]
-        out.append(_table_html(["service level", "over the window", "target", "state"], rows, ["ok" if v["ok"] else "bad" for v in sl["slos"].values()]))
-        if sl["breaches"]: out.append("<ul>" + "".join(f"<li>{_H(b)}</li>" for b in sl["breaches"]) + "</ul>")
-    else: out.append("<p>No service-level status was computed for this run.</p>")
-    out.append("</section>")
-    an = anomalies(m, q)
-    out.append('<section id="anomalies"><h2>Anomalies</h2>' + (
-        "<ul>" + "".join(f'<li class="{"bad" if a["severity"] == "error" else "late"}">{_H(a["kind"])}: {_H(a["message"])}</li>' for a in an) + "</ul>"
-        if an else "<p>Nothing unusual.</p>") + "</section>")
-    out.append('<section id="lineage"><h2>Lineage</h2>')
-    if lineage:
-        out.append(lineage_svg(lineage))
-        last = {e["job"]["name"]: e for e in lineage}
-        for j, e in last.items():
-            ins = sorted({d["name"] for x in lineage if x["job"]["name"] == j for d in x.get("inputs", [])})
-            outs = [d["name"] for d in e.get("outputs", [])]
-            out.append(f'<details><summary>{_H(j)} — {_H(e["eventType"])}: {len(ins)} in, {len(outs)} out</summary>'
-                       f'<p><b>reads</b>: {_H(", ".join(ins) or "—")}</p><p><b>writes</b>: {_H(", ".join(outs) or "—")}</p></details>')
-    else: out.append("<p>No lineage events.</p>")
-    out.append("</section>")
-    return "\n".join(out)
+    tests = [[r.get(k) for k in ("status", "severity", "test", "table_name", "kind", "observed", "expected", "message")] for r in order]
+    test_classes = ["bad" if r.get("status") == "fail" and r.get("severity") == "error" else "late" if r.get("status") == "fail" else "ok" for r in order]
+    slo_rows = {"rows": [[k, pct(v["ratio"]), pct(v["target"]), "met" if v["ok"] else "breached" if v["ok"] is False else "n/a"] for k, v in sl["slos"].items()],
+                "classes": ["ok" if v["ok"] else "bad" for v in sl["slos"].values()], "breaches": sl["breaches"]} if sl else None
+    jobs = [{"name": j, "event": e["eventType"], "writes": [d["name"] for d in e.get("outputs", [])],
+             "reads": sorted({d["name"] for x in lineage if x["job"]["name"] == j for d in x.get("inputs", [])})}
+            for j, e in {e["job"]["name"]: e for e in lineage or []}.items()]
+    return render("health.html.j2", facts=facts, tests=tests, test_classes=test_classes, failing=sum(r.get("status") == "fail" for r in q),
+                  slo=slo_rows, anomalies=anomalies(m, q), jobs=jobs, lineage_svg=lineage_svg(lineage) if lineage else "")
+

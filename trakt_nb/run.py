@@ -5,27 +5,23 @@
 # %% ../notebooks/45_run.ipynb #5d0ab8fd
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
-import functools
-import html
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import trakt_nb
 from .config import Settings, UserError, get_logger
+from .pages import page, render
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'page', 'notebook_body', 'render_notebook', 'step_imports',
-           'StepKernel', 'start_ahead', 'kernel_ready', 'StepResult', 'RunResult', 'StepFailed', 'run_day',
-           'write_index', 'backfill']
+__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'notebook_body', 'render_notebook', 'StepResult', 'RunResult',
+           'StepFailed', 'run_day', 'write_index', 'backfill']
 
 # %% ../notebooks/45_run.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -39,52 +35,6 @@ def step_parameters(s: Settings, run_date: dt.date, step: str) -> dict:
     return p
 
 # %% ../notebooks/45_run.ipynb #d1f992d5
-_CSS = """body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
-header,nav,main{max-width:1100px;margin:0 auto;padding:0 20px}nav{padding-top:14px}nav a{margin-right:14px;color:#2456a6}
-header{padding:10px 20px;border-bottom:1px solid #dde2ea}header h1{margin:.2em 0;font-size:1.6em}
-.facts span{display:inline-block;margin:0 18px 4px 0}.ok{color:#1f7a3e}.late,.bad{color:#b3261e;font-weight:600}
-table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #e4e7ec;padding:4px 10px;text-align:left}
-.jp-OutputArea-output pre,pre{white-space:pre-wrap}.anchor-link{display:none}
-main{overflow-wrap:anywhere}main table{display:block;max-width:100%;overflow-x:auto}main img,main svg{max-width:100%;height:auto}
-.trakt-chart{max-width:100%;overflow-x:auto}.trakt-csv a{font-size:.85em;margin-right:14px;color:#2456a6}"""  # no page wider than the window
-
-# every chart's data as CSV, from the spec embedded next to it: the page stays one file (data: links, no request)
-_CSV_JS = """<script>(function(){
-function sets(s,out){if(!s||typeof s!=='object')return out;
- if(s.datasets)for(var k in s.datasets)out.push([k,s.datasets[k]]);
- if(s.data&&Array.isArray(s.data.values))out.push([s.data.name||'data',s.data.values]);
- ['layer','hconcat','vconcat','concat'].forEach(function(k){(s[k]||[]).forEach(function(x){sets(x,out);});});
- if(s.spec)sets(s.spec,out);return out;}
-function cell(v){if(v===null||v===undefined)return '';v=typeof v==='object'?JSON.stringify(v):String(v);
- return /[",\\n\\r]/.test(v)?'"'+v.replace(/"/g,'""')+'"':v;}
-function csv(rows){var cols=[];rows.forEach(function(r){Object.keys(r).forEach(function(k){if(cols.indexOf(k)<0)cols.push(k);});});
- return [cols.map(cell).join(',')].concat(rows.map(function(r){return cols.map(function(c){return cell(r[c]);}).join(',');})).join('\\r\\n')+'\\r\\n';}
-function slug(t){return String(t||'chart').toLowerCase().replace(/[^a-z0-9]+/g,'-').replace(/^-|-$/g,'').slice(0,60)||'chart';}
-document.querySelectorAll('script[data-for]').forEach(function(j,i){
- var spec;try{spec=JSON.parse(j.textContent);}catch(e){return;}
- var found=sets(spec,[]).filter(function(d){return Array.isArray(d[1])&&d[1].length;});if(!found.length)return;
- var title=spec.title&&(spec.title.text||spec.title);title=Array.isArray(title)?title.join(' '):title;
- var box=document.createElement('div');box.className='trakt-csv';
- found.forEach(function(d,n){var a=document.createElement('a');
-  a.download=slug(title||('chart '+(i+1)))+(found.length>1?'-'+(n+1):'')+'.csv';
-  a.href='data:text/csv;charset=utf-8,'+encodeURIComponent(csv(d[1]));
-  a.textContent='Download the data'+(found.length>1?' ('+(n+1)+' of '+found.length+')':'')+' as CSV';box.appendChild(a);});
- var chart=document.getElementById(j.getAttribute('data-for'));(chart||j).insertAdjacentElement('afterend',box);});
-})();</script>"""
-
-def _facts_html(facts: dict) -> str:
-    parts = []
-    for k, (text, cls) in facts.items(): parts.append(f'<span class="{cls}"><b>{html.escape(k)}</b>: {html.escape(text)}</span>')
-    return '<div class="facts">' + "".join(parts) + "</div>"
-
-def page(title: str, body: str, facts: dict, nav: list[tuple[str, str]], head_extra: str = "") -> str:
-    "A self-contained HTML page: our CSS, optional head extras, nav, a header of facts, and the body."
-    links = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in nav)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style>{head_extra}</head>'
-            f'<body><nav>{links}</nav><header><h1>{html.escape(title)}</h1>{_facts_html(facts)}</header><main>{body}</main>'
-            f'{_CSV_JS if "trakt-chart" in body else ""}</body></html>\n')
-
 def notebook_body(nb_path: Path) -> tuple[str, str]:
     "An executed notebook's HTML (inputs hidden) and what its page's head needs: the Vega bundle if it draws charts."
     import nbformat
@@ -101,156 +51,6 @@ def render_notebook(nb_path: Path, title: str, facts: dict, nav: list[tuple[str,
     "An executed notebook as a page (inputs hidden)."
     body, head = notebook_body(nb_path)
     return page(title, body, facts, nav, head)
-
-# %% ../notebooks/45_run.ipynb #ca3c91d9
-def step_imports(nb_path: Path) -> list[str]:
-    "Modules a notebook imports at the top level of its code cells, in order: what its kernel can load before the step starts."
-    import ast
-    mods = []
-    for cell in json.loads(Path(nb_path).read_text(encoding="utf-8"))["cells"]:
-        if cell["cell_type"] != "code": continue
-        try: tree = ast.parse("".join(cell["source"]))
-        except SyntaxError: continue  # IPython-only syntax (magics): nothing to guess
-        for node in tree.body:  # top level only: an import inside an `if` may never run
-            if isinstance(node, ast.Import): names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]  # `from pkg import module`
-            else: continue
-            mods += [n for n in names if n not in mods]
-    return mods
-
-# %% ../notebooks/45_run.ipynb #2f973254
-_WARM = """def _trakt_nb_warm(mods):
-    import importlib
-    for m in mods:
-        try: importlib.import_module(m)
-        except BaseException: pass  # not a module, or broken: the notebook's own import will say so
-_trakt_nb_warm({mods!r}); del _trakt_nb_warm
-def _trakt_nb_tables():  # report tables: no index column, integers as integers, 'none' when empty (trakt_nb.charts.table)
-    try:
-        import pandas as pd
-        from IPython import get_ipython
-        def _html(df):
-            from trakt_nb.charts import table
-            if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None: df = df.reset_index()
-            return table(df, title_links=True).data  # a report page: titles link to their pages
-        get_ipython().display_formatter.formatters["text/html"].for_type(pd.DataFrame, _html)
-    except Exception: pass  # the default table then
-_trakt_nb_tables(); del _trakt_nb_tables"""
-
-_EXIT = """def _trakt_nb_exit(atexit=__import__("atexit"), os=__import__("os")):  # locals: IPython's exit handler clears the namespace
-    try: atexit._run_exitfuncs()
-    finally: os._exit(0)
-_trakt_nb_exit()"""
-
-class StepKernel:
-    "A Jupyter kernel for one pipeline step: started ahead, loading the step's imports, ended without interpreter teardown."
-    def __init__(self, nb_path: Path, kernel_name: str = "python3", preload: bool = True):  # preload: import the notebook's modules ahead
-        from jupyter_client.manager import AsyncKernelManager
-        self.nb_path, self.km, self._kc, self._launched = Path(nb_path), AsyncKernelManager(kernel_name=kernel_name), None, None
-        self.preload, self._ending = preload, False
-
-    async def start(self):
-        "Launch the kernel (once) in the notebook's folder and queue the loading of its imports; returns once it is launched."
-        if self._launched is None: self._launched = asyncio.ensure_future(self._launch())
-        await self._launched
-
-    async def _launch(self):
-        from jupyter_client.blocking import BlockingKernelClient
-        # the kernel's own log stays quiet below errors: its start-up warning about unencrypted local TCP
-        # (ports on 127.0.0.1 that only this process is told about) was four lines of noise per run
-        await self.km.start_kernel(cwd=str(self.nb_path.parent), extra_arguments=["--IPKernelApp.log_level=ERROR"])
-        self._kc = BlockingKernelClient()
-        self._kc.load_connection_info(self.km.get_connection_info(session=False))
-        self._kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
-        self._kc.execute(_WARM.format(mods=step_imports(self.nb_path) if self.preload else []), silent=True, store_history=False)
-
-    async def warm(self, timeout_s: float = 300.0):
-        "Start the kernel if need be, and wait (without blocking the event loop) until it has loaded its imports."
-        await self.start()
-        t, proc = time.monotonic(), getattr(self.km.provisioner, "process", None)
-        while self._kc is not None and not self._kc.shell_channel.msg_ready() and time.monotonic() - t < timeout_s:
-            if proc is not None and proc.poll() is not None: return  # it died: the step will say so when it runs
-            await asyncio.sleep(0.05)
-
-    def end(self):
-        "Ask the kernel to end — its exit handlers run, then it leaves at once — without waiting for it."
-        if self._kc is not None and self.km.has_kernel and not self._ending:
-            self._kc.execute(_EXIT, silent=True, store_history=False)
-            self._ending = True
-
-    async def ended(self, wait_s: float = 10.0, **_):
-        "Wait until a kernel asked to end has left (kill it after `wait_s`; one never asked: at once), then free its files (also a papermill hook)."
-        try:
-            proc = getattr(self.km.provisioner, "process", None) if self.km.has_kernel else None
-            t = time.monotonic()
-            while self._ending and proc is not None and proc.poll() is None and time.monotonic() - t < wait_s: await asyncio.sleep(0.01)
-            if self.km.has_kernel: await self.km.shutdown_kernel(now=True)  # kills what is left, removes the connection file
-        finally:
-            if self._kc is not None: self._kc.stop_channels(); self._kc = None
-
-    def stop(self, kill: bool = False):
-        "End the kernel and wait until it is gone; `kill`: kill it unless it was already asked to end."
-        from jupyter_core.utils import run_sync
-        if not kill: self.end()
-        run_sync(self.ended)()
-
-async def start_ahead(kernels: list[StepKernel]):
-    "Start the kernels one after the other, each once the one before has loaded its imports: one kernel warms at a time."
-    for k in kernels: await k.warm()
-
-# %% ../notebooks/45_run.ipynb #c09d05d0
-async def kernel_ready(kc, timeout_s: float = 60.0):
-    "Wait until a kernel answers `kernel_info` on shell and its idle status for it arrives on IOPub: from then on no output can be missed."
-    from queue import Empty
-    deadline, sent = time.monotonic() + timeout_s, set()
-    while time.monotonic() < deadline:
-        sent.add(kc.kernel_info())  # a kernel still loading its imports answers late: any of the requests will do
-        try: reply = await kc.shell_channel.get_msg(timeout=1)
-        except Empty:
-            if not await kc.is_alive(): raise RuntimeError("The kernel died before it was ready.") from None
-            continue
-        if reply["parent_header"].get("msg_id") not in sent: continue
-        until = time.monotonic() + 0.5  # IOPub is a subscription: if it was not live when the status went out, ask again
-        while (left := until - time.monotonic()) > 0:
-            try: m = await kc.iopub_channel.get_msg(timeout=left)
-            except Empty: break
-            if m["parent_header"].get("msg_id") in sent and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-                kc._handle_kernel_info_reply(reply)
-                return
-    raise RuntimeError(f"The kernel did not answer within {timeout_s:.0f} s.")
-
-@functools.lru_cache(maxsize=1)
-def _papermill_engine() -> str:
-    "Register a papermill engine that runs a notebook in the kernel it is given (`km=`) and leaves ending it to the runner."
-    from jupyter_core.utils import run_sync
-    from nbclient.util import run_hook
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.log import logger
-    from papermill.utils import merge_kwargs, remove_args
-    class StepKernelClient(PapermillNotebookClient):
-        async def async_start_new_kernel_client(self):  # as nbclient's, with `kernel_ready` instead of a fixed 0.2 s wait for IOPub silence
-            self.kc = self.km.client()
-            self.kc.start_channels()
-            await kernel_ready(self.kc, self.startup_timeout)
-            self.kc.allow_stdin = False
-            await run_hook(self.on_notebook_start, notebook=self.nb)
-            return self.kc
-        start_new_kernel_client = run_sync(async_start_new_kernel_client)  # what papermill's synchronous `execute` calls
-    class StepKernelEngine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                     start_timeout=60, execution_timeout=None, **kwargs):
-            kwargs = remove_args(["input_path"], **kwargs)  # as papermill's own engine, but the client's channels are closed after
-            client = StepKernelClient(nb_man, **merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
-                timeout=execution_timeout or kwargs.get("timeout"), startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
-                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file))
-            try: return client.execute()
-            finally:
-                if client.kc is not None: client.kc.stop_channels()
-    papermill_engines.register("trakt_nb", StepKernelEngine)
-    return "trakt_nb"
 
 # %% ../notebooks/45_run.ipynb #3f0e7f65
 @dataclass
@@ -330,7 +130,6 @@ def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
 
 def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:
     import papermill as pm
-    from jupyter_core.utils import run_sync
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import DeadKernelError
     where = f"the replay API (seed {s.replay.seed})" if s.run.source == "replay" and not s.replay.url else (s.replay.url or s.trakt.base_url)
@@ -338,55 +137,37 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
     out = s.storage.reports_dir / run_date.isoformat()
     created = [p for p in (s.storage.reports_dir, out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    engine = _papermill_engine()
     t0, started, stopped = time.monotonic(), _utcnow(), None
     res = RunResult(run_date.isoformat(), "running", started.isoformat(timespec="seconds"), backfill=backfill)
-    # the first kernel has nothing to overlap with: it loads nothing ahead, and its imports run (and are timed) in its cells
-    kernels = [StepKernel(PIPELINE_DIR / f"{name}.ipynb", preload=i > 0) for i, name in enumerate(steps)]
     render = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trakt-nb-render")  # pages' bodies, while later steps run
     bodies = {}
-    async def begin(): return asyncio.ensure_future(start_ahead(kernels))  # on the event loop papermill runs on
-    async def cancel(task):
-        task.cancel()
-        with contextlib.suppress(BaseException): await task
-    ahead = run_sync(begin)()
+    def refuse(message: str) -> UserError:  # bad input: answer it, leave nothing behind
+        render.shutdown(wait=True)
+        for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
+        return UserError(message)
     try:
         for i, name in enumerate(steps, 1):
             echo(f"[{i}/{len(steps)}] {name} …")
             t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
-            prev = kernels[i - 2] if i > 1 else None
-            try:
-                run_sync(kernels[i - 1].start)()  # launched ahead unless the step before was short: then now
+            try:  # a kernel of its own, started in the pipeline folder and shut down before this returns
                 pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
                                     cwd=str(PIPELINE_DIR), kernel_name="python3", progress_bar=False, log_output=False,
                                     request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
-                                    engine_name=engine, km=kernels[i - 1].km,  # the kernel started ahead
-                                    on_notebook_start=prev.ended if prev else None)  # the step before's kernel is gone before the first cell
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel warning about its loopback ports
             except PapermillExecutionError as e: err = e
             except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
                 err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
-            finally: kernels[i - 1].end()  # it leaves while the next step gets ready
-            if err is not None: kernels[i - 1].stop()
             if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
-            if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key): answer it, leave nothing behind
-                run_sync(cancel)(ahead)
-                for k in kernels: k.stop(kill=True)
-                render.shutdown(wait=True)
-                for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
-                raise UserError(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
+            if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key)
+                raise refuse(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
             if err is None and name == "10_ingest" and not _day_has_pages(s, run_date):  # no report pretends to be of a day without data
-                run_sync(cancel)(ahead)
-                for k in kernels: k.stop(kill=True)
-                render.shutdown(wait=True)
-                for p in created: shutil.rmtree(p, ignore_errors=True)
-                raise UserError(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
-                                f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
+                raise refuse(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
+                             f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
             bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
             if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
             if err is None:
                 res.steps.append(StepResult(name, "succeeded", round(time.monotonic() - t1, 3), started_at=step_start))
-                if name == "20_model":  # the data tests write to the warehouse: the model's kernel must be gone
-                    kernels[i - 1].stop(); res.steps.append(_quality_step(s, run_date))
+                if name == "20_model": res.steps.append(_quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
             else:
                 msg = (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
                        f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
@@ -394,8 +175,6 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
                 res.status = "failed"
                 break
     finally:
-        run_sync(cancel)(ahead)
-        for k in kernels: k.stop(kill=True)  # waits for those asked to end; kills those started ahead for steps that will not run
         render.shutdown(wait=False)
     if res.status != "failed": res.status = "failed" if any(st.status == "failed" for st in res.steps) else "succeeded"
     deadline = freshness_deadline(s, run_date)
@@ -513,26 +292,24 @@ def _runs(s: Settings) -> list[dict]:
         except (ValueError, json.JSONDecodeError): continue
     return sorted(runs, key=lambda r: r["run_date"], reverse=True)
 
+def _index_row(s: Settings, r: dict) -> dict:
+    "One run of the index: its facts as the page shows them, and links to its reports and health page."
+    d, c = r["run_date"], r.get("completeness") or {}
+    links = [(t, f"{d}/{n}.html") for n, t in REPORTS.items() if any(st["name"] == n for st in r["steps"])]
+    if (s.storage.reports_dir / d / "health.html").exists(): links.append(("Health", f"{d}/health.html"))
+    return {"date": d, "status": r["status"], "succeeded": r["status"] == "succeeded", "duration": f"{r.get('duration_s', 0):.1f} s",
+            "fresh": bool(r.get("fresh")), "completeness": format(c["min"], ".1%") if c else "n/a", "links": links}
+
 def write_index(s: Settings) -> Path:
     "Rewrite `reports/index.html`: every run with its status, duration, freshness and completeness."
-    rows = []
-    for r in _runs(s):
-        d = html.escape(r["run_date"])
-        c = r.get("completeness") or {}
-        links = " · ".join(f'<a href="{d}/{n}.html">{html.escape(t)}</a>' for n, t in REPORTS.items() if any(st["name"] == n for st in r["steps"]))
-        if (s.storage.reports_dir / r["run_date"] / "health.html").exists(): links += (" · " if links else "") + f'<a href="{d}/health.html">Health</a>'
-
-        rows.append(f'<tr><td>{d}</td><td class="{"ok" if r["status"] == "succeeded" else "bad"}">{html.escape(r["status"])}</td>'
-                    f'<td>{r.get("duration_s", 0):.1f} s</td><td class="{"ok" if r.get("fresh") else "late"}">{"on time" if r.get("fresh") else "late"}</td>'
-                    f'<td>{(format(c["min"], ".1%")) if c else "n/a"}</td><td>{links}</td></tr>')
-    body = ("<table><thead><tr><th>run date</th><th>status</th><th>duration</th><th>freshness</th><th>worst page completeness</th>"
-            "<th>reports</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    latest = _runs(s)[0]["run_date"] if rows else "none"
+    runs = _runs(s)
     p = s.storage.reports_dir / "index.html"
     p.parent.mkdir(parents=True, exist_ok=True)
     source = "live Trakt" if s.run.source == "trakt" else "the replay API (synthetic data)"  # each source has its own reports folder
-    _write_text(p, page(f"trakt-nb reports — {source}", body, {"source": (source, ""), "runs": (str(len(rows)), ""), "latest": (latest, "")},
-                      [("latest", "latest/" + next(iter(REPORTS)) + ".html")]))
+    body = render("index.html.j2", runs=[_index_row(s, r) for r in runs])
+    _write_text(p, page(f"trakt-nb reports — {source}", body,
+                        {"source": (source, ""), "runs": (str(len(runs)), ""), "latest": (runs[0]["run_date"] if runs else "none", "")},
+                        [("latest", "latest/" + next(iter(REPORTS)) + ".html")]))
     return p
 
 def _refresh_latest(s: Settings):

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 
 from .charts import chart_html, table, vega_bundle_script
+from .pages import render
 from .semantic import query
 
 
@@ -71,28 +71,22 @@ def _interval(row, col: str, unit: str = "") -> str:
     s = f"{v:,.1f}{unit}"
     return s + (f" (90% interval {lo:,.1f}–{hi:,.1f}{unit})" if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi) else "")
 
+def _measures(df: pd.DataFrame) -> str:
+    "A one-row mart as a table of measure and value (the title's keys left out)."
+    return table(df.drop(columns=["title_kind", "title_id_trakt"], errors="ignore").T.reset_index().set_axis(["measure", "value"], axis=1), metric_formats=False).data
+
 def title_body(name: str, f: dict[str, pd.DataFrame]) -> str:
     "The HTML body of a title's page."
-    parts = [f"<h2>Comments, replies and ratings over time</h2>",
-             chart_html(activity_chart(f["weekly"])) if len(f["weekly"]) else "<p><em>none</em></p>",
-             "<h2>Quadrant week by week</h2>",
-             table(f["quadrant"].rename(columns={"as_of_date": "as of"}), empty="not in the quadrant mart yet").data]
-    hl = f["half_life"]
-    parts.append("<h2>Attention decay</h2>")
-    if len(hl):
+    hl, fit = f["half_life"], None
+    if len(hl) and "burst_half_life_days" in hl.columns:
         r = hl.iloc[-1].to_dict()
-        if "burst_half_life_days" in r:
-            parts.append(f"<p>Fit: <b>{html.escape(str(r.get('fit_status')))}</b> · burst half-life {html.escape(_interval(r, 'burst_half_life_days', ' days'))}"
-                         f" · background {html.escape(_interval(r, 'background_per_day', ' comments a day'))}</p>")
-        parts.append(table(hl.drop(columns=["title_kind", "title_id_trakt"], errors="ignore").T.reset_index().set_axis(["measure", "value"], axis=1), metric_formats=False).data)
-    else: parts.append("<p><em>none</em></p>")
-    parts.append("<h2>Hold-up</h2>")
-    hu = f["hold_up"]
-    parts.append(table(hu.drop(columns=["title_kind", "title_id_trakt"], errors="ignore").T.reset_index().set_axis(["measure", "value"], axis=1), metric_formats=False).data
-                 if len(hu) else "<p><em>none</em></p>")
-    parts.append("<h2>Rating distribution drift</h2>")
-    parts.append(chart_html(rating_chart(f["rating"])) if len(f["rating"]) else "<p><em>none</em></p>")
-    return "\n".join(parts)
+        fit = {"status": str(r.get("fit_status")), "half_life": _interval(r, "burst_half_life_days", " days"),
+               "background": _interval(r, "background_per_day", " comments a day")}
+    return render("title.html.j2", activity=chart_html(activity_chart(f["weekly"])) if len(f["weekly"]) else "",
+                  quadrant=table(f["quadrant"].rename(columns={"as_of_date": "as of"}), empty="not in the quadrant mart yet").data,
+                  fit=fit, decay=_measures(hl) if len(hl) else "", hold_up=_measures(f["hold_up"]) if len(f["hold_up"]) else "",
+                  rating=chart_html(rating_chart(f["rating"])) if len(f["rating"]) else "")
+
 
 # %% ../notebooks/46_title_pages.ipynb #d0362b64
 def write_title_pages(s,                     # Settings of the run
@@ -121,8 +115,7 @@ def write_title_pages(s,                     # Settings of the run
             p = folder / title_file(r.title_kind, r.title_id_trakt)
             p.write_text(page(f"{name} — {run_date}", body, facts, nav, head), encoding="utf-8")
             written.append(p)
-            rows.append(f'<tr><td><a href="{html.escape(p.name)}">{html.escape(name)}</a></td><td>{html.escape(r.title_kind)}</td></tr>')
-        index = "<table><thead><tr><th>title</th><th>kind</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>" if rows else "<p><em>none</em></p>"
-        (folder / "index.html").write_text(page(f"Titles — {run_date}", index, facts, nav), encoding="utf-8")
+            rows.append({"file": p.name, "name": name, "kind": r.title_kind})
+        (folder / "index.html").write_text(page(f"Titles — {run_date}", render("titles.html.j2", titles=rows), facts, nav), encoding="utf-8")
         return written + [folder / "index.html"]
     finally: con.close()

@@ -735,6 +735,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'trakt_nb.run.render_notebook': ('run.html#render_notebook', 'trakt_nb/run.py'),
                               'trakt_nb.run.run_day': ('run.html#run_day', 'trakt_nb/run.py'),
                               'trakt_nb.run.step_parameters': ('run.html#step_parameters', 'trakt_nb/run.py'),
+                              'trakt_nb.run.step_stages': ('run.html#step_stages', 'trakt_nb/run.py'),
                               'trakt_nb.run.write_index': ('run.html#write_index', 'trakt_nb/run.py')},
             'trakt_nb.semantic': { 'trakt_nb.semantic.Catalogue': ('semantic.html#catalogue', 'trakt_nb/semantic.py'),
                                    'trakt_nb.semantic.Catalogue.__contains__': ( 'semantic.html#catalogue.__contains__',

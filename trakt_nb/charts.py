@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import trakt_nb.config  # first: it keeps jsonschema's slow IRI checker (rfc3987-syntax, ~3 s) out of altair's import (see 00_config)
 import altair as alt
 import numpy as np
 import pandas as pd

@@ -20,8 +20,8 @@ from .pages import page, render
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'notebook_body', 'render_notebook', 'StepResult', 'RunResult',
-           'StepFailed', 'run_day', 'write_index', 'backfill']
+__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'notebook_body', 'render_notebook', 'StepResult',
+           'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
 
 # %% ../notebooks/45_run.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -33,6 +33,15 @@ def step_parameters(s: Settings, run_date: dt.date, step: str) -> dict:
     p = {"run_date": run_date.isoformat(), "settings_path": str(s.path or ""), "warehouse": str(s.storage.warehouse)}
     if step == "10_ingest": p["source"] = s.run.source
     return p
+
+def step_stages(steps: tuple) -> list[list[str]]:
+    "The steps in order, grouped into what runs at the same time: the reports together (they only read the day's gold), every other step alone."
+    stages: list[list[str]] = []
+    for name in steps:
+        if name in REPORTS and stages and all(n in REPORTS for n in stages[-1]): stages[-1].append(name)
+        else: stages.append([name])
+    return stages
+
 
 # %% ../notebooks/45_run.ipynb #d1f992d5
 def notebook_body(nb_path: Path) -> tuple[str, str]:
@@ -145,35 +154,43 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         render.shutdown(wait=True)
         for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
         return UserError(message)
+    def execute(name: str) -> tuple:
+        "Step `name` in a kernel of its own, started in the pipeline folder and shut down before this returns: (error or None, seconds, start)."
+        t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
+        try:
+            pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
+                                cwd=str(PIPELINE_DIR), kernel_name="python3", progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt jupyter_client sends before a shutdown (a step's errors come back through papermill)
+        except PapermillExecutionError as e: err = e
+        except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
+            err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
+        return err, round(time.monotonic() - t1, 3), step_start
     try:
-        for i, name in enumerate(steps, 1):
-            echo(f"[{i}/{len(steps)}] {name} …")
-            t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
-            try:  # a kernel of its own, started in the pipeline folder and shut down before this returns
-                pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
-                                    cwd=str(PIPELINE_DIR), kernel_name="python3", progress_bar=False, log_output=False,
-                                    request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
-                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel warning about its loopback ports
-            except PapermillExecutionError as e: err = e
-            except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
-                err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
-            if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
-            if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key)
-                raise refuse(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
-            if err is None and name == "10_ingest" and not _day_has_pages(s, run_date):  # no report pretends to be of a day without data
-                raise refuse(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
-                             f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
-            bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
-            if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
-            if err is None:
-                res.steps.append(StepResult(name, "succeeded", round(time.monotonic() - t1, 3), started_at=step_start))
-                if name == "20_model": res.steps.append(_quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
-            else:
-                msg = (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
-                       f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
-                res.steps.append(StepResult(name, "failed", round(time.monotonic() - t1, 3), msg, started_at=step_start))
-                res.status = "failed"
-                break
+        i = 0
+        for stage in step_stages(steps):
+            for name in stage: i += 1; echo(f"[{i}/{len(steps)}] {name} …")
+            if len(stage) == 1: ran = [execute(stage[0])]
+            else:  # the reports only read the day's gold: each in its own kernel, at the same time
+                with concurrent.futures.ThreadPoolExecutor(len(stage), thread_name_prefix="trakt-nb-step") as pool: ran = list(pool.map(execute, stage))
+            for name, (err, seconds, step_start) in zip(stage, ran):
+                if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
+                if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key)
+                    raise refuse(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
+                if err is None and name == "10_ingest" and not _day_has_pages(s, run_date):  # no report pretends to be of a day without data
+                    raise refuse(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
+                                 f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
+                bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
+                if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
+                if err is None:
+                    res.steps.append(StepResult(name, "succeeded", seconds, started_at=step_start))
+                    if name == "20_model": res.steps.append(_quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
+                else:
+                    msg = (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
+                           f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
+                    res.steps.append(StepResult(name, "failed", seconds, msg, started_at=step_start))
+                    res.status = "failed"
+            if res.status == "failed": break
     finally:
         render.shutdown(wait=False)
     if res.status != "failed": res.status = "failed" if any(st.status == "failed" for st in res.steps) else "succeeded"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import trakt_nb.config  # first: it keeps jsonschema's slow IRI checker (rfc3987-syntax, ~3 s) out of altair's import (see 00_config)
 import altair as alt
 import pandas as pd
 

@@ -9,7 +9,6 @@ import asyncio
 import math
 import random
 import re
-import ssl
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -19,10 +18,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 from urllib.parse import quote, quote_plus
 
 import aiohttp
-import certifi
 import httpx
+import httpx_aiohttp
 import orjson
-import yarl
 
 import trakt_nb
 from .config import Settings, UserError, get_logger, trakt_client_id
@@ -280,49 +278,38 @@ def _as_httpx_error(e: BaseException, request: httpx.Request) -> httpx.Transport
         return httpx.RemoteProtocolError(msg, request=request)
     return httpx.ReadError(msg, request=request)
 
-class _AiohttpBody(httpx.AsyncByteStream):
-    "A response body read from aiohttp as it arrives; a body not read to the end closes its connection."
-    def __init__(self, resp: aiohttp.ClientResponse, request: httpx.Request):
-        self._resp, self._request, self._complete = resp, request, False
+def _reraise(e: Exception, request: httpx.Request):
+    "Raise `e` again; an aiohttp error (raw, or as httpx-aiohttp mapped it) as the httpx error `_as_httpx_error` picks."
+    cause = e.__cause__ if isinstance(e, httpx.TransportError) else e
+    if isinstance(cause, (aiohttp.ClientError, TimeoutError)): raise _as_httpx_error(cause, request) from cause
+    raise e
+
+class _Body(httpx.AsyncByteStream):
+    "httpx-aiohttp's body stream with its errors remapped (a body not read to the end still closes its connection)."
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request): self._stream, self._request = stream, request
     async def __aiter__(self):
         try:
-            async for chunk in self._resp.content.iter_any(): yield chunk
-        except (aiohttp.ClientError, TimeoutError) as e: raise _as_httpx_error(e, self._request) from e
-        self._complete = True
-    async def aclose(self) -> None:
-        if self._complete: self._resp.release()  # back to the pool
-        else: self._resp.close()
+            async for chunk in self._stream: yield chunk
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as e: _reraise(e, self._request)
+    async def aclose(self) -> None: await self._stream.aclose()
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    "An httpx transport over an aiohttp connection pool (opened on first use, inside the running event loop)."
+class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
+    "httpx-aiohttp's transport over our aiohttp session (opened on the first request, inside the running event loop)."
     def __init__(self, max_connections: int = 8):
-        self.max_connections, self._session = max_connections, None
-        # built here, not on first use: loading the roots takes tens of ms, which would delay the first request
-        # past the instant the rate limiter recorded for it
-        self._tls = ssl.create_default_context(cafile=certifi.where())
+        # the TLS context (certifi's roots) is built here, not on first use: loading the roots takes tens of ms, which would
+        # delay the first request past the instant the rate limiter recorded for it
+        super().__init__(limits=httpx.Limits(max_connections=max_connections), trust_env=False, client=self._open)
 
     def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self._tls),
-                auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))  # httpx sets its own
-        return self._session
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.limits.max_connections, ssl=self.ssl_context),
+            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))  # httpx sets its own
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        t = request.extensions.get("timeout") or {}
-        body = await request.aread()
-        try:
-            resp = await self._open().request(
-                request.method, yarl.URL(str(request.url), encoded=True), headers=request.headers.multi_items(),
-                data=body or None, allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.get("connect"), sock_read=t.get("read")))
-        except (aiohttp.ClientError, TimeoutError) as e: raise _as_httpx_error(e, request) from e
-        return httpx.Response(resp.status, headers=list(resp.raw_headers), stream=_AiohttpBody(resp, request), request=request,
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": (resp.reason or "").encode()})
-
-    async def aclose(self) -> None:
-        if self._session is not None: await self._session.close(); self._session = None
+        try: resp = await super().handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as e: _reraise(e, request)
+        resp.stream = _Body(resp.stream, request)
+        return resp
 
 # %% ../notebooks/05_client.ipynb #144cb8d5
 Api = Literal["trakt", "tmdb"]

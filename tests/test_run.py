@@ -86,16 +86,21 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
     assert "already done" in (out / "10_ingest.html").read_text()
 
 
-def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):
-    "A step that breaks stops the run with the notebook and cell named, and leaves the executed notebook to read."
+def _model_step_doing(tmp_path, monkeypatch, code: str):
+    "The runner's pipeline folder replaced by one holding a 20_model notebook whose one cell after the parameters is `code`."
     import nbformat
     import trakt_nb.run as runner
     pipe = tmp_path / "pipeline"; pipe.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
-                                         nbformat.v4.new_code_cell("raise RuntimeError('the model broke')")],
+                                         nbformat.v4.new_code_cell(code)],
                                   metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
     nbformat.write(nb, str(pipe / "20_model.ipynb"))
     monkeypatch.setattr(runner, "PIPELINE_DIR", pipe)
+
+
+def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):
+    "A step that breaks stops the run with the notebook and cell named, and leaves the executed notebook to read."
+    _model_step_doing(tmp_path, monkeypatch, "raise RuntimeError('the model broke')")
     s = small_settings(tmp_path, monkeypatch)
     with pytest.raises(StepFailed) as e:
         run_day(s, DAY, steps=("20_model",))
@@ -158,14 +163,7 @@ def kernel_children() -> list[int]:
 
 def test_killed_kernel_is_a_failed_step(tmp_path, monkeypatch):
     "A step whose kernel dies (killed from outside, say by the OOM killer) fails the run in one sentence naming the step; no kernel is left."
-    import nbformat
-    import trakt_nb.run as runner
-    pipe = tmp_path / "pipeline"; pipe.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
-                                         nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
-    nbformat.write(nb, str(pipe / "20_model.ipynb"))
-    monkeypatch.setattr(runner, "PIPELINE_DIR", pipe)
+    _model_step_doing(tmp_path, monkeypatch, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     s = small_settings(tmp_path, monkeypatch)
     t = time.monotonic()
     with pytest.raises(StepFailed, match=r"^step 20_model failed: its kernel died \(killed; out of memory\?\); see .*20_model\.ipynb"):

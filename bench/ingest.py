@@ -4,7 +4,7 @@ Builds a replay world with ~N visible top-level comments over a handful of title
 fixed day from a separate process on loopback, and times, each variant in its own subprocess (peak RSS
 from `ru_maxrss`), the same comment pages (limit 100) fetched by:
 
-1. our `trakt_nb.ingest.ingest` full crawl into a fresh DuckDB file (loopback, then in-process);
+1. our `trakt_nb.land.ingest.ingest` full crawl into a fresh DuckDB file (loopback, then in-process);
 2. a bare loop: httpx.AsyncClient (same concurrency) + json.loads + one bulk insert, no validation —
    over the comment-listing pages, and over exactly the URLs our ingest called; on httpx's own
    connection pool and on aiohttp's (`AiohttpTransport`, what our client uses by default);
@@ -42,13 +42,13 @@ DAY = dt.date(2026, 3, 14)  # the run day D (mid-span, so day D+1 brings a reali
 
 # -- the world ------------------------------------------------------------------------------------
 def _spec(cfg: dict):
-    from trakt_nb.replay_world import WorldSpec
+    from trakt_nb.source.replay_world import WorldSpec
     return WorldSpec(seed=cfg["seed"], movies=cfg["movies"], shows=cfg["shows"], comments_per_title=cfg["cpt"])
 
 
 def plan_world(n_comments: int, seed: int = 11, movies: int = 5, shows: int = 3) -> dict:
     "A world config whose visible top-level comments as of DAY are close to `n_comments`."
-    from trakt_nb.replay_world import World, ground_truth
+    from trakt_nb.source.replay_world import World, ground_truth
     cfg = {"seed": seed, "movies": movies, "shows": shows, "cpt": n_comments / (movies + shows), "day": DAY.isoformat()}
     for _ in range(3):
         g = ground_truth(World.build(_spec(cfg)), DAY)
@@ -76,9 +76,9 @@ def _settings(cfg: dict, wd: Path, url: str = "", http_transport: str = "aiohttp
 
 
 def _app(cfg: dict, as_of: dt.date):
-    from trakt_nb.ingest import end_of_day
-    from trakt_nb.replay_api import ReplayAPI
-    from trakt_nb.replay_world import get_world
+    from trakt_nb.land.ingest import end_of_day
+    from trakt_nb.source.replay_api import ReplayAPI
+    from trakt_nb.source.replay_world import get_world
     return ReplayAPI(get_world(_spec(cfg)), as_of=end_of_day(as_of), rate_limit_calls=10**9, rate_limit_period_s=1)
 
 
@@ -148,19 +148,19 @@ def _ingest_paths(cfg: dict) -> list[str]:
 
 def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False,
              http_transport: str = "aiohttp") -> dict:
-    import trakt_nb.ingest
-    from trakt_nb.ingest import ingest
+    import trakt_nb.land.ingest
+    from trakt_nb.land.ingest import ingest
     if not replies:  # diagnostic only: the same crawl with reply threads skipped, to compare comment pages with comment pages
         async def no_replies(*a, **k): return None
-        trakt_nb.ingest.crawl_replies = no_replies
-    from trakt_nb.replay_world import get_world
-    from trakt_nb.bronze import connect
+        trakt_nb.land.ingest.crawl_replies = no_replies
+    from trakt_nb.source.replay_world import get_world
+    from trakt_nb.land.bronze import connect
     s = _settings(cfg, wd, "" if in_process else url, http_transport)
     if in_process: get_world(_spec(cfg))  # built before the clock starts, as the server process's world is
     t0, c0 = time.perf_counter(), _cpu()
     summ = ingest(s, DAY, in_process=in_process, progress=False)
     if silver:  # like for like with dlt's typed, flattened table: bronze plus the typed comment events
-        from trakt_nb.silver import build_silver
+        from trakt_nb.model.silver import build_silver
         con = connect(s); build_silver(con); con.close()
     secs, cpu = time.perf_counter() - t0, _cpu() - c0
     con = connect(s, read_only=True)
@@ -197,7 +197,7 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str], ai
         app = _app(cfg, DAY)
         mk = lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replay.local", headers=headers)
     else:
-        from trakt_nb.client import AiohttpTransport
+        from trakt_nb.source.client import AiohttpTransport
         transport = AiohttpTransport(cfg["concurrency"]) if aio else None  # the connection pool our client uses by default
         mk = lambda: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60, transport=transport)
     async def run():
@@ -364,9 +364,9 @@ def table(results: dict) -> str:
 def incremental(cfg: dict, wd: Path, url: str) -> dict:
     "Ingest D in full, then D+1 (replay as of D+1), and compare D+1's calls with the lower bound."
     import numpy as np
-    from trakt_nb.bronze import connect
-    from trakt_nb.ingest import ingest, end_of_day, to_epoch_iso
-    from trakt_nb.replay_world import get_world, comment_listing, replies_as_of, reply_listing, visible
+    from trakt_nb.land.bronze import connect
+    from trakt_nb.land.ingest import ingest, end_of_day, to_epoch_iso
+    from trakt_nb.source.replay_world import get_world, comment_listing, replies_as_of, reply_listing, visible
     wd.mkdir(parents=True, exist_ok=True)
     s = _settings(cfg, wd, url)
     d0, d1 = DAY, DAY + dt.timedelta(days=1)
@@ -428,8 +428,8 @@ def main(argv=None):
     t = time.perf_counter()
     cfg = plan_world(n)
     cfg["concurrency"], cfg["limit"] = a.concurrency, a.limit
-    from trakt_nb.replay_world import World, comment_listing
-    from trakt_nb.ingest import end_of_day
+    from trakt_nb.source.replay_world import World, comment_listing
+    from trakt_nb.land.ingest import end_of_day
     w = World.build(_spec(cfg))
     tday = int(end_of_day(DAY).timestamp())
     cfg["listing"] = {f"{k}:{tid}": len(comment_listing(w, i, "newest", tday)) for i, (k, tid) in enumerate(cfg["titles"])}

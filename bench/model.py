@@ -53,7 +53,7 @@ def _end_of(day: dt.date) -> int:
 # ---------------------------------------------------------------- generation
 
 def _spec(size: int):
-    from trakt_nb.replay_world import WorldSpec
+    from trakt_nb.source.replay_world import WorldSpec
     titles = 100 if size < 500_000 else 1000
     per_title = size / titles * 0.93  # replies add ~10 %, comments after D+1 are cut
     return WorldSpec(movies=titles * 6 // 10, shows=titles * 4 // 10, users=max(4000, size // 250),
@@ -62,7 +62,7 @@ def _spec(size: int):
 
 def _texts(w, rows: np.ndarray, t: int) -> list[str]:
     "comment_text(w, row, t) for every row, with the plain case sliced in bulk."
-    from trakt_nb.replay_world import LANGUAGES, comment_text
+    from trakt_nb.source.replay_world import LANGUAGES, comment_text
     c = w.c
     out = [None] * len(rows)
     special = c["inline_spoiler"][rows] | (c["edit_at"][rows] <= t)
@@ -83,7 +83,7 @@ def _texts(w, rows: np.ndarray, t: int) -> list[str]:
 
 def _comment_columns(w, rows: np.ndarray, t: int) -> pa.Table:
     "The fields of the Trakt comment objects of `rows` as of `t`, as columns (rendered to JSON in DuckDB)."
-    from trakt_nb.replay_world import LANGUAGES, likes_as_of, words_as_of
+    from trakt_nb.source.replay_world import LANGUAGES, likes_as_of, words_as_of
     c = w.c
     parent = c["parent"][rows]
     edited = c["edit_at"][rows] <= t
@@ -154,7 +154,7 @@ def _insert_comment_pages(con, w, rows: np.ndarray, t: int, target: str, run_dat
 
 def _other_pages(w, days: list[dt.date], summary_days: list[dt.date], load_of) -> list[dict]:
     "Rating pages per title and day, and summary pages, as bronze rows."
-    from trakt_nb.replay_world import ratings_object, title_object
+    from trakt_nb.source.replay_world import ratings_object, title_object
     rows = []
     for i, r in enumerate(w.titles.itertuples()):
         for kind, when in [("ratings", d) for d in days] + [("summary", d) for d in summary_days]:
@@ -170,8 +170,8 @@ def _other_pages(w, days: list[dt.date], summary_days: list[dt.date], load_of) -
 
 def generate(size: int, path: Path) -> dict:
     "Build the cached bronze file of `size` comments; returns what it holds."
-    from trakt_nb.bronze import ensure_bronze
-    from trakt_nb.replay_world import World
+    from trakt_nb.land.bronze import ensure_bronze
+    from trakt_nb.source.replay_world import World
     t0 = time.perf_counter()
     w = World.build(_spec(size))
     t_world = time.perf_counter() - t0
@@ -195,7 +195,7 @@ def generate(size: int, path: Path) -> dict:
     days = [D - dt.timedelta(days=k) for k in range(RATING_DAYS - 1, -1, -1)]
     other = _other_pages(w, days, [D], lambda i, when: i % LOADS + 1)
     other_next = _other_pages(w, [NEXT], [NEXT], lambda i, when: LOADS + 1)
-    from trakt_nb.bronze import bronze_arrow
+    from trakt_nb.land.bronze import bronze_arrow
     schema = bronze_arrow("trakt_pages")
     for target, rows in (("bronze.trakt_pages", other), ("bench_next.trakt_pages", other_next)):
         tab = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
@@ -284,7 +284,7 @@ FROM s LEFT JOIN t USING (title_kind, title_id_trakt);
 
 def _quadrant_sql(con, a: dt.date, window: int, min_comments: int, cap_q: float, certainty: float) -> str:
     "The quadrant as of `a` as a SQL subquery: window stats in SQL, the project's empirical-Bayes step on them (like the decay fit), ranks and labels in SQL."
-    from trakt_nb.gold_quadrant import place_titles
+    from trakt_nb.model.quadrant import place_titles
     start = a - dt.timedelta(days=window - 1)
     stats = con.sql(f"""
 WITH w AS (
@@ -316,7 +316,7 @@ FROM t LEFT JOIN pc USING (title_kind, title_id_trakt))"""
 def hand_gold(con, a: dt.date, m) -> None:
     "Every gold table as of `a` into schema `hand`, in plain DuckDB SQL (the decay fit and the trend regression are the project's scipy/statsmodels steps)."
     from scipy import stats
-    from trakt_nb.gold_half_life import _HL_SCHEMA, cohort_trend, fit_titles
+    from trakt_nb.model.half_life import _HL_SCHEMA, cohort_trend, fit_titles
     end = f"TIMESTAMPTZ '{a} 23:59:59+00'"
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE events AS
@@ -452,11 +452,11 @@ def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
     "One timed build on `db` (in this child process): 'ibis', 'ibis_incr' or 'sql'."
     import warnings
     warnings.filterwarnings("ignore")
-    from trakt_nb.bronze import connect
+    from trakt_nb.land.bronze import connect
     from trakt_nb.config import load_settings
-    from trakt_nb.model import build_gold
-    from trakt_nb.silver import build_silver
-    import trakt_nb.gold_half_life as ghl
+    from trakt_nb.model.build import build_gold
+    from trakt_nb.model.silver import build_silver
+    import trakt_nb.model.half_life as ghl
     settings = load_settings()
     con = connect(db)
     if os.environ.get("BENCH_MEMORY_LIMIT"): con.execute(f"SET memory_limit = '{os.environ['BENCH_MEMORY_LIMIT']}'")

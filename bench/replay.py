@@ -22,8 +22,8 @@ import time
 import httpx
 import orjson
 
-from trakt_nb.replay_api import DEFAULT_HEADERS, ReplayAPI, serve_in_thread
-from trakt_nb.replay_world import SORTS, World, WorldSpec, comment_listing, to_epoch
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, serve_in_thread
+from trakt_nb.source.replay_world import SORTS, World, WorldSpec, comment_listing, to_epoch
 
 AS_OF = "2026-11-25"
 LIMIT = 100

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-11-28"
 WORLDS = {"default": {}, "10x": {"TRAKT_NB_REPLAY_COMMENTS_PER_TITLE": "5000"}}
-RUNNER_FILES = ["trakt_nb/run.py", "trakt_nb/charts.py", "notebooks/pipeline/10_ingest.ipynb", "notebooks/pipeline/20_model.ipynb",
+RUNNER_FILES = ["trakt_nb/ops/run.py", "trakt_nb/ops/charts.py", "notebooks/pipeline/10_ingest.ipynb", "notebooks/pipeline/20_model.ipynb",
                 "notebooks/pipeline/30_quadrants.ipynb", "notebooks/pipeline/31_half_life.ipynb"]
 
 

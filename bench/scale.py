@@ -69,7 +69,7 @@ def _lake_dir(size: int) -> Path: return WORK / f"iceberg_{size}"
 
 def publish(size: int, src: Path) -> dict:
     "Bronze pages of `src` published once into the Iceberg lake of `size` (cached)."
-    from trakt_nb.lake import open_lake, publish_bronze, published_load_id
+    from trakt_nb.land.lake import open_lake, publish_bronze, published_load_id
     lake_dir = _lake_dir(size)
     s = _settings("duckdb-iceberg", lake_dir)
     con = duckdb.connect(str(src), read_only=True)
@@ -100,9 +100,9 @@ def run_setup(setup: str, size: int, db: Path | None) -> dict:
     with PeakTree() as peak:
         t0 = time.perf_counter()
         if setup == "duckdb-file":
-            from trakt_nb.bronze import connect
-            from trakt_nb.model import build_gold
-            from trakt_nb.silver import build_silver
+            from trakt_nb.land.bronze import connect
+            from trakt_nb.model.build import build_gold
+            from trakt_nb.model.silver import build_silver
             con = connect(str(db))
             t1 = time.perf_counter()
             build_silver(con, full_refresh=True)
@@ -112,9 +112,9 @@ def run_setup(setup: str, size: int, db: Path | None) -> dict:
             gold = {t: con.execute(f"SELECT * FROM gold.{t} WHERE as_of_date = DATE '{D}'").to_arrow_table() for t in GOLD_OUT}
             con.close()
         else:
-            from trakt_nb.backend import compute_backend, stop_backend
-            from trakt_nb.lake import open_lake
-            from trakt_nb.lake_model import build_lake_gold, build_lake_silver
+            from trakt_nb.model.backend import compute_backend, stop_backend
+            from trakt_nb.land.lake import open_lake
+            from trakt_nb.model.lake_build import build_lake_gold, build_lake_silver
             lake = open_lake(s)
             b = compute_backend(s)
             t1 = time.perf_counter()

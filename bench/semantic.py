@@ -13,7 +13,7 @@ import time
 import duckdb
 
 from trakt_nb.config import load_settings
-from trakt_nb.semantic import as_of_dates, query
+from trakt_nb.model.semantic import as_of_dates, query
 
 
 def _median_s(f, k=5):

@@ -1,7 +1,7 @@
 """Do the gold estimators recover the replay world's truth? The validation table of issue 15, over many worlds.
 
 Each world is a default-size replay world (`WorldSpec()`, 50 titles) with its own seed, read as of its last day. The
-real gold functions run on silver-like tables built from the world in memory (`trakt_nb.sense`: no HTTP crawl; the
+real gold functions run on silver-like tables built from the world in memory (`trakt_nb.model.sense`: no HTTP crawl; the
 pipeline copies the world exactly, tests/test_model.py). Figures are pooled over eligible titles (at least 200 top-level
 comments after release) of every world of a kind:
 
@@ -21,8 +21,8 @@ import argparse
 import platform
 import time
 
-from trakt_nb.replay_world import DECAY_SHAPES
-from trakt_nb.sense import TARGETS, decay_figures, sense_worlds
+from trakt_nb.source.replay_world import DECAY_SHAPES
+from trakt_nb.model.sense import TARGETS, decay_figures, sense_worlds
 
 MEASURES = [  # (figure, label, kind of worlds, target as text)
     ("within_20", "burst half-life within 20% of truth (eligible titles; not ok = miss)", "exponential", "≥ 0.80"),
@@ -56,8 +56,8 @@ def decay_table(a) -> list[tuple]:
 
 
 def intensity_rows(a) -> list[tuple]:
-    "Rows (kind, measure, target, value, worlds, eligible) of the intensity validation (`trakt_nb.intensity_sense`): default-size worlds from seed `first_seed + 2000`, each read at six as-of dates."
-    from trakt_nb.intensity_sense import DATES, intensity_table
+    "Rows (kind, measure, target, value, worlds, eligible) of the intensity validation (`trakt_nb.model.intensity_sense`): default-size worlds from seed `first_seed + 2000`, each read at six as-of dates."
+    from trakt_nb.model.intensity_sense import DATES, intensity_table
     seeds = tuple(range(a.first_seed + 2000, a.first_seed + 2000 + a.intensity_seeds))
     t = intensity_table(seeds=seeds).set_index("measure")
     eligible = int(t.value["eligible_titles"])

@@ -2,7 +2,7 @@
 
 Generates Trakt-shaped comments in memory, serialises them into pages of JSON bytes, then
 times side by side: (a) decoding only, (b) + jsonschema per comment, (c) + fastjsonschema,
-(d) + `trakt_nb.contracts.check_items` (fast path, errors explained, drift counted),
+(d) + `trakt_nb.land.contracts.check_items` (fast path, errors explained, drift counted),
 (e) the same given each page's bytes, as the crawl calls it (a clean page passes in one typed decode).
 
 Run from the project root:  .venv/bin/python -m bench.validate  [--n 100000] [--repeat 3]
@@ -21,8 +21,8 @@ import fastjsonschema
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 
-import trakt_nb.contracts as contracts_mod
-from trakt_nb.contracts import check_items, load_contracts
+import trakt_nb.land.contracts as contracts_mod
+from trakt_nb.land.contracts import check_items, load_contracts
 
 VOCAB = ("the a and of it was is this that film movie show season episode ending plot acting score "
          "cast pacing twist character story scene director camera sound music dialogue slow great "

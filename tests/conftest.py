@@ -4,8 +4,8 @@ import asyncio
 import httpx
 import pytest
 
-from trakt_nb.replay_api import DEFAULT_HEADERS, ReplayAPI, replay_client, serve_in_thread
-from trakt_nb.replay_world import World, WorldSpec
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, replay_client, serve_in_thread
+from trakt_nb.source.replay_world import World, WorldSpec
 
 SMALL_SPEC = WorldSpec(seed=11, movies=5, shows=3, users=300, comments_per_title=300)
 AS_OF = "2026-11-25"  # served as of 2026-11-25T23:59:59Z
@@ -14,7 +14,7 @@ AS_OF = "2026-11-25"  # served as of 2026-11-25T23:59:59Z
 def asgi_client(app, **kw) -> httpx.AsyncClient:
     "`replay_client(app)`; the same client built by hand where the library's cannot be built."
     try: return replay_client(app, **kw)
-    except NameError:  # trakt_nb.replay_api does not import httpx (see test_replay_client_builds)
+    except NameError:  # trakt_nb.source.replay_api does not import httpx (see test_replay_client_builds)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replay.local", **kw)
 
 

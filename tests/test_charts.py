@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import vl_convert as vlc
 
-from trakt_nb import charts
+from trakt_nb.ops import charts
 
 DAY = dt.date(2026, 11, 28)
 EVIL = "<script>alert(1)</script>"
@@ -88,9 +88,9 @@ def test_bundle_defines_vega_embed_and_fetches_nothing():
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
     from trakt_nb.config import load_settings
-    from trakt_nb.ingest import ingest_async
-    from trakt_nb.model import build_model
-    from trakt_nb.bronze import connect
+    from trakt_nb.land.ingest import ingest_async
+    from trakt_nb.model.build import build_model
+    from trakt_nb.land.bronze import connect
     s = load_settings(None).replace(storage={"warehouse": str(tmp_path_factory.mktemp("charts") / "w.duckdb")})
     asyncio.run(ingest_async(s, DAY, progress=False))
     build_model(s, DAY)
@@ -101,7 +101,7 @@ def warehouse(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_builder_renders_on_warehouse_frames(warehouse):
-    from trakt_nb.semantic import query
+    from trakt_nb.model.semantic import query
     q = lambda m, by, **kw: query(warehouse, m, by=by, as_of=kw.pop("as_of", DAY), **kw).to_pandas()
     title = ["title_kind", "title_id_trakt", "title", "year"]
     f = {"quadrant": q(["breadth", "intensity"], title + ["quadrant", "prev_quadrant", "eligible"]),

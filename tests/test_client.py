@@ -1,4 +1,4 @@
-"""trakt_nb.client against small in-process servers that behave like Trakt, Cloudflare and TMDb."""
+"""trakt_nb.source.client against small in-process servers that behave like Trakt, Cloudflare and TMDb."""
 import asyncio
 import math
 import random
@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 import trakt_nb
-from trakt_nb.client import (ApiKeyRejected, ClientStats, FakeTime, InvalidBody, MIN_WAIT_S, RateLimitedUntil,
+from trakt_nb.source.client import (ApiKeyRejected, ClientStats, FakeTime, InvalidBody, MIN_WAIT_S, RateLimitedUntil,
                              RateLimiter, ResponseTooLarge, RetriesExhausted, TraktClient)
 from trakt_nb.config import UserError, configure_logging, load_settings
 
@@ -531,7 +531,7 @@ def loopback_client(url, **client):
 
 
 def test_default_transport_is_aiohttp_and_httpx_is_a_setting():
-    from trakt_nb.client import AiohttpTransport
+    from trakt_nb.source.client import AiohttpTransport
     async def transports():
         async with TraktClient(S, api_key=KEY) as a, TraktClient(S.replace(client={"http_transport": "httpx"}), api_key=KEY) as b:
             return type(a._http._transport), type(b._http._transport)

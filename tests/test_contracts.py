@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
-import trakt_nb.contracts as contracts_mod
-from trakt_nb.contracts import (SCHEMAS_DIR, CheckResult, check_items, check_object, load_contracts,
+import trakt_nb.land.contracts as contracts_mod
+from trakt_nb.land.contracts import (SCHEMAS_DIR, CheckResult, check_items, check_object, load_contracts,
                                 quarantine_text)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_trending_embeds_the_same_title_schema(kind):
 
 
 def test_schemas_dir_found_from_another_working_directory(tmp_path):
-    out = subprocess.run([sys.executable, "-c", "from trakt_nb.contracts import load_contracts as l; print(l().schemas_dir)"],
+    out = subprocess.run([sys.executable, "-c", "from trakt_nb.land.contracts import load_contracts as l; print(l().schemas_dir)"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()) == ROOT / "schemas"
@@ -272,7 +272,7 @@ def test_quarantine_text_keeps_valid_text_intact():
 
 @pytest.mark.slow
 def test_replay_world_payloads_are_valid():
-    rw = pytest.importorskip("trakt_nb.replay_world")
+    rw = pytest.importorskip("trakt_nb.source.replay_world")
     import numpy as np
     w = rw.get_world(rw.WorldSpec(movies=4, shows=3, users=150, comments_per_title=60))
     t = rw.to_epoch("2027-06-01")
@@ -310,7 +310,7 @@ SEGMENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(SEGMENT, min_size=1, max_size=4))
 def test_silver_column_is_a_lower_snake_identifier(parts):
-    from trakt_nb.contracts import as_field_path, silver_column
+    from trakt_nb.land.contracts import as_field_path, silver_column
     path = "$." + ".".join(parts)
     assert as_field_path(path) == path == as_field_path(".".join(parts))
     try: col = silver_column(path)
@@ -321,7 +321,7 @@ def test_silver_column_is_a_lower_snake_identifier(parts):
 
 def _drift_con(*rows):
     import duckdb
-    from trakt_nb.bronze import ensure_bronze
+    from trakt_nb.land.bronze import ensure_bronze
     con = ensure_bronze(duckdb.connect())
     for path, t in rows:
         con.execute("INSERT INTO bronze.schema_drift VALUES ('comment', $1, $2, now(), now(), 3)", [path, t])
@@ -330,8 +330,8 @@ def _drift_con(*rows):
 
 def test_promote_changes_only_the_promoted_property(tmp_path):
     import shutil
-    from trakt_nb.contracts import promoted_fields
-    from trakt_nb.promotion import promote
+    from trakt_nb.land.contracts import promoted_fields
+    from trakt_nb.land.promotion import promote
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     con = _drift_con(("$.user.karma", "integer"), ("$.user.karma", "null"))
     path = promote("comment", "$.user.karma", schemas_dir=tmp_path / "schemas", con=con)
@@ -357,7 +357,7 @@ def test_loading_the_contracts_skips_the_iri_grammar_and_keeps_the_formats_the_s
     "The IRI checker's grammar (seconds per process) is kept out, and every format our schemas name is still checked."
     used = set().union(*(_formats_used(json.loads(p.read_text())) for p in SCHEMAS_DIR.rglob("v*.json")))
     assert {"date", "date-time"} <= used and not used & {"iri", "iri-reference"}
-    code = ("import sys, json, trakt_nb.contracts; from jsonschema import FormatChecker; "
+    code = ("import sys, json, trakt_nb.land.contracts; from jsonschema import FormatChecker; "
             "print(json.dumps([sys.modules.get('rfc3987_syntax') is None, sorted(FormatChecker().checkers)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     skipped, checkers = json.loads(out)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from trakt_nb.gold import daily_engagement, half_life, half_life_cohort_trend, hold_up, quadrant, rating_trend
-from trakt_nb.gold_engagement import events_memtable
+from trakt_nb.model.gold import daily_engagement, half_life, half_life_cohort_trend, hold_up, quadrant, rating_trend
+from trakt_nb.model.engagement import events_memtable
 
 BASE = dt.date(2025, 1, 1)
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -206,8 +206,8 @@ def _history(comments) -> ibis.Table:
 @given(st.lists(version, min_size=1, max_size=25), st.integers(0, 30), st.integers(0, 8))
 def test_engagement_changes_bring_the_fact_up_to_date(comments, since_off, days):
     "The series as of `since` with `engagement_changes` applied equals the series computed in full as of a later day: late, edited and new comments, new titles, moved first days."
-    from trakt_nb.gold_engagement import apply_engagement_changes, engagement_changes
-    from trakt_nb.silver import comment_events_as_of
+    from trakt_nb.model.engagement import apply_engagement_changes, engagement_changes
+    from trakt_nb.model.silver import comment_events_as_of
     hist = _history(comments)
     since, as_of = BASE + dt.timedelta(days=since_off), BASE + dt.timedelta(days=since_off + days)
     prev = daily_engagement(comment_events_as_of(hist, since), since)

@@ -5,8 +5,8 @@ import httpx
 import pytest
 
 from test_ingest import D, bronze_ids, end_of_day, followed, make_settings, quarantined_ids, replay_app, state, truth, truth_ids
-from trakt_nb.bronze import connect, ensure_bronze, get_state, set_state
-from trakt_nb.ingest import RunStopped, ingest
+from trakt_nb.land.bronze import connect, ensure_bronze, get_state, set_state
+from trakt_nb.land.ingest import RunStopped, ingest
 
 T0 = end_of_day(D)
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from trakt_nb.intensity_sense import TARGETS, intensity_figures, intensity_sample
-from trakt_nb.replay_world import WorldSpec
+from trakt_nb.model.intensity_sense import TARGETS, intensity_figures, intensity_sample
+from trakt_nb.source.replay_world import WorldSpec
 
 SEEDS = (101, 102, 103, 104, 105)
 DATES = (dt.date(2025, 3, 31), dt.date(2026, 3, 31))

@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from trakt_nb.bronze import BronzeWriter, connect, ensure_bronze
-from trakt_nb.ingest import end_of_day, ingest
-from trakt_nb.lake import BRONZE_PAGES, open_lake, publish_bronze, published_load_id
-from trakt_nb.gold_marts import MARTS
-from trakt_nb.model import build_model
+from trakt_nb.land.bronze import BronzeWriter, connect, ensure_bronze
+from trakt_nb.land.ingest import end_of_day, ingest
+from trakt_nb.land.lake import BRONZE_PAGES, open_lake, publish_bronze, published_load_id
+from trakt_nb.model.marts import MARTS
+from trakt_nb.model.build import build_model
 
 from test_ingest import FAST_CLIENT, REPLAY, make_settings, replay_app, state, write_ini
 
@@ -278,7 +278,7 @@ def test_killed_ingest_resumes_to_the_same_lake_bronze(tmp_path, serve):
 def test_model_publishes_what_ingest_left_in_the_outbox(tmp_path):
     "Pages a run committed but never published (killed before its publish) reach the lake when the model step starts."
     import asyncio
-    from trakt_nb.ingest import ingest_async
+    from trakt_nb.land.ingest import ingest_async
     s = lake_settings(tmp_path, "delta").replace(replay={"movies": 2, "shows": 1, "comments_per_title": 100}, titles={"trending_top_n": 1})
     asyncio.run(ingest_async(s, D1, in_process=True, progress=False))  # the library call: bronze in DuckDB, no publish
     con = connect(s, read_only=True)
@@ -295,7 +295,7 @@ def test_model_publishes_what_ingest_left_in_the_outbox(tmp_path):
 
 _KILL_AFTER_COMMIT = """
 import os, signal, sys
-import trakt_nb.lake as lake
+import trakt_nb.land.lake as lake
 from trakt_nb.config import load_settings
 def die(con, published): os.kill(os.getpid(), signal.SIGKILL)
 lake._prune_outbox = die
@@ -345,7 +345,7 @@ def test_missing_extra_is_one_sentence(tmp_path, monkeypatch):
 def test_daily_run_on_iceberg_serves_the_lake_to_the_reports(tmp_path, monkeypatch):
     "`trakt-nb run` with storage = iceberg: every step succeeds, and the DuckDB file's gold is a view of the lake's."
     from test_run import DAY as RUN_DAY, small_settings
-    from trakt_nb.run import run_day
+    from trakt_nb.ops.run import run_day
     s = small_settings(tmp_path, monkeypatch, TRAKT_NB_STORAGE_STORAGE="iceberg", TRAKT_NB_STORAGE_LAKE=str(tmp_path / "lake"))
     res = run_day(s, RUN_DAY)
     assert res.status == "succeeded", [(st.name, st.status, st.error) for st in res.steps]
@@ -365,7 +365,7 @@ def test_daily_run_on_iceberg_serves_the_lake_to_the_reports(tmp_path, monkeypat
 
 _KILL_AT_SECOND_CHUNK = """
 import os, signal, sys
-import trakt_nb.lake as lake
+import trakt_nb.land.lake as lake
 from trakt_nb.config import load_settings
 lake.PUBLISH_CHUNK_BYTES = 1  # one load per commit
 calls = []

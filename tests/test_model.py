@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from trakt_nb.bronze import connect
+from trakt_nb.land.bronze import connect
 from trakt_nb.config import load_settings
-from trakt_nb.ingest import ingest
-from trakt_nb import model
-from trakt_nb.gold_marts import MARTS
-from trakt_nb.model import build_gold, build_model
-from trakt_nb.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
+from trakt_nb.land.ingest import ingest
+from trakt_nb.model import build as model
+from trakt_nb.model.marts import MARTS
+from trakt_nb.model.build import build_gold, build_model
+from trakt_nb.source.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
 
 REPLAY = {"seed": 5, "movies": 4, "shows": 3, "users": 300, "comments_per_title": 300}
 EVENT_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history")
@@ -75,7 +75,7 @@ def test_incremental_equals_full_refresh(dates):
     def since(con, as_of):
         paths.append((as_of, fact_since(con, as_of)))
         return paths[-1][1]
-    with tempfile.TemporaryDirectory() as tmp, mock.patch("trakt_nb.model.fact_since", since):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("trakt_nb.model.build.fact_since", since):
         s = _settings(tmp)
         for d in dates: _day(s, d)
         # the first day computes the fact in full; every later day brings it up to date in place from the day before
@@ -150,7 +150,7 @@ def test_hashes_see_a_change():
 
 
 def test_decay_fit_does_not_depend_on_row_order():
-    from trakt_nb.gold_half_life import fit_titles
+    from trakt_nb.model.half_life import fit_titles
     for seed in range(5):
         r = np.random.default_rng(seed)
         t = (np.concatenate([r.exponential(10 / np.log(2), 300), r.uniform(0, 200, 50)]) * 86400).astype("int64") + 1_735_689_600
@@ -224,7 +224,7 @@ def test_gold_for_a_day_is_reproducible_later(two_days):
 @pytest.mark.slow
 def test_query_as_of_an_earlier_day_equals_that_days_fact(two_days):
     "The fact is stored as of its newest day; the semantic layer computes an earlier as-of from silver history, equal to what that day's run stored."
-    from trakt_nb.semantic import query
+    from trakt_nb.model.semantic import query
     s, gold_d1 = two_days
     con = connect(s, read_only=True)
     try:

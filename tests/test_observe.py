@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from trakt_nb.bronze import connect
+from trakt_nb.land.bronze import connect
 from trakt_nb.config import load_settings
-from trakt_nb.contracts import load_contracts
-from trakt_nb.observe import (JOBS, build_manifest, emit_lineage, event_from_dict, health_body, lineage_events, push_prometheus,
+from trakt_nb.land.contracts import load_contracts
+from trakt_nb.ops.observe import (JOBS, build_manifest, emit_lineage, event_from_dict, health_body, lineage_events, push_prometheus,
                               quality_rows, validate_event, write_manifest, write_prometheus)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +44,8 @@ def run_dict(failed_step: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory):
     "A small warehouse: one ingest and one model build for DAY, plus a quality run with a failing error and warn test."
-    from trakt_nb.ingest import ingest
-    from trakt_nb.model import build_model
+    from trakt_nb.land.ingest import ingest
+    from trakt_nb.model.build import build_model
     tmp = tmp_path_factory.mktemp("observe")
     env = {**SMALL, "TRAKT_NB_STORAGE_WAREHOUSE": str(tmp / "w.duckdb"), "TRAKT_NB_STORAGE_REPORTS_DIR": str(tmp / "reports"),
            "TRAKT_NB_STORAGE_STATE_DIR": str(tmp / "state"), "TRAKT_CLIENT_ID": MARKER}
@@ -296,7 +296,7 @@ def test_health_body_is_escaped_and_fetches_nothing(wh, manifest):
 def test_grafana_dashboard_uses_only_metrics_the_textfile_defines(manifest):
     dash = json.loads((ROOT / "observability" / "grafana" / "trakt-nb-dashboard.json").read_text())
     assert dash["uid"] and dash["title"] and dash["panels"] and isinstance(dash["schemaVersion"], int)
-    from trakt_nb.observe import prometheus_text
+    from trakt_nb.ops.observe import prometheus_text
     defined = {smp.name for f in text_string_to_metric_families(prometheus_text(manifest)) for smp in f.samples}
     used = set()
     for p in dash["panels"]:
@@ -311,7 +311,7 @@ def test_grafana_dashboard_uses_only_metrics_the_textfile_defines(manifest):
 
 
 def test_manifest_takes_the_slo_status_object(wh, tmp_path):
-    from trakt_nb.slo import slo_status
+    from trakt_nb.ops.slo import slo_status
     rd = wh.storage.reports_dir / DAY.isoformat()
     rd.mkdir(parents=True, exist_ok=True)
     (rd / "run.json").write_text(json.dumps(run_dict()))

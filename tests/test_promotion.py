@@ -7,12 +7,12 @@ import httpx
 import pytest
 
 from test_ingest import D, make_settings
-from trakt_nb.bronze import BronzeWriter, connect
+from trakt_nb.land.bronze import BronzeWriter, connect
 from trakt_nb.config import UserError
-from trakt_nb.contracts import SCHEMAS_DIR, check_items, load_contracts
-from trakt_nb.promotion import drift_report, promote, promote_from_drift
-from trakt_nb.ingest import ingest
-from trakt_nb.silver import build_silver
+from trakt_nb.land.contracts import SCHEMAS_DIR, check_items, load_contracts
+from trakt_nb.land.promotion import drift_report, promote, promote_from_drift
+from trakt_nb.land.ingest import ingest
+from trakt_nb.model.silver import build_silver
 
 ITEMS = """SELECT unnest(from_json(payload, '["json"]')) AS item, run_date, schema_version FROM bronze.trakt_pages
            WHERE resource_kind IN ('comments', 'replies') AND http_status = 200"""
@@ -124,7 +124,7 @@ def test_promoted_schema_validates_stored_payloads_and_the_next_run(work, monkey
     build_silver(con, schemas_dir=schemas)
     before = con.execute("SELECT count(sentiment) FROM silver.stg_trakt__comment_event").fetchone()[0]
     con.close()
-    monkeypatch.setattr("trakt_nb.ingest.load_contracts", lambda *a, **kw: load_contracts(schemas))
+    monkeypatch.setattr("trakt_nb.land.ingest.load_contracts", lambda *a, **kw: load_contracts(schemas))
     assert ingest(s, D + dt.timedelta(days=1), in_process=True, progress=False).status == "succeeded"
     con = connect(s)
     try:

@@ -7,9 +7,9 @@ import duckdb
 import pytest
 
 from trakt_nb.config import load_settings
-from trakt_nb.ingest import ingest
-from trakt_nb.model import build_model
-from trakt_nb.quality import QualityFailed, check_day, failures, raise_for_errors, run_quality, weekday_profile, _daily_counts, load_tests, _columns, _filters
+from trakt_nb.land.ingest import ingest
+from trakt_nb.model.build import build_model
+from trakt_nb.model.quality import QualityFailed, check_day, failures, raise_for_errors, run_quality, weekday_profile, _daily_counts, load_tests, _columns, _filters
 
 # seed 5 at 4,000 comments per title: about 100 new comments a day in late July 2026 over the followed titles, a window
 # without a revival starting or fading in it (clean days must score |z| < 3; earlier July has one fading, z = -4.1)

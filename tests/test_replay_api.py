@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from trakt_nb.config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN
-from trakt_nb.replay_api import DEFAULT_HEADERS, FAULTS, TRANSIENT_STREAK, ReplayAPI, replay_client
-from trakt_nb.replay_world import SORTS, World, comment_listing, ground_truth, to_epoch
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, FAULTS, TRANSIENT_STREAK, ReplayAPI, replay_client
+from trakt_nb.source.replay_world import SORTS, World, comment_listing, ground_truth, to_epoch
 
 from conftest import AS_OF, SMALL_SPEC
 
@@ -745,8 +745,8 @@ def test_page_shift_rate_zero_is_off(small_world, make_app, inproc):
 def test_a_million_comments_fit_well_under_2gb():
     code = textwrap.dedent("""
         import resource, time, orjson
-        from trakt_nb.replay_world import World, WorldSpec
-        from trakt_nb.replay_api import ReplayAPI, DEFAULT_HEADERS
+        from trakt_nb.source.replay_world import World, WorldSpec
+        from trakt_nb.source.replay_api import ReplayAPI, DEFAULT_HEADERS
         t0 = time.perf_counter()
         w = World.build(WorldSpec(seed=7, movies=600, shows=400, comments_per_title=1000))
         build_s = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from urllib.parse import urlparse, unquote
 import pytest
 
 from test_run import DAY, small_settings
-from trakt_nb.run import run_day
+from trakt_nb.ops.run import run_day
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell")

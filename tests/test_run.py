@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from trakt_nb.bronze import connect
+from trakt_nb.land.bronze import connect
 from trakt_nb.config import UserError, load_settings
-from trakt_nb.run import STEPS, StepFailed, backfill, run_day
+from trakt_nb.ops.run import STEPS, StepFailed, backfill, run_day
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "marker-secret-5c1e7a90"
@@ -89,7 +89,7 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
 def _model_step_doing(tmp_path, monkeypatch, code: str):
     "The runner's pipeline folder replaced by one holding a 20_model notebook whose one cell after the parameters is `code`."
     import nbformat
-    import trakt_nb.run as runner
+    import trakt_nb.ops.run as runner
     pipe = tmp_path / "pipeline"; pipe.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
                                          nbformat.v4.new_code_cell(code)],
@@ -192,7 +192,7 @@ def tables_content(s) -> dict:
 
 def test_data_test_error_fails_the_run_after_the_reports(tmp_path, monkeypatch):
     "An error-level data test fails the run, but only once every report page has been written."
-    import trakt_nb.quality as quality
+    import trakt_nb.model.quality as quality
     bad = quality.TestResult("volume_anomaly:silver.stg_trakt__comment_event", "silver.stg_trakt__comment_event", "volume_anomaly",
                              "error", "fail", "-4.8", "3.0", "new comments 51 vs 117.5 expected (z = -4.8)")
     monkeypatch.setattr(quality, "check_day", lambda s, day, run_id=None: [bad])

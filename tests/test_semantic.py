@@ -11,14 +11,14 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from trakt_nb.config import UserError
-from trakt_nb.semantic import (METRICS_PATH, ExpressionError, catalogue_table, create_metric_views, format_value, period,
+from trakt_nb.model.semantic import (METRICS_PATH, ExpressionError, catalogue_table, create_metric_views, format_value, period,
                                load_metrics, parse_expression, parse_predicate, query, write_demo_gold)
 
 CAT = load_metrics()
 LATEST, EARLIER = dt.date(2026, 11, 20), dt.date(2026, 11, 13)
 
 # Each metric over the whole demo warehouse at the latest as-of date, computed by hand from the rows of
-# trakt_nb.semantic._DEMO_ROWS (see the comments there for column order).
+# trakt_nb.model.semantic._DEMO_ROWS (see the comments there for column order).
 EXPECTED = {
     "comments": 3 + 2 + 0 + 4 + 1 + 5 + 0 + 1,
     "top_level_comments": 2 + 2 + 0 + 3 + 1 + 4 + 0 + 1,
@@ -238,7 +238,7 @@ def test_grammar_has_no_python_escape():
 
 # The gold modules, when present, produce the columns metrics.yml reads (the contract of MODEL_SPEC).
 def _events():
-    ge = pytest.importorskip("trakt_nb.gold_engagement")
+    ge = pytest.importorskip("trakt_nb.model.engagement")
     rows = []
     start = dt.datetime(2026, 1, 1, 12)  # a burst in January, then a long tail into the quadrant window
     for i in range(120):
@@ -259,9 +259,9 @@ def test_gold_outputs_have_the_columns_metrics_read():
     as_of = dt.date(2026, 11, 20)
     eng = ge.daily_engagement(events, as_of).mutate(as_of_date=ibis.literal(as_of))
     outputs = {"gold.fct_title_daily_engagement": eng}
-    from trakt_nb.gold_quadrant import quadrant
-    from trakt_nb.gold_half_life import half_life
-    from trakt_nb.gold_hold_up import hold_up
+    from trakt_nb.model.quadrant import quadrant
+    from trakt_nb.model.half_life import half_life
+    from trakt_nb.model.hold_up import hold_up
     outputs["gold.mart_title_quadrant"] = quadrant(eng, as_of)
     outputs["gold.mart_title_half_life"] = hl = half_life(events, as_of, min_comments=3, min_days=1)
     outputs["gold.mart_title_hold_up"] = hold_up(eng, hl, as_of)

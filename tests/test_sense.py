@@ -8,7 +8,7 @@ estimator — the old weekly regression had a rank correlation of 0.11 and 14% w
 """
 import pytest
 
-from trakt_nb.sense import decay_figures, sense_worlds
+from trakt_nb.model.sense import decay_figures, sense_worlds
 
 pytestmark = pytest.mark.slow
 

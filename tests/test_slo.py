@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from trakt_nb.bronze import connect, ensure_bronze, finish_run, start_run
+from trakt_nb.land.bronze import connect, ensure_bronze, finish_run, start_run
 from trakt_nb.config import load_settings
-from trakt_nb.slo import check, freshness_deadline, slo_status, slo_window, status_table, summary_line
+from trakt_nb.ops.slo import check, freshness_deadline, slo_status, slo_window, status_table, summary_line
 
 UTC = dt.timezone.utc
 D = dt.date

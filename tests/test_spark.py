@@ -10,16 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from ibis import _
 
-from trakt_nb.backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
-from trakt_nb.bronze import connect
+from trakt_nb.model.backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
+from trakt_nb.land.bronze import connect
 from trakt_nb.config import load_settings
-from trakt_nb.contracts import EVENT_COLUMNS
-from trakt_nb.gold import daily_engagement
-from trakt_nb.gold_engagement import GOLD_EVENT_COLUMNS, apply_engagement_changes, engagement_changes
-from trakt_nb.ingest import ingest
-from trakt_nb.gold_marts import MARTS, gold_marts, half_life_of
-from trakt_nb.model import build_model
-from trakt_nb.silver import (comment_contract, comment_events_as_of, day_versions, dim_title, flatten_comments,
+from trakt_nb.land.contracts import EVENT_COLUMNS
+from trakt_nb.model.gold import daily_engagement
+from trakt_nb.model.engagement import GOLD_EVENT_COLUMNS, apply_engagement_changes, engagement_changes
+from trakt_nb.land.ingest import ingest
+from trakt_nb.model.marts import MARTS, gold_marts, half_life_of
+from trakt_nb.model.build import build_model
+from trakt_nb.model.silver import (comment_contract, comment_events_as_of, day_versions, dim_title, flatten_comments,
                              latest_version, rating_dist)
 
 pytestmark = [pytest.mark.spark, pytest.mark.lakehouse]
@@ -167,7 +167,7 @@ def test_parity_check_sees_a_difference(on_duckdb):
 
 def test_gold_equal_on_file_iceberg_and_spark_on_iceberg(file_run, tmp_path):
     "End to end, the same days ingested and modeled: gold from DuckDB-on-file, DuckDB-on-Iceberg and Spark-on-Iceberg is the same."
-    from trakt_nb.lake import open_lake
+    from trakt_nb.land.lake import open_lake
     stored = file_run[3]
     for backend in ("duckdb", "pyspark"):  # runs last: the lake run stops the module's Spark session when it ends
         s = _settings(tmp_path / backend, storage="iceberg").replace(model={"backend": backend})

@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from trakt_nb.client import ApiKeyRejected, TraktClient
+from trakt_nb.source.client import ApiKeyRejected, TraktClient
 from trakt_nb.config import REPLAY_DEV_KEY, load_settings
-from trakt_nb.contracts import SCHEMAS_DIR, check_object, load_contracts
-from trakt_nb.replay_api import ReplayAPI
-from trakt_nb.replay_world import World, WorldSpec, to_epoch, trending
+from trakt_nb.land.contracts import SCHEMAS_DIR, check_object, load_contracts
+from trakt_nb.source.replay_api import ReplayAPI
+from trakt_nb.source.replay_world import World, WorldSpec, to_epoch, trending
 
 from conftest import AS_OF, SMALL_SPEC
 
@@ -182,8 +182,8 @@ def test_run_end_to_end_across_the_2026_switch(tmp_path):
 
 def test_a_day_without_pages_has_no_report(tmp_path):
     "The guard run_day applies after its ingest step: only a day bronze holds pages of gets model and reports."
-    from trakt_nb.bronze import BronzeWriter, connect, ensure_bronze
-    from trakt_nb.run import _day_has_pages
+    from trakt_nb.land.bronze import BronzeWriter, connect, ensure_bronze
+    from trakt_nb.ops.run import _day_has_pages
     s = load_settings(env={}).replace(storage={"warehouse": tmp_path / "w.duckdb", "state_dir": tmp_path})
     assert not _day_has_pages(s, D1)  # no warehouse yet
     con = ensure_bronze(connect(s))
@@ -202,9 +202,9 @@ def test_a_day_without_pages_has_no_report(tmp_path):
 def test_forget_user_rewrites_the_lake_tables(tmp_path, fmt):
     "With a lakehouse storage, the user's items leave the lake's bronze pages and silver comment tables too; everyone else's stay."
     import pyarrow as pa
-    from trakt_nb.bronze import connect, ensure_bronze
-    from trakt_nb.forget import forget_user
-    from trakt_nb.lake import BRONZE_PAGES, open_lake
+    from trakt_nb.land.bronze import connect, ensure_bronze
+    from trakt_nb.ops.forget import forget_user
+    from trakt_nb.land.lake import BRONZE_PAGES, open_lake
     s = load_settings(env={}).replace(storage={"warehouse": tmp_path / "w.duckdb", "state_dir": tmp_path, "storage": fmt, "lake": tmp_path / "lake"})
     ensure_bronze(connect(s)).close()
     lake = open_lake(s)

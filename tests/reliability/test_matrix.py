@@ -240,7 +240,7 @@ class SmallDisk:
 
 
 NEEDS_ROOT = pytest.mark.skipif(not _can_mount(), reason="disk full is simulated with a small tmpfs, which needs root")
-DISK_FULL_REASON = ("trakt_nb.model.build_model and trakt_nb.silver.build_silver wrap their transaction in `except BaseException: "
+DISK_FULL_REASON = ("trakt_nb.model.build.build_model and trakt_nb.model.silver.build_silver wrap their transaction in `except BaseException: "
                     "con.rollback(); raise`; when COMMIT fails on a full disk DuckDB has already ended the transaction, so rollback() "
                     "raises 'TransactionContext Error: cannot rollback - no transaction is active' and that replaces the real "
                     "'No space left on device' in the message the user sees")

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import D, Site, make_app, record
 from .test_no_silent_loss import check_whole, last_line, no_traceback
-from trakt_nb.bronze import WarehouseDamaged, sealed, verify_warehouse
+from trakt_nb.land.bronze import WarehouseDamaged, sealed, verify_warehouse
 
 FULL = pytest.mark.reliability_full
 NEEDS_ROOT = pytest.mark.skipif(not (os.geteuid() == 0 and shutil.which("mount")),
@@ -172,8 +172,8 @@ def test_full_disk_under_reports_then_space_freed(tmp_path, serve, world, clean)
 @FULL
 def test_today_is_the_day_so_far_then_the_whole_day(tmp_path, serve):
     "Run the day so far against a replay serving up to the current instant, then the same day once the API serves all of it."
-    from trakt_nb.replay_api import ReplayAPI
-    from trakt_nb.replay_world import World, WorldSpec
+    from trakt_nb.source.replay_api import ReplayAPI
+    from trakt_nb.source.replay_world import World, WorldSpec
     from .conftest import REPLAY, end_of_day, followed_indexes, servable_truth
     now = dt.datetime.now(dt.timezone.utc)
     today = now.date()

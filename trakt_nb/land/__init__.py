@@ -1,0 +1,1 @@
+"""The land layer: what arrives is checked and kept — the JSON Schema contracts and their promotion, the append-only bronze tables with their ledger and resume tokens, the ingest that fills them, and lake storage. It imports the source layer and `trakt_nb.config`."""

@@ -1,0 +1,1 @@
+"""The model layer: silver (typed, merged by comment) and gold (engagement, quadrants, half-life, hold-up, rating trend), the semantic metrics, the data tests and the checks of the estimators against the replay's truth. It imports the land and source layers and `trakt_nb.config`."""

@@ -1,0 +1,1 @@
+"""The ops layer: running the pipeline day by day (papermill), the pages and reports, observability (manifest, metrics, lineage), SLOs, forgetting a user, and the command line. It may import every layer below it."""

@@ -1,0 +1,1 @@
+"""The source layer: where the data comes from — the synthetic replay world and the replay API that serves it as Trakt does, and the async client for Trakt (and TMDb). It imports only `trakt_nb.config`."""

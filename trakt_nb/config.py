@@ -43,6 +43,7 @@ class Key:
     min: float | None = None
     max: float | None = None
 
+# %% ../notebooks/00_config.ipynb #e32a1960
 SCHEMA: dict[str, dict[str, Key]] = {
     "run": {
         "source": Key("choice", "replay", "where data comes from", choices=("replay", "trakt")),
@@ -139,6 +140,7 @@ _EXAMPLES = {"int": "a whole number", "float": "a number", "bool": "true or fals
              "date": "a date like 2026-11-28", "opt_date": "a date like 2026-11-28, or nothing", "time": "a time like 09:00",
              "tz": "an IANA time zone like America/Chicago"}
 
+# %% ../notebooks/00_config.ipynb #a69535dd
 def parse_value(section: str, name: str, key: Key, text: str) -> Any:
     "Parse `text` as the value of `[section] name`; raise `UserError` naming the fix."
     where = f"[{section}] {name}"
@@ -179,6 +181,7 @@ class Section:
     def as_dict(self) -> dict[str, Any]: return dict(self._values)
     def __repr__(self): return f"[{self._name}] " + ", ".join(f"{k}={v!r}" for k, v in self._values.items())
 
+# %% ../notebooks/00_config.ipynb #df2db1a6
 @dataclass(frozen=True)
 class Settings:
     "Validated pipeline settings, one attribute per section of `settings.ini`."
@@ -205,10 +208,12 @@ class Settings:
         "Every section as a plain dict (safe to log: secrets never live here)."
         return {n: s.as_dict() for n, s in self.sections.items()}
 
+# %% ../notebooks/00_config.ipynb #33dca4d4
 def _resolve(root: Path, p) -> Path:
     p = Path(p).expanduser()
     return p if p.is_absolute() else (root / p)
 
+# %% ../notebooks/00_config.ipynb #cf9377e8
 def source_path(root: Path, p, source: str) -> Path:
     "A path setting resolved against `root`, `{source}` replaced by the run's source: each source keeps its own warehouse, state and reports."
     return _resolve(root, str(p).replace("{source}", source))
@@ -217,6 +222,7 @@ def source_path(root: Path, p, source: str) -> Path:
 ENV_PREFIX = "TRAKT_NB_"
 ENV_OTHER = ("TRAKT_NB_SETTINGS", "TRAKT_NB_SCHEMAS_DIR", "TRAKT_NB_LOG_LEVEL", "TRAKT_NB_RELIABILITY_SEED", "TRAKT_NB_RELIABILITY_RESULTS")  # not settings keys
 
+# %% ../notebooks/00_config.ipynb #2a6d5adf
 def find_settings(start: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path | None:
     "The settings file to use: `$TRAKT_NB_SETTINGS`, else the nearest `settings.ini` above `start`."
     if env.get(ENV_PREFIX + "SETTINGS"):
@@ -228,6 +234,7 @@ def find_settings(start: Path | str | None = None, env: Mapping[str, str] = os.e
         if (d / "settings.ini").is_file(): return d / "settings.ini"
     return None
 
+# %% ../notebooks/00_config.ipynb #01274e90
 def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Settings:
     "Read, validate and return the settings; every problem is a one-sentence `UserError`."
     path = Path(path) if path is not None else find_settings(env=env)
@@ -267,6 +274,7 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
     _check_consistency(s)
     return s
 
+# %% ../notebooks/00_config.ipynb #a2438e90
 def _check_consistency(s: Settings):
     if s.replay.end_date <= s.replay.start_date:
         raise UserError(f"settings.ini [replay] end_date ({s.replay.end_date}) must be after start_date ({s.replay.start_date}); move one of them.")
@@ -276,13 +284,16 @@ def _check_consistency(s: Settings):
 # %% ../notebooks/00_config.ipynb #3f9b6e12
 RESOURCES = {"schemas": "schemas", "pipeline": "notebooks/pipeline"}  # folder inside the installed package -> folder in the checkout
 
+# %% ../notebooks/00_config.ipynb #1605de63
 def _package_dir() -> Path: return Path(str(files("trakt_nb")))
 
+# %% ../notebooks/00_config.ipynb #c4de7c1c
 def checkout_root() -> Path | None:
     "The project's checkout when the package runs from one (an editable install, or the checkout on `PYTHONPATH`); None when installed from a wheel."
     root = _package_dir().parent
     return root if (root / "pyproject.toml").is_file() else None
 
+# %% ../notebooks/00_config.ipynb #dd87fcad
 def resource(*parts: str) -> Path:
     "The data file or folder `parts` names, e.g. `resource('schemas', 'semantic', 'metrics.yml')`: in the installed package, else in the checkout."
     if not parts or parts[0] not in RESOURCES: raise ValueError(f"No resource {'/'.join(parts)!r}: the first part is one of {', '.join(RESOURCES)}.")
@@ -297,6 +308,7 @@ REPLAY_DEV_KEY = "replay-dev-key"  # accepted by the replay API; not a secret
 REPLAY_TMDB_TOKEN = "replay-dev-token"  # accepted by the replay TMDb endpoints
 SECRET_ENV = ("TRAKT_CLIENT_ID", "TMDB_API_TOKEN", "TRAKT_ACCESS_TOKEN")
 
+# %% ../notebooks/00_config.ipynb #c641429a
 def trakt_client_id(settings: Settings, env: Mapping[str, str] = os.environ) -> str:
     "The Trakt API key for `settings.run.source`; a `UserError` if live mode has none."
     key = (env.get("TRAKT_CLIENT_ID") or "").strip()
@@ -304,6 +316,7 @@ def trakt_client_id(settings: Settings, env: Mapping[str, str] = os.environ) -> 
     if settings.run.source == "replay": return REPLAY_DEV_KEY
     raise UserError("Live Trakt needs an API key: export TRAKT_CLIENT_ID=<your app's client id> (from trakt.tv/oauth/applications), or set [run] source = replay.")
 
+# %% ../notebooks/00_config.ipynb #ff6522d7
 def tmdb_token(settings: Settings, env: Mapping[str, str] = os.environ) -> str | None:
     "The TMDb read token, or None when enrichment is off or no token is set."
     if not settings.tmdb.enrich: return None
@@ -311,6 +324,7 @@ def tmdb_token(settings: Settings, env: Mapping[str, str] = os.environ) -> str |
     if tok: return tok
     return REPLAY_TMDB_TOKEN if settings.run.source == "replay" else None
 
+# %% ../notebooks/00_config.ipynb #a96312dd
 def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
     "The secret values present in the environment (to redact them wherever text leaves the process)."
     return [v for k in SECRET_ENV if len(v := (env.get(k) or "").strip()) >= 4]
@@ -320,6 +334,7 @@ def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
 SECRET_PATTERNS = (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{16,}=*"),
                    re.compile(r"(?i)(trakt-api-key\\?[\"']?\s*[:=]\s*\\?[\"']?)[A-Za-z0-9_\-]{8,}"))
 
+# %% ../notebooks/00_config.ipynb #2792b58a
 def redact(text: str, secrets: list[str] | None = None) -> str:
     "`text` with every secret value, and anything shaped like a bearer token or a `trakt-api-key` value, replaced by `***`."
     for v in (secret_values() if secrets is None else secrets):
@@ -329,6 +344,7 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
         for p in SECRET_PATTERNS: text = p.sub(r"\1***", text)
     return text
 
+# %% ../notebooks/00_config.ipynb #bb7b7b24
 def redact_secrets(_logger, _method, event: dict) -> dict:
     "structlog processor: redact secret values in every string field."
     secrets = secret_values()
@@ -339,13 +355,16 @@ def redact_secrets(_logger, _method, event: dict) -> dict:
         return v
     return {k: clean(v) for k, v in event.items()}
 
+# %% ../notebooks/00_config.ipynb #48f8fecc
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
+# %% ../notebooks/00_config.ipynb #be890518
 class _Stderr:
     "Whatever `sys.stderr` is at the moment of writing (test runners and notebooks swap it)."
     def write(self, s): return sys.stderr.write(s)
     def flush(self): return sys.stderr.flush()
 
+# %% ../notebooks/00_config.ipynb #306ffe3d
 def configure_logging(level: str = "warning", json: bool = False, stream=None):
     "Configure structlog once: key=value (or JSON) lines on stderr, secrets redacted."
     renderer = structlog.processors.JSONRenderer() if json else structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True)
@@ -356,6 +375,7 @@ def configure_logging(level: str = "warning", json: bool = False, stream=None):
         logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),
         cache_logger_on_first_use=False)
 
+# %% ../notebooks/00_config.ipynb #cee68c2f
 def get_logger(name: str = "trakt_nb"):
     "The project's logger (warnings and up, on stderr, until `configure_logging` says otherwise)."
     if not structlog.is_configured(): configure_logging()

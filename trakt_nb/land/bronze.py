@@ -32,19 +32,23 @@ __all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QU
 class WarehouseDamaged(UserError):
     "The warehouse file holds a block whose checksum does not match: restore it or rebuild it."
 
+# %% ../../notebooks/07_bronze.ipynb #6d41b141
 def damaged(path: Path, e: Exception) -> WarehouseDamaged:
     "The one sentence for a damaged warehouse file, naming it and both repairs."
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     return WarehouseDamaged(f"The warehouse {path} is damaged ({first}); restore it from a backup, or move it away and rebuild it "
                             "with `trakt-nb backfill --start FIRST-DAY --end LAST-DAY` — nothing was written to it.")
 
+# %% ../../notebooks/07_bronze.ipynb #a6f03f6a
 def _seal_path(path: Path) -> Path: return path.with_name(path.name + ".seal")
 
+# %% ../../notebooks/07_bronze.ipynb #73ec2812
 def _file_mark(path: Path) -> dict:
     "What tells the warehouse file apart from any other state of it: inode, size, modification and change times."
     st = path.stat()
     return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
 
+# %% ../../notebooks/07_bronze.ipynb #9f87456f
 def write_seal(path: Path, ok: bool = True):
     "After a writer let go of the warehouse: record its file mark (`ok`), or remove the mark so the next writer reads it all."
     seal = _seal_path(path)
@@ -56,6 +60,7 @@ def write_seal(path: Path, ok: bool = True):
     except OSError:  # a full disk or a read-only folder: no seal, so the next writer reads the whole file once
         with contextlib.suppress(OSError): seal.unlink(missing_ok=True)
 
+# %% ../../notebooks/07_bronze.ipynb #2a8d9242
 def sealed(path: Path) -> bool:
     "Whether the warehouse file is as the last writer left it (same mark, no write-ahead log waiting to be replayed)."
     wal = path.with_name(path.name + ".wal")
@@ -64,8 +69,10 @@ def sealed(path: Path) -> bool:
         return orjson.loads(_seal_path(path).read_bytes()) == _file_mark(path)
     except (OSError, ValueError): return False
 
+# %% ../../notebooks/07_bronze.ipynb #7708fd2b
 _DAMAGE = (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException, duckdb.FatalException)
 
+# %% ../../notebooks/07_bronze.ipynb #3fc11c2b
 def verify_warehouse(con: duckdb.DuckDBPyConnection, path: Path) -> dict:
     "Read every column of every table — DuckDB checks each block's checksum as it reads it; a damaged block is a `WarehouseDamaged`."
     t0 = time.monotonic()
@@ -85,6 +92,7 @@ def _warehouse_path(target) -> Path | None:
     if target is None or str(target) == ":memory:": return None
     return Path(target).expanduser().resolve()
 
+# %% ../../notebooks/07_bronze.ipynb #b1b7eb55
 def _open_error(path: Path, e: Exception) -> UserError:
     "A one-sentence `UserError` for a DuckDB error raised while opening `path`."
     msg = str(e)
@@ -103,6 +111,7 @@ def _open_error(path: Path, e: Exception) -> UserError:
     first = msg.splitlines()[0] if msg else type(e).__name__
     return UserError(f"Could not open the warehouse {path} ({first}); check [storage] warehouse and that the file is readable and writable.")
 
+# %% ../../notebooks/07_bronze.ipynb #cde97784
 def _check_wal(con, wal: Path):
     "A write-ahead log left by a writer that died is replayed by DuckDB; one it cannot read it skips in silence: say so instead."
     try: con.execute("CHECKPOINT")  # a replayed log is folded into the file and removed
@@ -112,6 +121,7 @@ def _check_wal(con, wal: Path):
         raise UserError(f"The warehouse's write-ahead log {wal} is damaged (DuckDB could not replay it); move it away — the "
                         "transactions in it are lost, and the same command fetches their pages again — then run again.")
 
+# %% ../../notebooks/07_bronze.ipynb #95e24862
 def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or ":memory:"
             read_only: bool = False,  # open an existing warehouse for reading only
            ) -> duckdb.DuckDBPyConnection:
@@ -173,17 +183,21 @@ BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column 
 }
 _BRONZE_KEYS = {"schema_drift": ("resource", "json_path", "json_type"), "ingest_ledger": ("run_date", "unit_key"), "runs": ("run_id",), "state": ("key",)}
 
+# %% ../../notebooks/07_bronze.ipynb #9e79bd55
 def bronze_arrow(table: str, drop: tuple = ()) -> pa.Schema:
     "The Arrow schema rows of `bronze.<table>` are written as (without the columns in `drop`)."
     return pa.schema([(c, a) for c, (_, a) in BRONZE_TABLES[table].items() if c not in drop])
 
+# %% ../../notebooks/07_bronze.ipynb #f7a6f722
 def _bronze_ddl(table: str) -> str:
     cols = [f"{c} {sql}" for c, (sql, _) in BRONZE_TABLES[table].items()]
     if key := _BRONZE_KEYS.get(table): cols.append(f"PRIMARY KEY ({', '.join(key)})")
     return f"CREATE TABLE IF NOT EXISTS bronze.{table} ({', '.join(cols)})"
 
+# %% ../../notebooks/07_bronze.ipynb #afef68c5
 BRONZE_DDL = ["CREATE SCHEMA IF NOT EXISTS bronze", *map(_bronze_ddl, BRONZE_TABLES)]
 
+# %% ../../notebooks/07_bronze.ipynb #854efb94
 def ensure_bronze(con: duckdb.DuckDBPyConnection):
     "Create schema `bronze` and its tables if they do not exist (idempotent)."
     for stmt in BRONZE_DDL: con.execute(stmt)
@@ -197,34 +211,41 @@ _UTC = dt.timezone.utc
 _PAGES_ARROW = bronze_arrow("trakt_pages", drop=("load_id",))  # the flush gives the batch its load_id
 _QUARANTINE_ARROW, _LEDGER_ARROW, _DRIFT_ARROW = bronze_arrow("quarantine"), bronze_arrow("ingest_ledger"), bronze_arrow("schema_drift")
 
+# %% ../../notebooks/07_bronze.ipynb #8ced5ec2
 def _now() -> dt.datetime: return dt.datetime.now(_UTC)
 
+# %% ../../notebooks/07_bronze.ipynb #621f3697
 def _as_date(d) -> dt.date:
     if isinstance(d, dt.datetime): return d.date()
     if isinstance(d, dt.date): return d
     try: return dt.date.fromisoformat(str(d))
     except ValueError: raise UserError(f"{d!r} is not a date; write it as YYYY-MM-DD.") from None
 
+# %% ../../notebooks/07_bronze.ipynb #ce1e10dd
 def _as_utc(t) -> dt.datetime:
     if t is None: return _now()
     if isinstance(t, str): t = dt.datetime.fromisoformat(t)
     return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
 
+# %% ../../notebooks/07_bronze.ipynb #979ee573
 def _payload_bytes(payload) -> bytes:
     "The bytes of a payload given as bytes, text, or a JSON-serialisable object."
     if isinstance(payload, (bytes, bytearray, memoryview)): return bytes(payload)
     if isinstance(payload, str): return payload.encode("utf-8")
     return orjson.dumps(payload)
 
+# %% ../../notebooks/07_bronze.ipynb #256a3276
 def _check_keys(row: Mapping, allowed: Iterable[str], what: str):
     if extra := set(row) - set(allowed): raise ValueError(f"{what} has unknown keys {sorted(extra)}")
 
+# %% ../../notebooks/07_bronze.ipynb #1b06c6ac
 def _check_kinds(row: Mapping, what: str):
     if (rk := row.get("resource_kind")) is not None and rk not in RESOURCE_KINDS:
         raise ValueError(f"{what}: resource_kind {rk!r} is not one of {RESOURCE_KINDS}")
     if (tk := row.get("title_kind")) is not None and tk not in TITLE_KINDS:
         raise ValueError(f"{what}: title_kind {tk!r} is not one of {TITLE_KINDS}")
 
+# %% ../../notebooks/07_bronze.ipynb #2644573b
 def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], json_checked: bool = False) -> dict:
     "A complete `trakt_pages` row (without load_id) from `row`, payload checked (unless the caller has parsed it) and hashed."
     _check_keys(row, [c for c in PAGE_COLUMNS if c != "load_id"], "page row")
@@ -244,6 +265,7 @@ def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], 
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
+# %% ../../notebooks/07_bronze.ipynb #0b1f4651
 def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str]) -> dict:
     "A complete `quarantine` row: payload cut to 1 MB (hash over all of it), errors as a JSON list."
     _check_keys(row, QUARANTINE_COLUMNS, "quarantine row")
@@ -285,9 +307,11 @@ ON CONFLICT (resource, json_path, json_type) DO UPDATE SET
     last_seen = greatest(schema_drift.last_seen, excluded.last_seen)"""
 _FLUSH_BYTES = 64 << 20
 
+# %% ../../notebooks/07_bronze.ipynb #3eba0d6a
 def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.table({n: pa.array([r[n] for r in rows], type=schema.field(n).type) for n in schema.names}, schema=schema)
 
+# %% ../../notebooks/07_bronze.ipynb #1d04050c
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection):
     "One transaction: committed when the block ends, rolled back when it raises — and the block's own error is the one raised."
@@ -299,6 +323,7 @@ def transaction(con: duckdb.DuckDBPyConnection):
         raise
     con.commit()
 
+# %% ../../notebooks/07_bronze.ipynb #b774bf79
 class BronzeWriter:
     "Buffers bronze rows and writes each batch, with its ledger entries, in one transaction."
     def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | str,
@@ -445,11 +470,13 @@ def done_units(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> set[s
     return {r[0] for r in con.execute("SELECT unit_key FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'",
                                       [_as_date(run_date)]).fetchall()}
 
+# %% ../../notebooks/07_bronze.ipynb #87d947c7
 def unit_state(con: duckdb.DuckDBPyConnection, run_date: dt.date | str, unit_key: str) -> str | None:
     "The ledger state of one unit (planned, done, failed), or None if unknown."
     r = con.execute("SELECT state FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_key = $2", [_as_date(run_date), unit_key]).fetchone()
     return r[0] if r else None
 
+# %% ../../notebooks/07_bronze.ipynb #838aff7b
 def ledger_summary(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> dict:
     "Unit counts of `run_date`: total, per state, and per resource and state."
     rows = con.execute("SELECT coalesce(resource_kind, '?'), state, count(*) FROM bronze.ingest_ledger WHERE run_date = $1 GROUP BY ALL ORDER BY ALL",
@@ -466,12 +493,14 @@ def _rows(con, sql: str, params=None) -> list[dict]:
     "Query results as dicts (via Arrow, so TIMESTAMPTZ needs no pytz)."
     return con.execute(sql, params).to_arrow_table().to_pylist()
 
+# %% ../../notebooks/07_bronze.ipynb #feb6966f
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | str, source: str):
     "Record that run `run_id` started (or resumed) now."
     con.execute("""INSERT INTO bronze.runs (run_id, run_date, source, started_at, status) VALUES ($1, $2, $3, $4, 'running')
                    ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, source = excluded.source""",
                 [run_id, _as_date(run_date), source, _now()])
 
+# %% ../../notebooks/07_bronze.ipynb #50384262
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, summary: Mapping | None = None):
     "Record how run `run_id` ended: succeeded, failed or stopped, with a JSON summary."
     if status not in RUN_STATUSES[1:]: raise ValueError(f"status {status!r} is not one of {RUN_STATUSES[1:]}")
@@ -479,6 +508,7 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, summary
                     [run_id, status, _now(), orjson.dumps(summary or {}, default=str).decode()]).fetchall()
     if not n: raise ValueError(f"there is no run {run_id!r} to finish; call start_run first")
 
+# %% ../../notebooks/07_bronze.ipynb #2ff70420
 def last_runs(con: duckdb.DuckDBPyConnection, n: int = 10) -> list[dict]:
     "The `n` latest runs, newest first, summaries decoded."
     rows = _rows(con, "SELECT * FROM bronze.runs ORDER BY started_at DESC, run_id DESC LIMIT $1", [n])
@@ -512,11 +542,13 @@ def _lock_holder(fd: int, wait_s: float = 1.0) -> str | None:
         if time.monotonic() >= deadline: return None
         time.sleep(0.02)
 
+# %% ../../notebooks/07_bronze.ipynb #fa5dfb78
 def _lock_unwritable(lock: Path, e: OSError):
     "A read-only folder or a full disk, in one sentence, before anything is written."
     raise UserError(f"Cannot write the lock file {lock} ({e.strerror}); make {lock.parent} writable or point [storage] warehouse "
                     "at a writable folder.") from None
 
+# %% ../../notebooks/07_bronze.ipynb #68654583
 @contextlib.contextmanager
 def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or path); ":memory:" needs no lock
                    wait_s: float = 0,  # how long to wait for another run to finish
@@ -564,4 +596,3 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
         try: os.unlink(lock)  # still held, so no one else holds this file: no lock file stays behind
         except FileNotFoundError: pass
         os.close(fd)  # closing the only descriptor releases the flock
-

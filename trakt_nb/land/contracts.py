@@ -75,6 +75,7 @@ class _Shape:
     props: dict = field(default_factory=dict)  # declared key -> _Shape of its value
     items: _Shape | None = None  # shape of array items
 
+# %% ../../notebooks/06_contracts.ipynb #dfd97dfa
 def _ref_target(ref: str, root: dict):
     "The node a local `$ref` (a JSON pointer into `root`) points to."
     if not ref.startswith("#"): raise UserError(f"Schema {root.get('$id')} has a non-local $ref {ref!r}; copy the target into $defs.")
@@ -85,6 +86,7 @@ def _ref_target(ref: str, root: dict):
         raise UserError(f"Schema {root.get('$id')} has a $ref {ref!r} that points nowhere; fix the reference.") from None
     return target
 
+# %% ../../notebooks/06_contracts.ipynb #fd383a39
 def _deref(node, root: dict):
     "`node` with local `$ref`s resolved (siblings of `$ref` kept)."
     for _ in range(32):
@@ -93,6 +95,7 @@ def _deref(node, root: dict):
         node = {**_ref_target(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
     raise UserError(f"Schema {root.get('$id')} has a $ref cycle through {ref!r}; break the cycle.")
 
+# %% ../../notebooks/06_contracts.ipynb #84c5d7a0
 def _branches(node, root: dict, depth: int = 0) -> list[dict]:
     "`node` and, recursively, every `allOf`/`anyOf`/`oneOf` branch below it, dereferenced."
     node = _deref(node, root)
@@ -102,6 +105,7 @@ def _branches(node, root: dict, depth: int = 0) -> list[dict]:
         for b in node.get(k, []): out += _branches(b, root, depth + 1)
     return out
 
+# %% ../../notebooks/06_contracts.ipynb #e27d9b35
 def _build_shape(node, root: dict, path: str = "$", depth: int = 0) -> _Shape | None:
     "The drift shape of schema `node`, or None when nothing below it is walked."
     if depth > 32: return None  # recursive schemas are walked to a fixed depth
@@ -120,6 +124,7 @@ def _build_shape(node, root: dict, path: str = "$", depth: int = 0) -> _Shape | 
     if shape.keys is None and not shape.props and shape.items is None: return None
     return shape
 
+# %% ../../notebooks/06_contracts.ipynb #2d6e4ce5
 def _leaves(path: str, value, out: list):
     "Append (json_path, json_type) for every leaf of an undeclared value: its scalars, and its empty objects or arrays."
     if isinstance(value, dict) and value:
@@ -128,6 +133,7 @@ def _leaves(path: str, value, out: list):
         for v in value: _leaves(f"{path}[*]", v, out)
     else: out.append((path, json_type(value)))
 
+# %% ../../notebooks/06_contracts.ipynb #14ab3186
 def _walk(shape: _Shape, value, out: list):
     "Append (json_path, json_type) for every leaf below an undeclared key in `value` (array items as `[*]`)."
     if isinstance(value, dict):
@@ -148,9 +154,11 @@ _TYPED_KEYWORDS = frozenset({"type", "properties", "required", "items", "additio
                              "minItems", "maxItems", "$ref"})
 _BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
 
+# %% ../../notebooks/06_contracts.ipynb #2fe1e382
 class _Untyped(Exception):
     "A schema construct the typed path does not translate exactly."
 
+# %% ../../notebooks/06_contracts.ipynb #a08844f9
 def _meta(node: dict, keys: dict):
     "msgspec `Meta` for the constraints of `node` named in `keys` (schema keyword -> Meta argument), or None."
     kw = {arg: node[k] for k, arg in keys.items() if k in node}
@@ -158,8 +166,10 @@ def _meta(node: dict, keys: dict):
         if isinstance(v, bool) or not isinstance(v, (int, float, str)): raise _Untyped(f"constraint {v!r}")
     return msgspec.Meta(**kw) if kw else None
 
+# %% ../../notebooks/06_contracts.ipynb #bd2f710b
 def _with(t, meta): return t if meta is None else Annotated[t, meta]
 
+# %% ../../notebooks/06_contracts.ipynb #6af8d8e9
 def _typed(node, root: dict, name: str, depth: int = 0) -> tuple[Any, str | None]:
     "The msgspec type of schema `node`, and the `format` its strings must have (None: no check)."
     if depth > 32: raise _Untyped("nested too deep")
@@ -193,6 +203,7 @@ def _typed(node, root: dict, name: str, depth: int = 0) -> tuple[Any, str | None
         else: raise _Untyped(f"type {k!r}")
     return (members[0] if len(members) == 1 else Union[tuple(members)]), fmt
 
+# %% ../../notebooks/06_contracts.ipynb #00976b41
 def _record(node: dict, root: dict, name: str, depth: int):
     "A msgspec Struct for an object schema: declared keys only, required ones without default, formats checked once built."
     props, required = node.get("properties", {}), node.get("required", [])
@@ -213,6 +224,7 @@ def _record(node: dict, root: dict, name: str, depth: int):
         ns["__post_init__"] = __post_init__
     return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True, rename=rename, namespace=ns)
 
+# %% ../../notebooks/06_contracts.ipynb #332dcddb
 def typed_decoders(schema: dict) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder] | None:
     "Decoders for a page (a list) and for one object of `schema`; None when the schema uses what the typed path does not translate."
     try:
@@ -224,9 +236,11 @@ def typed_decoders(schema: dict) -> tuple[msgspec.json.Decoder, msgspec.json.Dec
 # %% ../../notebooks/06_contracts.ipynb #b52c6b1c
 _MAX_MESSAGE = 240
 
+# %% ../../notebooks/06_contracts.ipynb #cef6e533
 def _short(text: str, n: int = _MAX_MESSAGE) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
+# %% ../../notebooks/06_contracts.ipynb #bec3bbeb
 def _message(e) -> str:
     "jsonschema's message, with patterns shown unescaped and the schema's description where it helps."
     msg = _short(e.message)
@@ -235,6 +249,7 @@ def _message(e) -> str:
     if desc and e.validator in ("pattern", "format", "anyOf", "oneOf"): msg += f" ({desc})"
     return msg
 
+# %% ../../notebooks/06_contracts.ipynb #94189722
 def _closest_branch(e, depth: int = 0) -> list:
     "For an object that fits no branch of an `anyOf`/`oneOf`, the errors of the branch it came closest to (deepest, not a bare type mismatch, fewest)."
     if e.validator not in ("anyOf", "oneOf") or not e.context or not isinstance(e.instance, dict) or depth > 8: return [e]
@@ -243,6 +258,7 @@ def _closest_branch(e, depth: int = 0) -> list:
     best = min(by.values(), key=lambda es: (-max(len(x.absolute_path) for x in es), all(x.validator == "type" for x in es), len(es)))
     return [x for c in best for x in _closest_branch(c, depth + 1)]
 
+# %% ../../notebooks/06_contracts.ipynb #9bad8f00
 class Contract:
     "One version of one resource's JSON Schema: fast check, readable errors, drift."
     def __init__(self, resource: str, version: int, schema: dict):
@@ -292,6 +308,7 @@ class Contract:
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.json")
 _NOT_API = {"semantic"}
 
+# %% ../../notebooks/06_contracts.ipynb #2e7fa292
 class Contracts:
     "Every contract in a schemas folder: `contracts[resource]` is the latest version."
     def __init__(self, by_resource: dict[str, dict[int, Contract]], schemas_dir: Path | None = None):
@@ -322,6 +339,7 @@ class Contracts:
     def __len__(self) -> int: return len(self._by)
     def __repr__(self): return "Contracts(" + ", ".join(f"{r}:v{max(v)}" for r, v in self._by.items()) + ")"
 
+# %% ../../notebooks/06_contracts.ipynb #3baa74ee
 def _read_schema(path: Path, resource: str, version: int) -> dict:
     "Parse and check one schema file; every problem is a one-sentence `UserError`."
     try: schema = json.loads(path.read_text(encoding="utf-8"))
@@ -337,6 +355,7 @@ def _read_schema(path: Path, resource: str, version: int) -> dict:
         raise UserError(f"Schema file {path} must have \"$id\": \"{want_id}\" and \"x-version\": {version} to match its path; fix the file.")
     return schema
 
+# %% ../../notebooks/06_contracts.ipynb #46e50fd9
 def load_contracts(schemas_dir: Path | str | None = None) -> Contracts:
     "Every `schemas/<resource>/v<N>.json` under `schemas_dir` (default `SCHEMAS_DIR`)."
     root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
@@ -368,10 +387,10 @@ def _load_resource(schemas_dir, resource: str) -> Contracts:
     if not by: raise UserError(f"Schemas folder {root / resource} holds no v<N>.json file; restore v1.json.")
     return Contracts({resource: by}, root)
 
+# %% ../../notebooks/06_contracts.ipynb #5c437ca1
 def latest_contract(resource: str, schemas_dir: Path | str | None = None) -> Contract:
     "The latest version of one resource's contract, reading only that resource's files."
     return _load_resource(schemas_dir, resource)[resource]
-
 
 # %% ../../notebooks/06_contracts.ipynb #db3067ed
 @dataclass
@@ -393,15 +412,18 @@ class CheckResult:
         more = f" (+{len(self.invalid) - limit} more)" if len(self.invalid) > limit else ""
         return f"{len(self.invalid)} invalid: " + " | ".join(parts) + more
 
+# %% ../../notebooks/06_contracts.ipynb #981e7610
 def _wrong_shape(contract: Contract, payload, want: str) -> CheckResult:
     return CheckResult(invalid=[(-1, payload, [f"$: expected {want} of {contract.resource}, got {json_type(payload)}"])])
 
+# %% ../../notebooks/06_contracts.ipynb #34d34b08
 def _typed_ok(contract: Contract, raw, which: int) -> bool:
     "True when the typed decoder accepts the JSON bytes `raw` (then they are valid and carry no drift)."
     if raw is None or contract._typed is None: return False
     try: contract._typed[which].decode(raw); return True
     except msgspec.DecodeError: return False  # invalid, drifted or just outside what the typed path knows: the item path decides
 
+# %% ../../notebooks/06_contracts.ipynb #f2a67daa
 def check_items(contract: Contract, items: list,
                 raw: bytes | None = None,  # the JSON bytes `items` was decoded from: a clean page then passes in one decode
                 ) -> CheckResult:
@@ -422,6 +444,7 @@ def check_items(contract: Contract, items: list,
             for d in dict.fromkeys(found): drift[d] = drift.get(d, 0) + 1
     return res
 
+# %% ../../notebooks/06_contracts.ipynb #98586161
 def check_object(contract: Contract, obj: dict,
                  raw: bytes | None = None,  # the JSON bytes `obj` was decoded from
                  ) -> CheckResult:
@@ -451,6 +474,7 @@ _FIELD_PATH = re.compile(rf"\$(\.{_PATH_SEGMENT})+")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PROMOTABLE_TYPES = ("string", "integer", "number", "boolean")
 
+# %% ../../notebooks/06_contracts.ipynb #31045336
 def as_field_path(path: str) -> str:
     "`path` as a JSON path of object keys (`user.karma` -> `$.user.karma`); a one-sentence `UserError` otherwise."
     p = (path or "").strip()
@@ -460,6 +484,7 @@ def as_field_path(path: str) -> str:
                         "fields inside arrays cannot be promoted on their own: promote the array that holds them (e.g. $.images).")
     return p
 
+# %% ../../notebooks/06_contracts.ipynb #1a296eb8
 def silver_column(path: str) -> str:
     "The silver column of a field: its JSON path in lower snake case (`$.user.karmaScore` -> `user_karma_score`)."
     parts = as_field_path(path)[2:].split(".")
@@ -477,11 +502,13 @@ def _scan(node, out: list):
     elif isinstance(node, list):
         for v in node: _scan(v, out)
 
+# %% ../../notebooks/06_contracts.ipynb #425d95f0
 def _main_type(prop: dict) -> str:
     t = prop.get("type")
     ts = [t] if isinstance(t, str) else list(t or [])
     return next((x for x in ts if x != "null"), "null")
 
+# %% ../../notebooks/06_contracts.ipynb #b0a8902f
 def promoted_fields(contract: Contract | dict) -> list[dict]:
     "Every promoted field of a schema: json_path, json_type (arrays: also item_type), silver_column, since (oldest first)."
     schema = contract.schema if isinstance(contract, Contract) else contract

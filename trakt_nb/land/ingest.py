@@ -38,10 +38,12 @@ class Endpoints:
     tmdb_base_url: str
     transport: Any = None
 
+# %% ../../notebooks/08_ingest.ipynb #df509864
 def end_of_day(day: dt.date) -> dt.datetime:
     "The last second of a UTC day."
     return dt.datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=dt.timezone.utc)
 
+# %% ../../notebooks/08_ingest.ipynb #f7cc65ba
 @contextlib.contextmanager
 def endpoints(s: Settings, run_date: dt.date, in_process: bool = False):
     "Open the run's source; yields `Endpoints`."
@@ -106,6 +108,7 @@ class TitleProgress:
     def completeness(self) -> float | None:
         return None if not self.pages_announced else min(1.0, self.pages_valid / self.pages_announced)
 
+# %% ../../notebooks/08_ingest.ipynb #07cc4cac
 class Crawl:
     "One run's crawl state: client, writer, contracts, resume tokens and counters."
     def __init__(self, s: Settings, run_date: dt.date, client: TraktClient, writer: BronzeWriter, con, refresh: bool = False):
@@ -230,6 +233,7 @@ def to_epoch_iso(iso: str) -> int:
     "Epoch seconds of a Trakt timestamp."
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
+# %% ../../notebooks/08_ingest.ipynb #cc3733d1
 async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleProgress:
     "Crawl one title's top-level comments for the day; returns its progress."
     s, sort = cr.s, "newest"
@@ -291,6 +295,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
         if mode == "full": _mark(cr, f"{ref.key}:comments:full", ref, detail)
     return tp
 
+# %% ../../notebooks/08_ingest.ipynb #37fcfab0
 def _page_detail(resp: Response, items: list | None, body) -> dict:
     "What the ledger keeps about a comments page: counts, time range and reply counters."
     d = {"page_count": resp.page_count, "item_count": resp.item_count, "valid": items is not None and isinstance(body, list) and len(items) == len(body)}
@@ -305,14 +310,17 @@ def _page_detail(resp: Response, items: list | None, body) -> dict:
                         and type(o.get("replies")) is int and o["replies"] > 0}
     return d
 
+# %% ../../notebooks/08_ingest.ipynb #2cdd34e1
 def _reply_counters(d: dict) -> dict[int, int]:
     "Reply count per comment id, from a page's ledger detail (JSON keeps the ids as strings)."
     return {int(k): v for k, v in (d.get("replies") or {}).items()}
 
+# %% ../../notebooks/08_ingest.ipynb #cb1d4861
 def _mark(cr: Crawl, key: str, ref: TitleRef, detail: dict):
     "Record a unit done that has no page of its own (a crawl's completion)."
     cr.w.mark_done(cr.unit(key, ref, "comments", None, detail))
 
+# %% ../../notebooks/08_ingest.ipynb #bc82c057
 async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, page: int, deficit: int, count: int,
                          candidates: dict) -> tuple[int, int]:
     "Read again, backwards, the pages before `page` onto which up to `deficit` comments moved; returns (pages read, pages valid)."
@@ -334,6 +342,7 @@ async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: 
         q -= 1
     return n, ok
 
+# %% ../../notebooks/08_ingest.ipynb #3523d334
 async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, pages: int, candidates: dict) -> int:
     "After a listing shrank mid-crawl: mark the comments seen today that are gone for good (ledger `comment:ID:deleted`, with when last seen)."
     cr.w.flush()  # today's pages of the title, to know every comment seen
@@ -364,6 +373,7 @@ async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort
         gone += 1
     return gone
 
+# %% ../../notebooks/08_ingest.ipynb #ec0ec9e6
 async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by: int, candidates: dict, tp: TitleProgress):
     "Read the top pages again after comments arrived mid-crawl (they count as announced pages of the crawl)."
     for p in range(1, max(1, math.ceil(grew_by / limit)) + 1):
@@ -386,6 +396,7 @@ async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp
         results = await asyncio.gather(*(_thread(cr, ref, cid, n, tp) for cid, n in todo))
         todo = [(cid, n) for found in results for cid, n in found.items() if every or cr.known_replies.get(cid) != n]
 
+# %% ../../notebooks/08_ingest.ipynb #10102662
 def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
     "Reply counters of the replies in a thread finished earlier today, from its pages' ledger details (no call)."
     nested, page = {}, 1
@@ -393,6 +404,7 @@ def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
         nested.update(_reply_counters(d)); page += 1
     return nested  # a run killed after this thread's done mark, before the threads below it, resumes them from here
 
+# %% ../../notebooks/08_ingest.ipynb #f85e6390
 async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgress) -> dict[int, int]:
     done_key = f"comment:{cid}:replies:done"
     if done_key in cr.done: return _nested_of_done(cr, cid)
@@ -457,9 +469,11 @@ async def resolve_titles(s: Settings, client: TraktClient, con) -> tuple[list[Ti
 class RunStopped(Exception):
     "The run stopped cleanly before finishing (e.g. a long rate-limit wait); the same command resumes it."
 
+# %% ../../notebooks/08_ingest.ipynb #90884bf4
 class SourceUnavailable(RunStopped):
     "The API could not be reached, or a list the run depends on could not be read whole: nothing is lost, try again later."
 
+# %% ../../notebooks/08_ingest.ipynb #92034eac
 def unavailable(client: TraktClient, e: RetriesExhausted | InvalidBody, what: str) -> SourceUnavailable:
     "The one sentence for a request the run cannot go on without: the API unreachable, or a list it cannot read whole."
     if isinstance(e, RetriesExhausted) and e.status is None:
@@ -467,6 +481,7 @@ def unavailable(client: TraktClient, e: RetriesExhausted | InvalidBody, what: st
                                  "nothing was lost — run the same command again when it answers.")
     return SourceUnavailable(f"{e}, so {what} could not be read whole and nothing was written for them — run the same command again later.")
 
+# %% ../../notebooks/08_ingest.ipynb #04986ffe
 @dataclass
 class IngestSummary:
     "What one ingest run did."
@@ -501,13 +516,16 @@ class IngestSummary:
                 + (f", worst completeness {worst:.1%}" if worst is not None else "")
                 + (f", {self.missing} page(s) missing" if self.missing else ""))
 
+# %% ../../notebooks/08_ingest.ipynb #bb60e506
 class _NoBar:
     def update(self, n=1): pass
     def set_postfix(self, **kw): pass
     def close(self): pass
 
+# %% ../../notebooks/08_ingest.ipynb #161f93b9
 CRAWL_CHECKPOINT_THRESHOLD = "256MiB"
 
+# %% ../../notebooks/08_ingest.ipynb #03048c31
 def crawl_connection(s: Settings):
     "The warehouse connection a crawl writes through: automatic checkpoints only every 256 MiB of log."
     # A bronze row is a whole page, so a day's pages sit in one row group, and DuckDB rewrites a row group that grew
@@ -517,6 +535,7 @@ def crawl_connection(s: Settings):
     con.execute(f"SET checkpoint_threshold = '{CRAWL_CHECKPOINT_THRESHOLD}'")
     return con
 
+# %% ../../notebooks/08_ingest.ipynb #6ea9a34c
 def missing_pages(con, run_date: dt.date) -> list[dict]:
     "The units of `run_date` not held valid: failed fetches (and objects refused whole), and pages some of whose items were refused."
     rows = con.execute("""SELECT l.unit_key, l.state, coalesce((SELECT q.reason FROM bronze.quarantine q WHERE q.run_date = l.run_date
@@ -531,6 +550,7 @@ def missing_pages(con, run_date: dt.date) -> list[dict]:
                         [run_date]).fetchall()
     return [{"unit_key": k, "state": st, "reason": r if st == "failed" else "invalid_schema"} for k, st, r in rows]
 
+# %% ../../notebooks/08_ingest.ipynb #0b509101
 def incomplete_message(missing: list[dict], run_date: dt.date, command: str) -> str | None:
     "One sentence naming what of `run_date` is missing and the command that repairs it (None when nothing is)."
     if not missing: return None
@@ -544,6 +564,7 @@ def incomplete_message(missing: list[dict], run_date: dt.date, command: str) -> 
     return (f"{run_date} is incomplete: {'; '.join(parts)}; run `{command}` again to fetch what is missing "
             "(what was fetched is kept and not fetched again).")
 
+# %% ../../notebooks/08_ingest.ipynb #b92ef598
 def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
     "`incomplete_message` for the warehouse of `s` (None when the day is whole, or there is no warehouse yet)."
     if not s.storage.warehouse.exists(): return None
@@ -551,18 +572,21 @@ def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
     try: return incomplete_message(missing_pages(con, run_date), run_date, command) if table_exists(con, "bronze", "ingest_ledger") else None
     finally: con.close()
 
+# %% ../../notebooks/08_ingest.ipynb #c03149a9
 def _already_done(con, run_date: dt.date) -> bool:
     "A day is done when an ingest of it succeeded after it was over and nothing of it is missing (a re-run retries what failed, not what succeeded)."
     ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded' AND started_at > $2",
                      [run_date, end_of_day(run_date)]).fetchone()[0]
     return bool(ok) and not missing_pages(con, run_date)
 
+# %% ../../notebooks/08_ingest.ipynb #ce77a41e
 def _read_before_over(con, run_date: dt.date) -> bool:
     "Whether the day's pages were last read whole while it was not over (`--date today`): they are the day so far, read again."
     before, after = con.execute("""SELECT count(*) FILTER (started_at <= $2), count(*) FILTER (started_at > $2) FROM bronze.runs
                                    WHERE run_date = $1 AND status = 'succeeded'""", [run_date, end_of_day(run_date)]).fetchone()
     return before > 0 and after == 0  # once read whole after its end, a re-run retries only what failed
 
+# %% ../../notebooks/08_ingest.ipynb #6ab174b9
 async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, refresh: bool = False, in_process: bool = False,
                        progress: bool = True, client_kw: dict | None = None) -> IngestSummary:
     "Ingest one day into bronze (see `ingest` for the synchronous form)."
@@ -641,6 +665,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 if summary.status == "stopped": raise (SourceUnavailable if unreachable else RunStopped)(summary.message)
                 return summary
 
+# %% ../../notebooks/08_ingest.ipynb #ab3d7ac0
 def _record_stop(s: Settings, run_id: str, run_date: dt.date, message: str, calls: int, locked: bool = False):
     "Record a run stopped by a long rate-limit wait before any crawl began, then raise `RunStopped`."
     with (contextlib.nullcontext() if locked else warehouse_lock(s)):
@@ -651,6 +676,7 @@ def _record_stop(s: Settings, run_id: str, run_date: dt.date, message: str, call
         finally: con.close()
     raise RunStopped(message)
 
+# %% ../../notebooks/08_ingest.ipynb #fe0526a5
 def _finish(cr: Crawl, summary: IngestSummary, t0: float):
     st = cr.client.stats.as_dict()
     summary.calls, summary.retries = st.get("calls", 0), st.get("retries", 0)
@@ -664,6 +690,7 @@ def _finish(cr: Crawl, summary: IngestSummary, t0: float):
     summary.missing = len(missing_pages(cr.con, cr.run_date))
     finish_run(cr.con, summary.run_id, summary.status, summary.as_dict())
 
+# %% ../../notebooks/08_ingest.ipynb #188f7c3e
 def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None) -> None:
     "Live Trakt answers only as of now: a past day is modelled from what bronze already holds of it, or refused with a sentence."
     if s.run.source != "trakt": return
@@ -677,6 +704,7 @@ def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None
     raise UserError(f"Trakt's API has no time travel, so {run_date} cannot be crawled as it was, and bronze holds no live crawl of that day; "
                     f"run the live source for today (--date {today}), or use the replay source for past days.")
 
+# %% ../../notebooks/08_ingest.ipynb #3e4057ac
 async def preflight_async(s: Settings, run_date: dt.date, in_process: bool = False):
     "Before a first run writes anything: check the key works and every listed title exists (a `UserError` if not)."
     live_date_check(s, run_date)
@@ -686,10 +714,12 @@ async def preflight_async(s: Settings, run_date: dt.date, in_process: bool = Fal
             try: await resolve_titles(s, client, None)
             except RateLimitedUntil: pass  # not the user's mistake: the run itself records the stop
 
+# %% ../../notebooks/08_ingest.ipynb #256c7a7b
 def preflight(s: Settings, run_date: dt.date, **kw):
     "Blocking form of `preflight_async`."
     asyncio.run(preflight_async(s, run_date, **kw))
 
+# %% ../../notebooks/08_ingest.ipynb #38cade86
 def ingest(s: Settings, run_date: dt.date, **kw) -> IngestSummary:
     "Ingest one day into bronze (blocking); in a notebook use `await ingest_async(...)`."
     summary = asyncio.run(ingest_async(s, run_date, **kw))

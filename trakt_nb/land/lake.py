@@ -26,12 +26,14 @@ __all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'PUBLISH_CHUNK_B
 LAKE_FORMATS = ("iceberg", "delta")
 _OPS = ("=", "!=", "<", "<=", ">", ">=", "in")
 
+# %% ../../notebooks/09_lake.ipynb #b83624bc
 def _split(name: str) -> tuple[str, str]:
     layer, _, table = name.partition(".")
     if not layer or not table or "." in table or "/" in name:
         raise ValueError(f"lake table names are 'layer.table', got {name!r}")
     return layer, table
 
+# %% ../../notebooks/09_lake.ipynb #4b4b1712
 def _check_where(where) -> list[tuple[str, str, Any]]:
     out = []
     for c in where or []:
@@ -40,6 +42,7 @@ def _check_where(where) -> list[tuple[str, str, Any]]:
         out.append((col, op, list(val) if op == "in" else val))
     return out
 
+# %% ../../notebooks/09_lake.ipynb #0b7ce2d5
 def _arrow_filter(where) -> pc.Expression | None:
     "The conditions as one pyarrow compute expression (None when there are none)."
     expr = None
@@ -50,6 +53,7 @@ def _arrow_filter(where) -> pc.Expression | None:
         expr = e if expr is None else expr & e
     return expr
 
+# %% ../../notebooks/09_lake.ipynb #4bcfada8
 def _may_match(stats: dict, conds) -> bool:
     "Whether a file whose column bounds are `min.<col>`/`max.<col>` (or `partition.<col>`) may hold a row meeting every condition."
     for col, op, val in conds:
@@ -62,6 +66,7 @@ def _may_match(stats: dict, conds) -> bool:
         if not ok: return False
     return True
 
+# %% ../../notebooks/09_lake.ipynb #44250139
 def _sql_literal(v) -> str:
     if isinstance(v, str): return "'" + v.replace("'", "''") + "'"
     if isinstance(v, (dt.date, dt.datetime)): return f"'{v.isoformat()}'"
@@ -69,6 +74,7 @@ def _sql_literal(v) -> str:
     if isinstance(v, (int, float)): return repr(v)
     raise ValueError(f"cannot write {v!r} as a SQL literal")
 
+# %% ../../notebooks/09_lake.ipynb #d65b1be2
 class Lake:
     "Tables named 'layer.table' in Iceberg or Delta, with one set of operations."
     format: str = ""
@@ -93,11 +99,13 @@ class Lake:
 def _props(p: dict | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (p or {}).items()}
 
+# %% ../../notebooks/09_lake.ipynb #677773f3
 def _aligned(arrow: pa.Table, schema: pa.Schema) -> pa.Table:
     "`arrow` with the columns of `schema` in its order (missing ones as nulls)."
     cols = [arrow.column(f.name) if f.name in arrow.column_names else pa.nulls(arrow.num_rows, f.type) for f in schema]
     return pa.table(cols, names=schema.names)
 
+# %% ../../notebooks/09_lake.ipynb #95180306
 @contextlib.contextmanager
 def _quiet():
     "Silence pyiceberg's warning that an overwrite's filter matched no rows (a first write for a date: expected)."
@@ -105,6 +113,7 @@ def _quiet():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
         yield
 
+# %% ../../notebooks/09_lake.ipynb #e210bb79
 class IcebergLake(Lake):
     "Iceberg tables through a pyiceberg catalog."
     format = "iceberg"
@@ -305,17 +314,21 @@ def open_lake(s: Settings) -> Lake | None:
 BRONZE_PAGES = "bronze.trakt_pages"
 PUBLISHED_LOAD_ID = "trakt_nb.published_load_id"
 
+# %% ../../notebooks/09_lake.ipynb #bed513f7
 def published_load_id(lake: Lake) -> int:
     "The highest bronze load_id in the lake (0 when none)."
     return int(lake.props(BRONZE_PAGES).get(PUBLISHED_LOAD_ID, 0))
 
+# %% ../../notebooks/09_lake.ipynb #021eac45
 def _outbox_pages(con, since: int, top: int) -> pa.Table:
     cols = ", ".join("payload::VARCHAR AS payload" if c == "payload" else c for c in PAGE_COLUMNS)
     return con.execute(f"""SELECT {cols}, (fetched_at AT TIME ZONE 'UTC')::DATE AS fetched_day FROM bronze.trakt_pages
                            WHERE load_id > $1 AND load_id <= $2 ORDER BY load_id, fetched_at""", [since, top]).to_arrow_table()
 
+# %% ../../notebooks/09_lake.ipynb #a8470efa
 PUBLISH_CHUNK_BYTES = 256 * 2**20  # payload bytes per lake commit: Arrow's plain strings hold 2 GB, and memory stays bounded
 
+# %% ../../notebooks/09_lake.ipynb #8b581e9b
 def _chunks(con, since: int, top: int, limit: int | None = None) -> list[tuple[int, int]]:
     "Ranges (after, up to] of whole loads above `since`, each under `limit` payload bytes (a larger load alone)."
     limit = limit or PUBLISH_CHUNK_BYTES
@@ -328,6 +341,7 @@ def _chunks(con, since: int, top: int, limit: int | None = None) -> list[tuple[i
     if sizes: out.append((lo, sizes[-1][0]))
     return out
 
+# %% ../../notebooks/09_lake.ipynb #00f22e6b
 def _prune_outbox(con, published: int) -> int:
     "Delete published pages from DuckDB, keeping the two newest run dates and the newest load."
     with transaction(con):
@@ -338,6 +352,7 @@ def _prune_outbox(con, published: int) -> int:
                            RETURNING 1""", [published]).fetchall()
     return len(n)
 
+# %% ../../notebooks/09_lake.ipynb #d08cd58a
 def _publish(lake: Lake, con, prune: bool) -> dict:
     out = {"published_pages": 0, "pruned_pages": 0, "published_load_id": published_load_id(lake)}
     if not table_exists(con, "bronze", "trakt_pages"): return out
@@ -354,6 +369,7 @@ def _publish(lake: Lake, con, prune: bool) -> dict:
     get_logger("trakt_nb.land.lake").info("bronze_published", format=lake.format, **out)
     return out
 
+# %% ../../notebooks/09_lake.ipynb #aa05b592
 def publish_bronze(s: Settings,
                    con=None,  # an open warehouse connection (the caller holds the lock); None: open it under the lock
                    prune: bool = True,  # drop published pages from the DuckDB outbox

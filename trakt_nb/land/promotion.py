@@ -30,6 +30,7 @@ def _resolve_mut(node: dict, root: dict) -> dict:
         node = _ref_target(node["$ref"], root)
     raise UserError(f"Schema {root.get('$id')} has a $ref cycle; break the cycle.")
 
+# %% ../../notebooks/07b_promotion.ipynb #b80d0f75
 def _parent_object(schema: dict, path: str, resource: str) -> dict:
     "The schema node (inside `schema`) whose `properties` the last key of `path` goes into."
     node, here = schema, "$"
@@ -56,6 +57,7 @@ def _drift_rows(con, resource: str, path: str) -> list[tuple]:
         if "schema_drift" in str(e) or "bronze" in str(e): return []
         raise
 
+# %% ../../notebooks/07b_promotion.ipynb #19fa071c
 def _drift_tree(rows: list[tuple], path: str) -> dict:
     "The recorded leaves below `path` as a tree: {types, keys: {key: tree}, items: tree | None}."
     new = lambda: {"types": set(), "keys": {}, "items": None}
@@ -70,6 +72,7 @@ def _drift_tree(rows: list[tuple], path: str) -> dict:
         node["types"].add(t)
     return tree
 
+# %% ../../notebooks/07b_promotion.ipynb #b33661f7
 def _tree_schema(tree: dict, path: str, since: int, columns: list, top_type: str | None = None) -> dict:
     "The schema of a recorded subtree (every level nullable); scalar leaves and arrays of scalars reached through keys only are marked for silver."
     kinds = {top_type} if top_type else set(tree["types"]) - {"null"}
@@ -90,6 +93,7 @@ def _tree_schema(tree: dict, path: str, since: int, columns: list, top_type: str
         columns.append(node["x-promoted"]["silver_column"])
     return node
 
+# %% ../../notebooks/07b_promotion.ipynb #3aa4abf9
 def _choose_type(resource: str, path: str, seen: set[str], json_type: str | None) -> str:
     "The JSON type to declare for `path`, from the observed types and an optional explicit one."
     fix = f"pass json_type (one of {', '.join(PROMOTABLE_TYPES)})"
@@ -158,10 +162,12 @@ def promote(resource: str, field_path: str, json_type: str | None = None, schema
         out.unlink(); raise
     return out
 
+# %% ../../notebooks/07b_promotion.ipynb #4b981f79
 def promote_from_drift(con, resource: str, field_path: str, schemas_dir: Path | str | None = None) -> Path:
     "`promote` with the field's type taken from `bronze.schema_drift` on `con`."
     return promote(resource, field_path, None, schemas_dir, con=con)
 
+# %% ../../notebooks/07b_promotion.ipynb #5f502967
 def _is_declared(contract: Contract, path: str) -> bool:
     "True when the schema declares (or leaves open) every key of `path`."
     shape = contract._shape
@@ -180,6 +186,7 @@ COMMENT_PAGE_KINDS = ("comments", "replies")
 _ERROR_LINE = re.compile(r"(?:item -?\d+: )?(\$[^:]*): (.*)", re.S)
 _REQUIRED = re.compile(rf"'({_PATH_SEGMENT})' is a required property")
 
+# %% ../../notebooks/07b_promotion.ipynb #b3551f14
 def _contract_of(resource_kind: str | None, title_kind: str | None) -> str:
     "The contract a bronze resource kind is checked against."
     if resource_kind in COMMENT_PAGE_KINDS: return "comment"
@@ -188,6 +195,7 @@ def _contract_of(resource_kind: str | None, title_kind: str | None) -> str:
     if resource_kind == "trending" and title_kind: return f"trending_{title_kind}"
     return resource_kind or "unknown"
 
+# %% ../../notebooks/07b_promotion.ipynb #0b6e1bb4
 def _optional_paths(node, root: dict, path: str = "$", depth: int = 0) -> dict[str, str]:
     "Declared object keys below `node` that are not required by their parent: json_path -> main JSON type."
     out: dict[str, str] = {}
@@ -202,6 +210,7 @@ def _optional_paths(node, root: dict, path: str = "$", depth: int = 0) -> dict[s
             for q, t in _optional_paths(sub, root, p, depth + 1).items(): out.setdefault(q, t)
     return out
 
+# %% ../../notebooks/07b_promotion.ipynb #b2dba42f
 def _value_at(obj, path: str):
     "The value at a JSON path like `$.user.karma` or `$[2].likes`, or a `KeyError`."
     for seg in re.findall(r"\[(\d+)\]|\.([^.\[]+)", path[1:]):
@@ -216,6 +225,7 @@ def _undeclared_top(contract: Contract, path: str) -> str | None:
         if not _is_declared(contract, head): return head if _FIELD_PATH.fullmatch(head) else None
     return None
 
+# %% ../../notebooks/07b_promotion.ipynb #e15bf9a3
 def _new_fields(con, contracts: Contracts) -> list[dict]:
     rows = con.execute("""SELECT resource, json_path, array_to_string(list_sort(list_distinct(list(json_type))), ', '),
                                  sum(count)::BIGINT, min(first_seen), max(last_seen)
@@ -230,6 +240,7 @@ def _new_fields(con, contracts: Contracts) -> list[dict]:
                         detail=f"not declared in {where}{how}"))
     return out
 
+# %% ../../notebooks/07b_promotion.ipynb #0e222cef
 def _missing_fields(con, contract: Contract, run_date: dt.date) -> list[dict]:
     prev = con.execute("""SELECT max(run_date) FROM bronze.trakt_pages WHERE resource_kind IN ('comments', 'replies')
                           AND http_status = 200 AND run_date < $1""", [run_date]).fetchone()[0]
@@ -247,6 +258,7 @@ def _missing_fields(con, contract: Contract, run_date: dt.date) -> list[dict]:
                  detail=f"in {h} of {n_prev} comments on {prev}, in none of {n_cur} on {run_date}")
             for (p, t), h, c in zip(paths.items(), had, has) if h > 0 and c == 0]
 
+# %% ../../notebooks/07b_promotion.ipynb #fd841ec9
 def _invalid_fields(con, run_date: dt.date) -> list[dict]:
     rows = con.execute("""SELECT resource_kind, title_kind, errors, payload, fetched_at FROM bronze.quarantine
                           WHERE reason = 'invalid_schema' AND run_date = $1 ORDER BY fetched_at""", [run_date]).fetchall()
@@ -276,6 +288,7 @@ def _invalid_fields(con, run_date: dt.date) -> list[dict]:
     return [dict({k: v for k, v in g.items() if k != "types"}, json_type=", ".join(sorted(g["types"])) or None,
                  detail=g["detail"].format(n=g["count"]) if g["change"] == "missing" else g["detail"]) for g in groups.values()]
 
+# %% ../../notebooks/07b_promotion.ipynb #8c5deb2d
 def drift_report(con, run_date: dt.date, schemas_dir: Path | str | None = None):
     "Schema changes seen by run date `run_date`: new fields, fields gone missing, type changes (pandas DataFrame)."
     import pandas as pd

@@ -42,6 +42,7 @@ LOCAL_CONF = {  # `local[...]` masters only: a cluster keeps its own spark-defau
     "spark.ui.enabled": "false",
 }
 
+# %% ../../notebooks/12_backend.ipynb #a5ef9585
 def _spark_session(master: str):
     "A SparkSession on `master` with `SPARK_CONF` (the running one when there is one)."
     try: from pyspark.sql import SparkSession
@@ -57,6 +58,7 @@ def _spark_session(master: str):
     session.sparkContext.setLogLevel("ERROR")  # after the two start-up lines the JVM prints before any setting applies
     return session
 
+# %% ../../notebooks/12_backend.ipynb #3180c184
 def compute_backend(s: Settings) -> ibis.BaseBackend:
     "The Ibis backend `[model] backend` names: DuckDB in memory, or PySpark on `[model] spark_master`."
     if s.model.backend == "duckdb":
@@ -67,6 +69,7 @@ def compute_backend(s: Settings) -> ibis.BaseBackend:
     get_logger("trakt_nb.model.backend").info("spark_started", master=s.model.spark_master, version=session.version)
     return ibis.pyspark.connect(session)
 
+# %% ../../notebooks/12_backend.ipynb #10eca361
 def stop_backend(b: ibis.BaseBackend):
     "Release the backend (stops the Spark session)."
     if b.name == "pyspark": b._session.stop()
@@ -75,6 +78,7 @@ def stop_backend(b: ibis.BaseBackend):
 # %% ../../notebooks/12_backend.ipynb #c3913acc
 JSON_COLUMNS = ("payload",)  # bronze columns holding JSON text
 
+# %% ../../notebooks/12_backend.ipynb #55c0b869
 def _typed(t: ir.Table, source: pa.Schema) -> ir.Table:
     "`t` with its JSON text columns typed as JSON, and the time zone of `source`'s timestamps (Spark drops it) put back."
     fix = {c: t[c].cast("json") for c in JSON_COLUMNS if c in t.columns and t[c].type().is_string()}
@@ -83,6 +87,7 @@ def _typed(t: ir.Table, source: pa.Schema) -> ir.Table:
             fix[f.name] = t[f.name].cast(ibis.dtype(f"timestamp('{f.type.tz}')"))
     return t.mutate(**fix) if fix else t
 
+# %% ../../notebooks/12_backend.ipynb #c8dace6c
 def table_from_files(b: ibis.BaseBackend, name: str, files: Sequence[str]) -> ir.Table:
     "The table `name` read from Parquet data files (a lake table's snapshot) by the backend itself."
     files = [str(f).removeprefix("file://") for f in files]
@@ -92,6 +97,7 @@ def table_from_files(b: ibis.BaseBackend, name: str, files: Sequence[str]) -> ir
         return _typed(b.table(name), pq.read_schema(files[0]))
     return _typed(b.read_parquet(files, table_name=name), pq.read_schema(files[0]))
 
+# %% ../../notebooks/12_backend.ipynb #fd5cecab
 def table_from_arrow(b: ibis.BaseBackend, name: str, arrow: pa.Table | pa.RecordBatchReader) -> ir.Table:
     "The table `name` made from Arrow data (a small lake table, or bronze read another way)."
     if isinstance(arrow, pa.RecordBatchReader): arrow = arrow.read_all()

@@ -34,17 +34,21 @@ def _replace_as_of(b, con, name: str, expr, as_of: dt.date) -> int:
         b.insert(name, expr, database="gold")
     return con.execute(f"SELECT count(*) FROM gold.{name} WHERE as_of_date = $1", [as_of]).fetchone()[0]
 
+# %% ../../notebooks/26_model.ipynb #58375321
 FACT = "fct_title_daily_engagement"
 
+# %% ../../notebooks/26_model.ipynb #a480a698
 def _ensure_gold(con):
     con.execute("CREATE SCHEMA IF NOT EXISTS gold")
     con.execute("CREATE TABLE IF NOT EXISTS gold.load_state (model VARCHAR PRIMARY KEY, as_of_date DATE, silver_load_id BIGINT, silver_updated_at TIMESTAMPTZ)")
 
+# %% ../../notebooks/26_model.ipynb #3b42fb11
 def _silver_mark(con) -> tuple | None:
     "Silver's comment load state (last load, when): what the stored fact was computed from."
     if not table_exists(con, "silver", "load_state"): return None
     return con.execute("SELECT last_load_id, updated_at FROM silver.load_state WHERE model = 'comment_event'").fetchone()
 
+# %% ../../notebooks/26_model.ipynb #e1fe1227
 def fact_since(con, as_of: dt.date) -> dt.date | None:
     "The as-of date of the stored fact when it can be brought up to `as_of` incrementally (else None: rebuild it)."
     if not (table_exists(con, "gold", FACT) and table_exists(con, "gold", "load_state")): return None
@@ -59,10 +63,12 @@ def fact_since(con, as_of: dt.date) -> dt.date | None:
                         [load_id, mark[0]]).fetchone()[0]
     return since if first is None or first > since else None
 
+# %% ../../notebooks/26_model.ipynb #944631a9
 def _created_since(history: ir.Table, day: dt.date) -> ir.Table:
     "The versions of every comment with a version created on or after `day`."
     return history.semi_join(history.filter(_.created_date >= day).select("comment_id").distinct(), "comment_id")
 
+# %% ../../notebooks/26_model.ipynb #af523fd9
 def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
     "Compute and store every gold table as of `as_of` (the fact incrementally when it can be); rows written per table."
     m, b = s.metrics, ibis.duckdb.from_connection(con)

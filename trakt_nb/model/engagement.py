@@ -34,6 +34,7 @@ EVENT_SCHEMA = ibis.schema({
     "user_rating": "int32",
 })
 
+# %% ../../notebooks/20_engagement.ipynb #0f98fe58
 def events_memtable(rows: list[tuple]) -> ir.Table:
     "Events from `(comment_id, parent_id, kind, title_id, user, created_at, words, review, spoiler, likes, replies, rating)` tuples."
     cols = ["comment_id", "parent_id", "title_kind", "title_id_trakt", "user_slug", "created_at", "word_count",
@@ -49,6 +50,7 @@ def events_memtable(rows: list[tuple]) -> ir.Table:
 _COUNT_COLS = ["comments", "top_level_comments", "replies_posted", "reviews", "spoilers", "distinct_commenters",
                "likes", "replies_received", "words", "rating_sum", "rating_count"]
 
+# %% ../../notebooks/20_engagement.ipynb #914d1350
 def daily_counts(events: ir.Table,  # comment events (at most one row per comment)
                  as_of: dt.date,  # events created after this day are left out
                 ) -> ir.Table:
@@ -69,6 +71,7 @@ def daily_counts(events: ir.Table,  # comment events (at most one row per commen
         rating_count=_.user_rating.count(),
     )
 
+# %% ../../notebooks/20_engagement.ipynb #335a5111
 def _filled(spine: ir.Table, daily: ir.Table) -> ir.Table:
     "Rows of `spine` (title key and day) with the counts of `daily`, zeros where it has none, and the rating mean."
     j = spine.join(daily, [*TITLE_KEY, "day"], how="left")
@@ -76,6 +79,7 @@ def _filled(spine: ir.Table, daily: ir.Table) -> ir.Table:
                    **{c: daily[c].cast("int64").fill_null(0) for c in _COUNT_COLS})
     return out.mutate(rating_mean=(_.rating_sum.cast("float64") / _.rating_count.nullif(0)))
 
+# %% ../../notebooks/20_engagement.ipynb #dc8bfcea
 def zero_fill(daily: ir.Table,  # `daily_counts` output
               as_of: dt.date,  # last day of the series
              ) -> ir.Table:
@@ -86,6 +90,7 @@ def zero_fill(daily: ir.Table,  # `daily_counts` output
     spine = spine.select(*TITLE_KEY, day=_.first_day + _.offset.as_interval("D"))
     return _filled(spine, daily).order_by([*TITLE_KEY, "day"])
 
+# %% ../../notebooks/20_engagement.ipynb #4bfc31d0
 def daily_engagement(events: ir.Table,  # `comment_events_as_of(history, as_of)` output
                      as_of: dt.date,  # last day of the series
                     ) -> ir.Table:
@@ -97,6 +102,7 @@ GOLD_EVENT_COLUMNS = ["comment_id", "is_reply", "title_kind", "title_id_trakt", 
                       "word_count", "is_review", "is_spoiler", "likes", "replies", "user_rating", "seen_date", "fetched_at"]
 _DAY_KEY = [*TITLE_KEY, "day"]
 
+# %% ../../notebooks/20_engagement.ipynb #b8af3f3f
 def changed_title_days(history: ir.Table,  # silver comment history (`stg_trakt__comment_event_history`)
                        since: dt.date,  # the as-of date of the series being brought up to date
                        as_of: dt.date,  # the new as-of date
@@ -108,6 +114,7 @@ def changed_title_days(history: ir.Table,  # silver comment history (`stg_trakt_
     ids = moved.select("comment_id").distinct()
     return h.semi_join(ids, "comment_id").filter(_.created_date <= as_of).select(*TITLE_KEY, day=_.created_date).distinct()
 
+# %% ../../notebooks/20_engagement.ipynb #961295cc
 def engagement_changes(prev: ir.Table,  # the engagement as of `since` (`daily_engagement` output or the stored fact)
                        history: ir.Table,  # silver comment history
                        since: dt.date,  # the as-of date of `prev`
@@ -135,6 +142,7 @@ def engagement_changes(prev: ir.Table,  # the engagement as of `since` (`daily_e
     gone = gone.mutate(**{c: ibis.null("int64") for c in _COUNT_COLS}, rating_mean=ibis.null("float64"))
     return _filled(keys, fresh).union(gone)
 
+# %% ../../notebooks/20_engagement.ipynb #e91d2f25
 def apply_engagement_changes(prev: ir.Table,  # the engagement as of the earlier date
                              changes: ir.Table,  # `engagement_changes` output
                             ) -> ir.Table:

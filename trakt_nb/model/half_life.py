@@ -30,6 +30,7 @@ _Z90 = float(stats.norm.ppf(0.95))
 _BIN0, _BIN_GROWTH = 1 / 96, 1.2  # delay bins: the first ends 15 minutes after the onset, each later one is 20% wider
 _PMAX = 1 - 1e-9  # the burst's largest share of a window's comments (the background cannot be negative)
 
+# %% ../../notebooks/22_half_life.ipynb #4670305c
 def _delay_bins(t: np.ndarray, title: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Comment counts and lower/upper edges of the delay bins of each title (rows), cut at its window's end `T` (bins after it: width 0, count 0)."
     k = max(1, math.ceil(math.log(max(float(T.max()), 1.0) / _BIN0) / math.log(_BIN_GROWTH)) + 1)
@@ -39,6 +40,7 @@ def _delay_bins(t: np.ndarray, title: np.ndarray, T: np.ndarray) -> tuple[np.nda
     C = np.bincount(title * J + j, minlength=len(T) * J).reshape(len(T), J).astype("float64")
     return C, np.minimum(e[None, :-1], T[:, None]), np.minimum(e[None, 1:], T[:, None])
 
+# %% ../../notebooks/22_half_life.ipynb #93888214
 def _best_share(D: np.ndarray, C: np.ndarray, p0) -> tuple[np.ndarray, np.ndarray]:
     "Per row: the burst share p in [0, 1) maximising Σ C·log(1 + p·D) (concave: Newton steps kept inside a bracket), and that maximum."
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -61,6 +63,7 @@ def _best_share(D: np.ndarray, C: np.ndarray, p0) -> tuple[np.ndarray, np.ndarra
     p = np.where(at0 <= 0, 0.0, np.where(at1 >= 0, _PMAX, p))
     with np.errstate(divide="ignore", invalid="ignore"): return p, (C * np.log1p(p[:, None] * D)).sum(1)
 
+# %% ../../notebooks/22_half_life.ipynb #e905a1a2
 def _burst_density(lh: np.ndarray, hi: np.ndarray, lo: np.ndarray, T: np.ndarray) -> np.ndarray:
     "Per title (rows) and bin: an exponential burst of half-life exp(`lh`)'s mean density in the bin over its mean density in [0, T]."
     r = LN2 / np.exp(lh)
@@ -69,11 +72,13 @@ def _burst_density(lh: np.ndarray, hi: np.ndarray, lo: np.ndarray, T: np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         return -np.diff(ex, prepend=1.0, axis=1) / np.where(w > 0, w, np.inf) * (T / -np.expm1(-r * T))[:, None]
 
+# %% ../../notebooks/22_half_life.ipynb #3e4dc13c
 def _profile(lh: np.ndarray, bins: tuple, T: np.ndarray, p0) -> tuple[np.ndarray, np.ndarray]:
     "Per title: the best burst share at half-life exp(`lh`) and the profile log-likelihood above the constant rate's."
     C, lo, hi = bins
     return _best_share(_burst_density(lh, hi, lo, T) - 1, C, p0)
 
+# %% ../../notebooks/22_half_life.ipynb #89874e3e
 def _golden(f, a: np.ndarray, b: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     "Golden-section search for the maximum of `f` (vectorised over titles) inside [a, b]: the point and its value."
     g = (math.sqrt(5) - 1) / 2
@@ -197,6 +202,7 @@ def fit_decays(t: np.ndarray,  # delays in days after each title's onset, groupe
     out.insert(0, "fit_status", status)
     return out
 
+# %% ../../notebooks/22_half_life.ipynb #9196b75a
 def fit_decay(t: np.ndarray,  # delays in days after the onset, 0 ≤ t ≤ T
               T: float,  # days observed after the onset (to the end of the as-of day)
               *, p_threshold: float = 0.01,  # [metrics] half_life_p_threshold
@@ -249,12 +255,14 @@ _ESTIMATES = ["burst_half_life_days", "burst_half_life_days_lo", "burst_half_lif
               "background_per_day_lo", "background_per_day_hi", "burst_comments", "background_p"]
 _DAY_S = 86400
 
+# %% ../../notebooks/22_half_life.ipynb #592a6d88
 def _onset(days: np.ndarray) -> int:
     "The first day of the busiest 7 days of sorted comment `days` (epoch days): the onset when the release date is unknown."
     u, c = np.unique(days, return_counts=True)
     week = np.array([c[(u >= d) & (u < d + 7)].sum() for d in u])
     return int(u[int(np.argmax(week))])
 
+# %% ../../notebooks/22_half_life.ipynb #ab06dff0
 def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoch seconds) of top-level comments
                as_of: dt.date,
                releases: pd.DataFrame | None = None,  # title_kind, title_id_trakt, release_date
@@ -314,6 +322,7 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
     df["cohort"] = pd.to_datetime(df.onset_day).dt.year.astype("string")
     return df
 
+# %% ../../notebooks/22_half_life.ipynb #2cec65fe
 def half_life(comments: ir.Table,  # comment versions: title key, comment_id, is_reply, created_at (and seen_date)
               as_of: dt.date,
               *, releases: ir.Table | None = None,  # title key and release_date (silver `dim_title`)
@@ -339,6 +348,7 @@ _TREND_SCHEMA = pa.schema([
     ("trend_titles", pa.int64()), ("trend_per_year", pa.float64()), ("trend_per_year_lo", pa.float64()), ("trend_per_year_hi", pa.float64()),
     ("trend_per_year_lo99", pa.float64()), ("trend_per_year_hi99", pa.float64()), ("trend_verdict", pa.string())])
 
+# %% ../../notebooks/22_half_life.ipynb #d1789ef1
 def cohort_trend(hl: pd.DataFrame,  # `half_life` rows of one as-of date
                  *, min_observed_days: int = 365, min_titles: int = 8) -> dict:
     "The trend of log burst half-life with onset year over long-enough `ok` fits: factor per year, 90%/99% intervals, verdict."
@@ -358,6 +368,7 @@ def cohort_trend(hl: pd.DataFrame,  # `half_life` rows of one as-of date
     return {**out, "trend_per_year": k, "trend_per_year_lo": float(lo), "trend_per_year_hi": float(hi),
             "trend_per_year_lo99": float(lo99), "trend_per_year_hi99": float(hi99), "trend_verdict": verdict}
 
+# %% ../../notebooks/22_half_life.ipynb #b3934e59
 def half_life_cohort_trend(half_life: ir.Table,  # `half_life` output (one or more as-of dates)
                           *, min_observed_days: int = 365,  # [metrics] cohort_min_observed_days
                           ) -> ir.Table:

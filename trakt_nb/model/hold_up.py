@@ -33,11 +33,13 @@ def _side(r: ir.Table, when: ir.BooleanValue, name: str) -> dict:
     return {f"{name}_s": s.sum(where=when), f"{name}_c": c.sum(where=when), f"{name}_ss": (s * s).sum(where=when),
             f"{name}_sc": (s * c).sum(where=when), f"{name}_cc": (c * c).sum(where=when)}
 
+# %% ../../notebooks/23_hold_up.ipynb #9c8dff97
 def _mean_var(t: ir.Table, name: str) -> tuple[ir.FloatingValue, ir.FloatingValue]:
     c = t[f"{name}_c"].nullif(0)
     m = t[f"{name}_s"] / c
     return m, (t[f"{name}_ss"] - 2 * m * t[f"{name}_sc"] + m * m * t[f"{name}_cc"]) / (c * c)
 
+# %% ../../notebooks/23_hold_up.ipynb #32a42690
 def hold_up(engagement: ir.Table,  # `daily_engagement` output
             half_life: ir.Table,  # `half_life` output of the same as-of date
             as_of: dt.date,

@@ -32,6 +32,7 @@ def events_of(truth_comments: pd.DataFrame,  # `ground_truth(world, t)` rows: th
         "word_count": g.words.astype("int32"), "is_review": g.review, "is_spoiler": g.spoiler, "likes": g.likes, "replies": g.replies,
         "user_rating": g.user_rating}), schema=EVENT_SCHEMA)
 
+# %% ../../notebooks/27b_intensity_sense.ipynb #998ac525
 def _mart(g: pd.DataFrame, as_of: dt.date, m) -> pd.DataFrame:
     "The quadrant mart of the comments `g` as of `as_of` with the `[metrics]` settings `m`, indexed by title."
     ev = events_of(g)
@@ -39,6 +40,7 @@ def _mart(g: pd.DataFrame, as_of: dt.date, m) -> pd.DataFrame:
                  events=ev, cap_quantile=m.quadrant_reaction_cap, certainty=m.quadrant_certainty)
     return q.to_pandas().set_index(TITLE_KEY)
 
+# %% ../../notebooks/27b_intensity_sense.ipynb #580a26d8
 def intensity_sample(spec: WorldSpec,  # the world
                      as_of: dt.date,  # the quadrant's as-of date
                      m=None,  # `[metrics]` settings (default: the project's)
@@ -65,6 +67,7 @@ def spearman_brown(r: float) -> float:
     "Reliability of a whole from the correlation `r` of its two halves (Spearman–Brown); NaN for r = −1."
     return 2 * r / (1 + r) if r > -1 else float("nan")
 
+# %% ../../notebooks/27b_intensity_sense.ipynb #25117440
 def intensity_figures(samples: pd.DataFrame,  # `intensity_sample` rows of one or more worlds and dates
                       min_group: int = 2,  # kinds with fewer eligible titles on a date are left out of the agreement (one title is always on the high side)
                      ) -> dict:

@@ -44,12 +44,14 @@ SILVER = {"history": "silver.stg_trakt__comment_event_history", "current": "silv
           "rating_dist": "silver.stg_trakt__rating_dist", "rating_source": "silver.stg_trakt__rating_source", "dim_title": "silver.dim_title"}
 LAST_LOAD_ID, CONTRACT = "trakt_nb.last_load_id", "trakt_nb.contract"
 
+# %% ../../notebooks/28_lake_model.ipynb #f2401e51
 def _since(lake: Lake, name: str, sig: str, full_refresh: bool) -> int | None:
     "The load_id `name` has taken in, or None when it must be rebuilt from all of bronze."
     p = lake.props(name)
     if full_refresh or not lake.exists(name) or LAST_LOAD_ID not in p or p.get(CONTRACT, "") != sig: return None
     return int(p[LAST_LOAD_ID])
 
+# %% ../../notebooks/28_lake_model.ipynb #2d5b458a
 def _merge_current(b, lake: Lake, batch: ir.Table, columns: list[str], rebuild: bool) -> ir.Table:
     "The batch's newest version of each comment, merged with the stored row (first/last seen widened)."
     cand = _current(batch, columns)  # silver's own: newest version, first and last seen
@@ -57,6 +59,7 @@ def _merge_current(b, lake: Lake, batch: ir.Table, columns: list[str], rebuild: 
     cur = lake_table(b, lake, SILVER["current"]).select(*columns, "first_seen_at", "last_seen_at").cast(cand.schema())
     return _current(cand.union(cur.semi_join(cand, "comment_id")), columns, first="first_seen_at", last="last_seen_at")
 
+# %% ../../notebooks/28_lake_model.ipynb #367f2680
 def build_lake_silver(b: ibis.BaseBackend, lake: Lake, full_refresh: bool = False, schemas_dir=None) -> dict:
     "Bring the lake's silver up to date with its bronze; rows merged per table."
     fields = comment_contract(schemas_dir)
@@ -96,6 +99,7 @@ _DELETED_SCHEMA = pa.schema([("comment_id", pa.int64()), ("parent_id", pa.int64(
                              ("title_id_trakt", pa.int64()), ("last_seen_at", pa.timestamp("us", tz="UTC")),
                              ("confirmed_at", pa.timestamp("us", tz="UTC")), ("confirmed_date", pa.date32())])
 
+# %% ../../notebooks/28_lake_model.ipynb #0358d717
 def confirmed_gone(con) -> list[dict]:
     "The comments the crawl confirmed gone, from the ledger (it stays in the DuckDB file): id, when confirmed, on which run date."
     if not table_exists(con, "bronze", "ingest_ledger"): return []
@@ -103,6 +107,7 @@ def confirmed_gone(con) -> list[dict]:
                                  run_date AS confirmed_date FROM bronze.ingest_ledger
                           WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'""").to_arrow_table().to_pylist()
 
+# %% ../../notebooks/28_lake_model.ipynb #bd6db306
 def build_lake_deleted(b: ibis.BaseBackend, lake: Lake, gone: list[dict]) -> int:
     "`silver.stg_trakt__comment_deleted` on the lake, as `silver.mark_deleted` makes it in the DuckDB file; those comments leave `stg_trakt__comment_event`."
     history = lake_table(b, lake, SILVER["history"])
@@ -134,6 +139,7 @@ def build_lake_deleted(b: ibis.BaseBackend, lake: Lake, gone: list[dict]) -> int
 # %% ../../notebooks/28_lake_model.ipynb #a78e1c6c
 GOLD_FACT = "gold.fct_title_daily_engagement"
 
+# %% ../../notebooks/28_lake_model.ipynb #8540316c
 def build_lake_gold(b: ibis.BaseBackend, lake: Lake, as_of: dt.date, s: Settings) -> dict[str, int]:
     "Compute every gold table as of `as_of` and store it in the lake; rows written per table."
     m = s.metrics
@@ -165,6 +171,7 @@ def _empty_select(con, arrow: pa.Table) -> str:
     cols = ", ".join(f'CAST(NULL AS {ty}) AS "{c}"' for c, ty in zip(rel.columns, rel.types))
     return f"SELECT {cols} WHERE false"
 
+# %% ../../notebooks/28_lake_model.ipynb #cbff4a61
 def serve_lake(con,                    # a DuckDB connection to the warehouse file
                lake: Lake,
                names: list[str] | None = None,  # default: every silver and gold table

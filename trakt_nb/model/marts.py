@@ -21,11 +21,13 @@ __all__ = ['MARTS', 'half_life_of', 'gold_marts', 'ModelSummary']
 # %% ../../notebooks/24a_marts.ipynb #33f8fdb3
 MARTS = ("mart_title_quadrant", "mart_title_half_life", "mart_title_hold_up", "mart_title_rating_trend", "mart_half_life_cohort_trend")
 
+# %% ../../notebooks/24a_marts.ipynb #c2afe080
 def half_life_of(history: ir.Table, releases: ir.Table | None, as_of: dt.date, m) -> ir.Table:
     "`half_life` of the comment versions `history` (and `dim_title`'s release dates) as of `as_of` with the `[metrics]` settings `m`."
     return half_life(history, as_of, releases=releases, min_comments=m.half_life_min_comments, min_days=m.half_life_min_days,
                      p_threshold=m.half_life_p_threshold)
 
+# %% ../../notebooks/24a_marts.ipynb #ab4c1624
 def gold_marts(eng: ir.Table, events: ir.Table, hl: ir.Table, ratings: ir.Table, as_of: dt.date, m) -> dict[str, ir.Table]:
     "Every mart as of `as_of`, from the day's engagement, comment events, half-lives and rating snapshots, thresholds from `m`."
     return {

@@ -30,6 +30,7 @@ def _dispersion(n: np.ndarray, y: np.ndarray, ss: np.ndarray) -> float:
     within = ((n * ss - y * y) / np.where(ok, y, 1.0))[ok].sum()  # Σ titles Σ comments (r − r̄)² / r̄
     return float(max(1.0, within / (n[ok] - 1).sum()))
 
+# %% ../../notebooks/21_quadrant.ipynb #7305dbd5
 def _gamma_prior(y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     "The kind's rate μ and the spread α of title rates around it (rate ~ Gamma, mean μ, variance αμ²): an NB2 fit by statsmodels, moments if it fails."
     mu = float(y.sum() / n.sum()) if n.sum() > 0 else 0.0
@@ -45,12 +46,14 @@ def _gamma_prior(y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     a = float(((y - n * mu) ** 2 - y).sum() / (n * n * mu * mu).sum())  # method of moments of the same model
     return mu, min(max(a, 1e-6), 1e6)
 
+# %% ../../notebooks/21_quadrant.ipynb #e3df041f
 _PLACE_SCHEMA = pa.schema([("title_kind", pa.string()), ("title_id_trakt", pa.int64()), ("comments_in_window", pa.int64()),
                            ("breadth", pa.int64()), ("eligible", pa.bool_()), ("raw_intensity", pa.float64()),
                            ("intensity", pa.float64()), ("intensity_lo", pa.float64()), ("intensity_hi", pa.float64()),
                            ("breadth_threshold", pa.float64()), ("intensity_threshold", pa.float64()),
                            ("p_high_breadth", pa.float64()), ("p_high_intensity", pa.float64()), ("placement_certain", pa.bool_())])
 
+# %% ../../notebooks/21_quadrant.ipynb #974692cf
 def place_titles(window: pd.DataFrame,  # per title: title_kind, title_id_trakt, comments_in_window, breadth, eligible, reactions, reactions_capped, reactions_capped_sq (NaN: no per-comment data)
                  certainty: float = 0.9,  # [metrics] quadrant_certainty: a side is sure when its probability is at least this
                 ) -> pa.Table:
@@ -91,6 +94,7 @@ def place_titles(window: pd.DataFrame,  # per title: title_kind, title_id_trakt,
 # %% ../../notebooks/21_quadrant.ipynb #a20e3daf
 _QUADRANT = {(True, True): "Phenomenon", (True, False): "Mainstream", (False, True): "Cult", (False, False): "Quiet"}
 
+# %% ../../notebooks/21_quadrant.ipynb #4397febf
 def _window(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments: int, events: ir.Table | None, cap_quantile: float) -> ir.Table:
     "Per title with engagement on or before `as_of`: comments, breadth and reactions in the window (capped per comment when `events` are given)."
     start = as_of - dt.timedelta(days=window_days - 1)
@@ -110,6 +114,7 @@ def _window(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments
     return t.mutate(breadth=_.people.fill_null(0), reactions_capped=_.capped.fill_null(0.0),
                     reactions_capped_sq=_.capped_sq.fill_null(0.0)).drop("people", "capped", "capped_sq")
 
+# %% ../../notebooks/21_quadrant.ipynb #048e9d77
 def _quadrant_at(engagement: ir.Table, as_of: dt.date, window_days: int, min_comments: int, events: ir.Table | None = None,
                  cap_quantile: float = 0.99, certainty: float = 0.9) -> ir.Table:
     "Window stats, shrunk intensity, thresholds, placement confidence, percentiles and quadrant of every title with engagement on or before `as_of`."
@@ -125,6 +130,7 @@ def _quadrant_at(engagement: ir.Table, as_of: dt.date, window_days: int, min_com
                       else_=ibis.null("string"))
     return t.mutate(quadrant=quad)
 
+# %% ../../notebooks/21_quadrant.ipynb #41abdb83
 def quadrant(engagement: ir.Table,  # `daily_engagement` output (any as-of on or after `as_of`)
              as_of: dt.date,  # the window ends on this day
              *, window_days: int = 28,  # [metrics] quadrant_window_days

@@ -35,6 +35,7 @@ OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "in": "
 SEVERITIES = ("error", "warn")
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
+# %% ../../notebooks/32_quality.ipynb #eb1eda68
 @dataclass(frozen=True)
 class TestSpec:
     "One declared data test."
@@ -46,9 +47,11 @@ class TestSpec:
     where: tuple = ()
     as_of_column: str | None = None
 
+# %% ../../notebooks/32_quality.ipynb #a0486c5d
 def _spec_error(where: str, text: str) -> UserError:
     return UserError(f"In schemas/quality/tests.yml, {where} {text}")
 
+# %% ../../notebooks/32_quality.ipynb #9acab4c9
 def _check_where(conds, where: str) -> tuple:
     out = []
     for c in conds or []:
@@ -59,6 +62,7 @@ def _check_where(conds, where: str) -> tuple:
         out.append((c["column"], c["op"], c.get("value")))
     return tuple(out)
 
+# %% ../../notebooks/32_quality.ipynb #a9a983f3
 def parse_tests(doc: dict) -> list[TestSpec]:
     "Validated `TestSpec`s from a parsed tests.yml document."
     if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict):
@@ -88,6 +92,7 @@ def parse_tests(doc: dict) -> list[TestSpec]:
             specs.append(TestSpec(name, table, kind, sev, params, _check_where(t.get("where"), where), as_of))
     return specs
 
+# %% ../../notebooks/32_quality.ipynb #4ecb74bc
 def load_tests(path: Path | str | None = None) -> list[TestSpec]:
     "The tests declared in `path` (default: the project's `schemas/quality/tests.yml`)."
     path = Path(path or TESTS_PATH)
@@ -113,6 +118,7 @@ class TestResult:
     @property
     def failed(self) -> bool: return self.status == "fail"
 
+# %% ../../notebooks/32_quality.ipynb #910d4f73
 def failures(results: list[TestResult], severity: str = "error") -> list[TestResult]:
     "The failed results of `severity` ('error' or 'warn')."
     return [r for r in results if r.failed and r.severity == severity]
@@ -129,6 +135,7 @@ def weekday_profile(counts: dict[dt.date, int], day: dt.date, weeks: int = 8, pr
         out[w] = (sum(xs) + prior_days * m) / ((len(xs) + prior_days) * m)
     return out
 
+# %% ../../notebooks/32_quality.ipynb #bf664fad
 def volume_zscore(counts: dict[dt.date, int],  # count per day (days missing from the dict had no run)
                   day: dt.date, trailing_days: int = 14, profile_weeks: int = 8) -> dict:
     "Robust z-score of `counts[day]` against the trailing days, after removing the weekday profile."
@@ -159,12 +166,15 @@ def _columns(con, table: str) -> dict[str, str] | None:
     rows = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2", [schema, name]).fetchall()
     return {c: t for c, t in rows} or None
 
+# %% ../../notebooks/32_quality.ipynb #3357ba81
 def _q(col: str, cols: dict) -> str:
     if col not in cols: raise KeyError(col)
     return '"' + col.replace('"', '""') + '"'
 
+# %% ../../notebooks/32_quality.ipynb #395f486d
 def _tq(table: str) -> str: return ".".join(f'"{p}"' for p in table.split("."))
 
+# %% ../../notebooks/32_quality.ipynb #78c01383
 def _filters(t: TestSpec, cols: dict, as_of: dt.date) -> tuple[str, list]:
     "The WHERE clause (conditions and as-of scope) and its parameters."
     parts, params = [], []
@@ -177,26 +187,31 @@ def _filters(t: TestSpec, cols: dict, as_of: dt.date) -> tuple[str, list]:
         else: parts.append(f"{_q(col, cols)} {OPS[op]} ?"); params.append(val)
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
+# %% ../../notebooks/32_quality.ipynb #a07d8df2
 def _one(con, sql: str, params: list): return con.execute(sql, params).fetchone()
 
+# %% ../../notebooks/32_quality.ipynb #32fcc341
 def _unique(con, t, cols, w, p, as_of):
     keys = ", ".join(_q(c, cols) for c in t.params["columns"])
     dup, ex = _one(con, f"SELECT count(*), any_value(k) FROM (SELECT {keys}, count(*) AS n, CAST(({keys}) AS VARCHAR) AS k FROM {_tq(t.table)}{w} GROUP BY ALL HAVING count(*) > 1)", p) \
         if len(t.params["columns"]) > 1 else _one(con, f"SELECT count(*), any_value(CAST(k AS VARCHAR)) FROM (SELECT {keys} AS k FROM {_tq(t.table)}{w} GROUP BY ALL HAVING count(*) > 1)", p)
     return dup, "0 duplicated keys", f"{dup} duplicated ({', '.join(t.params['columns'])}) keys, e.g. {ex}"
 
+# %% ../../notebooks/32_quality.ipynb #2e73329a
 def _not_null(con, t, cols, w, p, as_of):
     sums = ", ".join(f"count(*) FILTER (WHERE {_q(c, cols)} IS NULL)" for c in t.params["columns"])
     nulls = dict(zip(t.params["columns"], _one(con, f"SELECT {sums} FROM {_tq(t.table)}{w}", p)))
     bad = {c: n for c, n in nulls.items() if n}
     return sum(bad.values()), "0 nulls", "nulls in " + ", ".join(f"{c} ({n})" for c, n in bad.items())
 
+# %% ../../notebooks/32_quality.ipynb #1a461000
 def _accepted(con, t, cols, w, p, as_of):
     c, vals = _q(t.params["column"], cols), list(t.params["values"])
     cond = f"{c} IS NOT NULL AND {c} NOT IN ({', '.join('?' * len(vals))})"
     n, ex = _one(con, f"SELECT count(*), list(DISTINCT CAST({c} AS VARCHAR))[:5] FROM {_tq(t.table)}{w + ' AND ' if w else ' WHERE '}{cond}", p + vals)
     return n, f"{t.params['column']} in {vals}", f"{n} rows with {t.params['column']} outside {vals}: {ex}"
 
+# %% ../../notebooks/32_quality.ipynb #2ef63fd5
 def _relationships(con, t, cols, w, p, as_of):
     to = t.params["to"]
     if not (isinstance(to, str) and len(to.split(".")) == 2) or (tcols := _columns(con, to)) is None: raise LookupError(to)
@@ -208,6 +223,7 @@ def _relationships(con, t, cols, w, p, as_of):
                       f"WHERE {notnull} AND NOT EXISTS (SELECT 1 FROM {_tq(to)} r WHERE {on})", p)
     return n, f"every ({', '.join(src)}) in {to}", f"{n} rows whose ({', '.join(src)}) is not in {to}, e.g. {ex}"
 
+# %% ../../notebooks/32_quality.ipynb #3b86b4ae
 def _range(con, t, cols, w, p, as_of):
     c, lo, hi = _q(t.params["column"], cols), t.params.get("min"), t.params.get("max")
     conds, vals = [], []
@@ -229,6 +245,7 @@ def _freshness(con, t, cols, w, p, as_of):
     return (0 if ok else 1), f"rows for {as_of}", f"no rows of {t.table} for {as_of} (newest {t.params['date_column']} is {newest})", \
         (f"newest {ts} {got}" if ts else f"{got} rows") if ok else f"newest {t.params['date_column']} {newest}"
 
+# %% ../../notebooks/32_quality.ipynb #fe713a39
 def _daily_counts(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, int]:
     d = _q(t.params["date_column"], cols)
     what = f"count(DISTINCT {_q(t.params['distinct'], cols)})" if t.params.get("distinct") else "count(*)"
@@ -237,8 +254,10 @@ def _daily_counts(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, in
     sql = f"SELECT {d}, {what} FROM {_tq(t.table)}{w + ' AND ' if w else ' WHERE '}{' AND '.join(conds)} GROUP BY 1"
     return {r[0]: int(r[1]) for r in con.execute(sql, p + [since, as_of]).fetchall()}
 
+# %% ../../notebooks/32_quality.ipynb #0f8132ec
 def _utc_today() -> dt.date: return dt.datetime.now(dt.timezone.utc).date()
 
+# %% ../../notebooks/32_quality.ipynb #e3409497
 def _volume(con, t, cols, w, p, as_of, z_threshold=None):
     P = t.params
     trailing, weeks, min_hist = int(P.get("trailing_days", 14)), int(P.get("profile_weeks", 8)), int(P.get("min_history_days", 7))
@@ -261,6 +280,7 @@ def _volume(con, t, cols, w, p, as_of, z_threshold=None):
     return int(bad), f"|z| < {thr} or chance >= {max_p:g} (about {v['expected']})", \
         f"{v['observed']} new rows on {as_of} against about {v['expected']} expected for a {as_of:%A} (z = {v['z']}, chance {tail:.2g})", obs
 
+# %% ../../notebooks/32_quality.ipynb #f1687bad
 def _row_count(con, t, cols, w, p, as_of):
     P = t.params
     d = _q(P["date_column"], cols)
@@ -277,6 +297,7 @@ def _row_count(con, t, cols, w, p, as_of):
     return int(ratio < ratio_min), f">= {ratio_min:.0%} of the trailing median {med:g}", \
         f"{today} rows for {as_of}, {ratio:.0%} of the median {med:g} of the {len(prev)} runs before", f"{today} rows ({ratio:.0%} of median {med:g})"
 
+# %% ../../notebooks/32_quality.ipynb #921418d4
 _RUNNERS = {"unique": _unique, "not_null": _not_null, "accepted_values": _accepted, "relationships": _relationships,
             "range": _range, "freshness": _freshness, "volume_anomaly": _volume, "row_count_anomaly": _row_count}
 
@@ -304,6 +325,7 @@ def run_test(con, t: TestSpec, as_of: dt.date, z_threshold: float | None = None)
     elif len(out) > 3 and "not scored" in r.observed: r.message = "skipped: " + r.observed.split("; ")[-1]
     return r
 
+# %% ../../notebooks/32_quality.ipynb #0ed9ff7c
 def run_quality(con,  # a DuckDB connection to the warehouse
                 as_of: dt.date,  # the run date
                 settings: Settings | None = None,  # not read yet; [quality] keys would go here
@@ -324,6 +346,7 @@ RESULTS_DDL = """CREATE TABLE IF NOT EXISTS quality.test_results (
     checked_at TIMESTAMPTZ NOT NULL)"""
 _RESULT_COLUMNS = ("test", "table_name", "kind", "severity", "status", "observed", "expected", "message", "checked_at")
 
+# %% ../../notebooks/32_quality.ipynb #f05070d7
 def write_results(con, run_id: str, as_of: dt.date, results: list[TestResult]) -> int:
     "Store `results` as the rows of `run_id` in `quality.test_results` (replacing that run's rows)."
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
@@ -334,15 +357,18 @@ def write_results(con, run_id: str, as_of: dt.date, results: list[TestResult]) -
                         [[run_id, as_of, *(getattr(r, c) for c in _RESULT_COLUMNS)] for r in results])
     return len(results)
 
+# %% ../../notebooks/32_quality.ipynb #a575f3ac
 class QualityFailed(UserError):
     "Error-severity data tests failed."
 
+# %% ../../notebooks/32_quality.ipynb #96cc1b9a
 def raise_for_errors(results: list[TestResult]):
     "Raise `QualityFailed` naming the failed error-severity tests (call after the reports are written)."
     if bad := failures(results, "error"):
         raise QualityFailed(f"{len(bad)} data test(s) failed: " + "; ".join(r.message for r in bad[:5]) + (" …" if len(bad) > 5 else "")
                             + " — see quality.test_results, fix the data or the run, and run the date again.")
 
+# %% ../../notebooks/32_quality.ipynb #6ec9449f
 def check_day(s: Settings, run_date: dt.date, run_id: str | None = None, **kw) -> list[TestResult]:
     "Run the data tests for `run_date` on the warehouse of `s` and store them under `run_id` (default: the date)."
     from trakt_nb.land.bronze import connect, warehouse_lock
@@ -354,6 +380,7 @@ def check_day(s: Settings, run_date: dt.date, run_id: str | None = None, **kw) -
             return results
         finally: con.close()
 
+# %% ../../notebooks/32_quality.ipynb #2b5c79fc
 def results_frame(results: list[TestResult]):
     "The results as a pandas DataFrame, failures first (for reports)."
     import pandas as pd

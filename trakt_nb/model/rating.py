@@ -23,6 +23,7 @@ def _latest_snapshot(rating_dist: ir.Table, day: dt.date) -> ir.Table:
     return (rating_dist.filter(_.snapshot_date <= day).mutate(rn=ibis.row_number().over(w))
             .filter(_.rn == 0).drop("rn"))
 
+# %% ../../notebooks/24_rating_trend.ipynb #17dec97f
 def rating_trend(rating_dist: ir.Table,  # silver.stg_trakt__rating_dist
                  as_of: dt.date,  # the current snapshot is the latest on or before this day
                 ) -> ir.Table:

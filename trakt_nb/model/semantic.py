@@ -35,9 +35,11 @@ _TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'[^']*')|(?P<name>[A-
 AGGREGATES = ("sum", "mean", "median", "min", "max", "count", "count_distinct", "count_if", "share")
 _KEYWORDS = {"and", "or", "not", "is", "null", "true", "false"}
 
+# %% ../../notebooks/25_semantic.ipynb #51ecdd3a
 class ExpressionError(ValueError):
     "An expression that is not in the grammar; the message says where and why."
 
+# %% ../../notebooks/25_semantic.ipynb #590aea1c
 def _tokens(text: str) -> list[tuple[str, str, int]]:
     "Split `text` into (kind, text, position) tokens."
     out, pos, text = [], 0, text.rstrip()
@@ -49,6 +51,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
         pos = m.end()
     return out + [("end", "", len(text))]
 
+# %% ../../notebooks/25_semantic.ipynb #fdb55ea9
 class _Parser:
     "Recursive descent over the grammar above; builds tuples, evaluates nothing."
     def __init__(self, text): self.toks, self.i = _tokens(text), 0
@@ -115,14 +118,17 @@ class _Parser:
         else: right = self.arith(False)
         return ("cmp", op, left, right)
 
+# %% ../../notebooks/25_semantic.ipynb #53a7517f
 def parse_expression(text: str) -> tuple:
     "Parse a metric expression (arithmetic over aggregates) into a tree."
     p = _Parser(text); return p.done(p.arith(True))
 
+# %% ../../notebooks/25_semantic.ipynb #571c3037
 def parse_predicate(text: str) -> tuple:
     "Parse a filter predicate (`eligible = true`) into a tree."
     p = _Parser(text); return p.done(p.pred())
 
+# %% ../../notebooks/25_semantic.ipynb #d3e410d2
 def columns_of(tree) -> set[str]:
     "The columns a parsed tree reads."
     if not isinstance(tree, tuple): return set()
@@ -132,8 +138,10 @@ def columns_of(tree) -> set[str]:
 # %% ../../notebooks/25_semantic.ipynb #012f795b
 _CMP = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
 
+# %% ../../notebooks/25_semantic.ipynb #caa61e43
 def _div(a, b): return a / (b.nullif(0) if isinstance(b, ir.Value) else (b or None))
 
+# %% ../../notebooks/25_semantic.ipynb #98bb9445
 def compile_row(t: ir.Table, tree) -> ir.Value:
     "A row-level tree (arithmetic or predicate) as an Ibis column expression of `t`."
     kind = tree[0]
@@ -152,6 +160,7 @@ def compile_row(t: ir.Table, tree) -> ir.Value:
         return (a & b) if kind == "and" else (a | b)
     raise ExpressionError(f"{kind} is not a row expression")
 
+# %% ../../notebooks/25_semantic.ipynb #5e08f71f
 def compile_metric(t: ir.Table, tree) -> ir.Scalar:
     "A metric tree as an Ibis reduction over `t` (usable in `aggregate`)."
     kind = tree[0]
@@ -175,6 +184,7 @@ DIM_TITLE = "silver.dim_title"
 FORMATS = re.compile(r"^(integer|decimal:\d|percent:\d|days:\d)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
+# %% ../../notebooks/25_semantic.ipynb #afd58d1a
 @dataclass(frozen=True)
 class Dimension:
     "A column metrics can be grouped and filtered by."
@@ -184,6 +194,7 @@ class Dimension:
     column: str = ""           # the source column (default: the name)
     unnest: bool = False       # an array column: one row per element
 
+# %% ../../notebooks/25_semantic.ipynb #8844f617
 @dataclass(frozen=True)
 class Metric:
     "One governed metric."
@@ -200,6 +211,7 @@ class Metric:
     tree: tuple = field(default=(), repr=False, compare=False)
     filter_trees: tuple = field(default=(), repr=False, compare=False)
 
+# %% ../../notebooks/25_semantic.ipynb #f6913ea1
 @dataclass(frozen=True)
 class Catalogue:
     "Every governed metric with the models and dimensions they use."
@@ -220,6 +232,7 @@ class Catalogue:
 # %% ../../notebooks/25_semantic.ipynb #7fc8af31
 def _metric_error(name, text): return UserError(f"Metric {name!r} in metrics.yml {text}")
 
+# %% ../../notebooks/25_semantic.ipynb #c1049c6e
 def _build_metric(raw: Mapping, models: dict, dims: dict[str, Dimension]) -> Metric:
     "One metric entry of metrics.yml, checked against the models and dimensions."
     name = raw.get("name")
@@ -259,6 +272,7 @@ def _build_metric(raw: Mapping, models: dict, dims: dict[str, Dimension]) -> Met
     return Metric(name, str(raw["label"]), " ".join(str(raw["description"]).split()), model, str(raw["expression"]),
                   grain, dimensions, str(raw["format"]), tuple(map(str, raw.get("filters") or ())), requires, tree, ftrees)
 
+# %% ../../notebooks/25_semantic.ipynb #49187430
 def load_metrics(path: str | Path | None = None) -> Catalogue:
     "Read and validate `metrics.yml` (default: the project's `schemas/semantic/metrics.yml`); the same text is parsed once per process."
     path = Path(path) if path is not None else METRICS_PATH
@@ -266,6 +280,7 @@ def load_metrics(path: str | Path | None = None) -> Catalogue:
     except FileNotFoundError: raise UserError(f"There is no metrics file at {path}; run from the project folder or pass the path of metrics.yml.") from None
     return _parse_metrics(path, text)
 
+# %% ../../notebooks/25_semantic.ipynb #0e8e4fd5
 @functools.lru_cache(maxsize=8)
 def _parse_metrics(path: Path, text: str) -> Catalogue:
     try: doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -343,6 +358,7 @@ _DEMO_ROWS = {
                                          (_A, "2026", 1, 0, None, None, None, 3, 0.9, 0.5, 1.6, 0.3, 2.7, "no evidence of a trend")],
 }
 
+# %% ../../notebooks/25_semantic.ipynb #4e12b5db
 def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     "Write the small hand-checkable gold tables and `silver.dim_title` into `con` (for examples and tests)."
     for table, cols in _GOLD_DDL.items():
@@ -371,6 +387,7 @@ class Period:
         return Period(self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1), self.kind)
     def __str__(self): return f"{self.start} … {self.end}"
 
+# %% ../../notebooks/25_semantic.ipynb #9b17246d
 def as_day(value, what: str = "date") -> dt.date:
     "`value` (a date, a datetime or YYYY-MM-DD text) as a date, or one sentence naming the form."
     if isinstance(value, dt.datetime): return value.date()
@@ -380,6 +397,7 @@ def as_day(value, what: str = "date") -> dt.date:
         except ValueError: pass
     raise UserError(f"{what}={value!r} is not a date; write it as YYYY-MM-DD such as 2026-11-28.")
 
+# %% ../../notebooks/25_semantic.ipynb #0cec529f
 def _month(value) -> Period:
     if isinstance(value, dt.date): y, m = value.year, value.month
     else:
@@ -389,6 +407,7 @@ def _month(value) -> Period:
     start = dt.date(y, m, 1)
     return Period(start, (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1), "month")
 
+# %% ../../notebooks/25_semantic.ipynb #1a6458a3
 def _week(value) -> Period:
     if isinstance(value, dt.date): start = as_day(value) - dt.timedelta(days=as_day(value).weekday())
     else:
@@ -398,6 +417,7 @@ def _week(value) -> Period:
         if start is None: raise UserError(f"week={value!r} is not an ISO week; write it as YYYY-Www such as 2026-W48 (Monday to Sunday).")
     return Period(start, start + dt.timedelta(days=6), "week")
 
+# %% ../../notebooks/25_semantic.ipynb #a6563b5f
 def period(between=None,           # (first, last) days, inclusive
            last_days: int | None = None,  # the N days ending on `end`
            month=None,             # a calendar month: YYYY-MM (or any date in it)
@@ -424,6 +444,7 @@ def _backend(con) -> ibis.BaseBackend:
     "An Ibis DuckDB backend for an Ibis backend or a DuckDB connection."
     return con if isinstance(con, ibis.BaseBackend) else ibis.duckdb.from_connection(con)
 
+# %% ../../notebooks/25_semantic.ipynb #b6b93861
 def _table(backend, name: str) -> ir.Table:
     "The warehouse table `schema.name`, or a UserError saying how to create it."
     schema, table = name.split(".")
@@ -431,10 +452,12 @@ def _table(backend, name: str) -> ir.Table:
     except Exception:
         raise UserError(f"The warehouse has no table {name}; run `trakt-nb run` to build it (or point [storage] warehouse at a built warehouse).") from None
 
+# %% ../../notebooks/25_semantic.ipynb #5a675767
 def _as_of_value(as_of) -> dt.date | None:
     "`as_of` as a date (None stays None)."
     return None if as_of is None else as_day(as_of, "as_of")
 
+# %% ../../notebooks/25_semantic.ipynb #b5f20ca3
 def _check_request(cat: Catalogue, metrics: list[Metric], by: list[str], where: Mapping) -> None:
     "Raise one sentence when a dimension of `by`/`where` does not fit the metrics, or a non-additive metric loses its grain."
     for d in list(by) + list(where):
@@ -452,14 +475,17 @@ def _check_request(cat: Catalogue, metrics: list[Metric], by: list[str], where: 
         if miss := [d for d in m.requires if d not in by]:
             raise UserError(f"Metric {m.name} is not additive across {', '.join(miss)}; add {', '.join(miss)} to by (its grain is {' x '.join(m.grain)}).")
 
+# %% ../../notebooks/25_semantic.ipynb #57734299
 # the daily fact is stored as of its newest date only; an earlier as-of is computed from silver's comment history
 FROM_SILVER = {"gold.fct_title_daily_engagement": "silver.stg_trakt__comment_event_history"}
 
+# %% ../../notebooks/25_semantic.ipynb #4188bf95
 def as_of_dates(backend, model: str, as_of_column: str = "as_of_date") -> list[dt.date]:
     "The as-of dates stored in a gold table, oldest first."
     t = _table(_backend(backend), model)
     return sorted(as_day(d) for d in t.select(t[as_of_column]).distinct().to_pandas()[as_of_column] if not pd.isna(d))
 
+# %% ../../notebooks/25_semantic.ipynb #059736c3
 def _rows_as_of(backend, cat: Catalogue, model: str, as_of) -> ir.Table:
     "The model's rows at `as_of` (None: its latest; 'all': every stored date); an as-of it cannot answer is one sentence."
     t = _table(backend, model)
@@ -485,6 +511,7 @@ def _rows_as_of(backend, cat: Catalogue, model: str, as_of) -> ir.Table:
     shown = ", ".join(map(str, stored[-5:])) + (f" (and {len(stored) - 5} earlier)" if len(stored) > 5 else "")
     raise UserError(f"{model} has no rows as of {as_of}; ask for one of its as-of dates {shown}, or run `trakt-nb model --date {as_of}` to compute it.")
 
+# %% ../../notebooks/25_semantic.ipynb #f83c30c2
 def _coerce(value, typ, d: str):
     "A `where` value as the dimension's type, or one sentence naming the type wanted."
     if value is None: return None
@@ -501,10 +528,12 @@ def _coerce(value, typ, d: str):
         raise UserError(f"where {d}={value!r} is not text; pass for example {d}='…' in quotes.")
     return value
 
+# %% ../../notebooks/25_semantic.ipynb #d015e4e3
 def _known_values(t: ir.Table, d: str, unnest: bool) -> list:
     col = t[d].unnest() if unnest else t[d]
     return sorted(v for v in t.select(v=col).distinct().to_pandas().v if v is not None and not (isinstance(v, float) and math.isnan(v)))
 
+# %% ../../notebooks/25_semantic.ipynb #4c0d32c1
 def _apply_where(t: ir.Table, cat: Catalogue, model: str, where: Mapping, unnest: bool) -> ir.Table:
     "Filter `t` by `where`: a value, a list of values, or a (low, high) tuple as an inclusive range; wrong types and unknown text values are one sentence."
     for d, v in where.items():
@@ -531,6 +560,7 @@ def _apply_where(t: ir.Table, cat: Catalogue, model: str, where: Mapping, unnest
         else: t = t.filter(col == vals[0])
     return t
 
+# %% ../../notebooks/25_semantic.ipynb #85f33450
 def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: bool, where: Mapping, as_of, per: Period | None = None) -> ir.Table:
     "The model's rows at the as-of date, with title dimensions joined, the period's days and `where` applied."
     t = _rows_as_of(backend, cat, model, as_of)
@@ -546,6 +576,7 @@ def _model_rows(backend, cat: Catalogue, model: str, dims: set[str], unnest: boo
     if per is not None: t = t.filter(t.day.between(ibis.literal(per.start, type="date"), ibis.literal(per.end, type="date")))
     return t
 
+# %% ../../notebooks/25_semantic.ipynb #bc659e22
 def _join_on(left: ir.Table, right: ir.Table, by: list[str]) -> ir.Table:
     "Outer join on the `by` dimensions (NULL matches NULL), one column per dimension."
     if not by: return left.cross_join(right)
@@ -554,6 +585,7 @@ def _join_on(left: ir.Table, right: ir.Table, by: list[str]) -> ir.Table:
     return j.select(*[ibis.coalesce(j[d], j[f"{d}_right"]).name(d) for d in by],
                     *[c for c in j.columns if c not in by and not (c.endswith("_right") and c[:-6] in by)])
 
+# %% ../../notebooks/25_semantic.ipynb #0bfeeced
 def _query(backend, cat: Catalogue, names, by, where, as_of, per: Period | None = None) -> ir.Table:
     "`query` with an already loaded catalogue; `as_of='all'` keeps every as-of date (for views)."
     by, where = list(by), dict(where or {})
@@ -578,6 +610,7 @@ def _query(backend, cat: Catalogue, names, by, where, as_of, per: Period | None 
     out = out.select(*by, *[m.name for m in metrics])
     return out.order_by(by) if by else out
 
+# %% ../../notebooks/25_semantic.ipynb #1e81cca8
 def _order(t: ir.Table, order_by) -> ir.Table:
     "Sort by columns (`-name`: descending), NULL and NaN last either way."
     keys = []
@@ -589,6 +622,7 @@ def _order(t: ir.Table, order_by) -> ir.Table:
         keys += [missing.fill_null(True), col.desc() if desc else col.asc()]
     return t.order_by(keys)
 
+# %% ../../notebooks/25_semantic.ipynb #d2a212d8
 def query(backend,                        # an Ibis DuckDB backend or a DuckDB connection to the warehouse
           metrics: list[str],             # governed metric names
           by: Iterable[str] = (),         # dimensions to group by
@@ -628,6 +662,7 @@ def query(backend,                        # an Ibis DuckDB backend or a DuckDB c
 _SENTINEL = Period(dt.date(1111, 1, 1), dt.date(1111, 1, 2))  # replaced by the macro's parameters in the compiled SQL
 PERIOD_BY = ("title_kind", "title_id_trakt", "title")
 
+# %% ../../notebooks/25_semantic.ipynb #39987707
 def create_period_macros(con,                                 # a DuckDB connection (or Ibis backend) to the warehouse
                          catalogue: Catalogue | None = None,  # default: `load_metrics()`
                         ) -> list[str]:
@@ -657,6 +692,7 @@ def catalogue_table(catalogue: Catalogue | None = None) -> pd.DataFrame:
                           "dimensions": ", ".join(m.dimensions), "format": m.format, "description": m.description}
                          for m in cat])
 
+# %% ../../notebooks/25_semantic.ipynb #306d6249
 def create_metric_views(con,                               # a DuckDB connection (or Ibis backend) to the warehouse
                         catalogue: Catalogue | None = None,  # default: `load_metrics()`
                        ) -> list[str]:
@@ -677,6 +713,7 @@ def create_metric_views(con,                               # a DuckDB connection
     raw.execute(f"COMMENT ON TABLE metrics.catalogue IS '{fp}'")  # written last: a build stopped before it is redone
     return views
 
+# %% ../../notebooks/25_semantic.ipynb #a9cf8310
 def _views_fingerprint(raw, cat: Catalogue) -> str:
     "What the views' SQL is compiled from: the catalogue, the columns of the silver and gold tables, and this module's code."
     cols = raw.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
@@ -686,6 +723,7 @@ def _views_fingerprint(raw, cat: Catalogue) -> str:
     parts = [catalogue_table(cat).to_json().encode(), repr(sorted(cat.models.items())).encode(), repr(dims).encode(), repr(cols).encode(), code]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
+# %% ../../notebooks/25_semantic.ipynb #c3d1e5cc
 def _views_current(raw, cat: Catalogue, fp: str) -> bool:
     "Whether `metrics.catalogue` was written for fingerprint `fp` and every metric's view is there."
     stored = raw.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'metrics' AND table_name = 'catalogue'").fetchone()
@@ -693,6 +731,7 @@ def _views_current(raw, cat: Catalogue, fp: str) -> bool:
     names = {r[0] for r in raw.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'metrics'").fetchall()}
     return {m.name for m in cat} <= names
 
+# %% ../../notebooks/25_semantic.ipynb #e92858f6
 def format_value(metric: str | Metric,  # a metric or its name
                  value,                 # a value of that metric
                  catalogue: Catalogue | None = None) -> str:

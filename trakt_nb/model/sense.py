@@ -34,6 +34,7 @@ def world_comments(w: World, as_of) -> tuple[ibis.Table, ibis.Table]:
     releases = pd.DataFrame({"title_kind": truth.title_kind, "title_id_trakt": truth.title_trakt, "release_date": truth.released})
     return ibis.memtable(events), ibis.memtable(releases)
 
+# %% ../../notebooks/27_model_sense.ipynb #3db3637e
 def decay_check(spec: WorldSpec, as_of=None, *, min_eligible: int = 200, metrics=None) -> pd.DataFrame:
     "Per title of the world of `spec`: the gold decay fit and long tail as of `as_of`, next to the truth it was generated with."
     m = metrics or load_settings(env={}).metrics
@@ -74,6 +75,7 @@ def decay_figures(d: pd.DataFrame) -> dict:
             "trend_reported": float(worlds.trend_verdict.str.startswith("newer titles").mean()),
             "trend_faster": float(worlds.trend_verdict.str.startswith("newer titles are forgotten faster").mean())}
 
+# %% ../../notebooks/27_model_sense.ipynb #e7eb4b88
 def sense_worlds(seeds, shapes=("exponential",), trends=(1.0,), base: WorldSpec = WorldSpec(), **kw) -> pd.DataFrame:
     "`decay_check` over every seed × shape × trend (worlds like `base` otherwise)."
     return pd.concat([decay_check(dataclasses.replace(base, seed=s, decay_shape=sh, cohort_trend=k), **kw)

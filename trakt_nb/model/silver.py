@@ -33,11 +33,13 @@ _BASE = {"id": "int64", "parent_id": "int64", "created_at": "string", "updated_a
          "spoiler": "boolean", "review": "boolean", "replies": "int64", "likes": "int64", "user_rating": "int64",
          "language": "string", "user_stats": {"rating": "int64"}, "user": {"ids": {"slug": "string"}}}
 
+# %% ../../notebooks/10_silver.ipynb #d23c6b88
 def _field_shape(f: dict):
     "The silver type of a promoted field: a type name, or [type name] for an array of scalars."
     if f["json_type"] == "array": return [_JSON_AS[f["item_type"]][1]]
     return _JSON_AS[f["json_type"]][1]
 
+# %% ../../notebooks/10_silver.ipynb #fa829a8b
 def _with_promoted(base: dict, promoted: list[dict] = ()) -> dict:
     "`base` (a nested field -> type map) plus every promoted field at its path."
     shape = json.loads(json.dumps(base))
@@ -48,39 +50,48 @@ def _with_promoted(base: dict, promoted: list[dict] = ()) -> dict:
         node[leaf] = _field_shape(f)
     return shape
 
+# %% ../../notebooks/10_silver.ipynb #d4cbacec
 def _comment_shape(promoted: list[dict] = ()) -> dict:
     "The nested field -> type map silver reads from a comment: the fixed contract plus every promoted field."
     return _with_promoted(_BASE, promoted)
 
+# %% ../../notebooks/10_silver.ipynb #d2f730ec
 def _ibis_type(shape) -> dt_.DataType:  # a shape is a type name, a {key: shape} struct or a [shape] array
     if isinstance(shape, dict): return dt_.Struct({k: _ibis_type(v) for k, v in shape.items()})
     return dt_.Array(_ibis_type(shape[0])) if isinstance(shape, list) else dt_.dtype(shape)
 
+# %% ../../notebooks/10_silver.ipynb #a26626aa
 def _duck_spec(shape) -> dict | list | str:
     if isinstance(shape, dict): return {k: _duck_spec(v) for k, v in shape.items()}
     return [_duck_spec(shape[0])] if isinstance(shape, list) else _DUCK[shape]
 
+# %% ../../notebooks/10_silver.ipynb #08aa4fa9
 def _spark_spec(shape) -> str:
     if isinstance(shape, dict): return "struct<" + ",".join(f"`{k}`:{_spark_spec(v)}" for k, v in shape.items()) + ">"
     return f"array<{_spark_spec(shape[0])}>" if isinstance(shape, list) else _SPARK[shape]
 
+# %% ../../notebooks/10_silver.ipynb #ecf96a33
 # the one per-backend place of silver: how each engine's `from_json` is told a shape (DuckDB: a JSON structure; Spark: a DDL type)
 _JSON_SPEC = {"duckdb": lambda shape: json.dumps(_duck_spec(shape)), "pyspark": _spark_spec}
 
+# %% ../../notebooks/10_silver.ipynb #1f5f2a47
 def _from_json(j: ir.Value, shape) -> ir.Value:
     "JSON `j` parsed once into the typed value `shape` describes, by the backend's own `from_json` (keys outside `shape` are ignored)."
     @ibis.udf.scalar.builtin(name="from_json", signature=((dt_.string, dt_.string), _ibis_type(shape)))
     def from_json(j, spec): ...
     return from_json(j.cast("string"), ibis.literal(_JSON_SPEC[j._find_backend(use_default=True).name](shape)))
 
+# %% ../../notebooks/10_silver.ipynb #c14588a9
 def _parse_items(payload: ir.Value, shape: dict) -> ir.ArrayValue:
     "The page's items parsed once into typed structs (keys outside `shape` are ignored)."
     return _from_json(payload, [shape])
 
+# %% ../../notebooks/10_silver.ipynb #3e872bc8
 def _get(item, path: str):
     for k in path[2:].split("."): item = item[k]
     return item
 
+# %% ../../notebooks/10_silver.ipynb #5ef9c964
 def flatten_comments(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
     "One typed row per comment or reply item in bronze comment/replies pages (plus one column per promoted field)."
     p = pages.filter(_.resource_kind.isin(["comments", "replies"]), _.http_status == 200)
@@ -121,19 +132,23 @@ def word_count(text: ir.StringValue) -> ir.IntegerValue:
 def _newest_first():
     return [ibis.desc(ibis.greatest(_.created_at, _.updated_at)), ibis.desc(_.seen_date), ibis.desc(_.fetched_at)]
 
+# %% ../../notebooks/10_silver.ipynb #4d7a5470
 def latest_version(rows: ir.Table, by: list[str]) -> ir.Table:
     "Per `by` group, the newest version (edit time, then seen date, then fetch time)."
     w = ibis.window(group_by=by, order_by=_newest_first())
     return rows.mutate(_rank=ibis.row_number().over(w)).filter(_._rank == 0).drop("_rank")
 
+# %% ../../notebooks/10_silver.ipynb #85e0d9c8
 def day_versions(rows: ir.Table, columns: list[str] = EVENT_COLUMNS) -> ir.Table:
     "The version of each comment as last seen on each run date: rows of `stg_trakt__comment_event_history`."
     return latest_version(rows, ["comment_id", "seen_date"]).select(columns)
 
+# %% ../../notebooks/10_silver.ipynb #5bd3732c
 def end_of_day(day: dt.date) -> ir.TimestampValue:
     "The last second of `day` (UTC): a comment created after it is not part of that day's view."
     return ibis.timestamp(dt.datetime(day.year, day.month, day.day, 23, 59, 59), timezone="UTC")
 
+# %% ../../notebooks/10_silver.ipynb #4f902593
 def comment_events_as_of(history: ir.Table, as_of: dt.date) -> ir.Table:
     "What was known on `as_of`: each comment created by then, at its newest version seen by then."
     h = history.filter(_.seen_date <= as_of, _.created_at <= end_of_day(as_of))
@@ -143,12 +158,14 @@ def comment_events_as_of(history: ir.Table, as_of: dt.date) -> ir.Table:
 _PLAIN_RATINGS = {"rating": "float64", "votes": "int64", "distribution": {str(k): "int64" for k in range(1, 11)}}
 RATING_SOURCES = ("trakt", "tmdb", "imdb", "metascore", "rotten_tomatoes")
 
+# %% ../../notebooks/10_silver.ipynb #582d0fa9
 def _ratings_pages(pages: ir.Table) -> ir.Table:
     "The last ratings page of each title and run date."
     r = pages.filter(_.resource_kind == "ratings", _.http_status == 200)
     r = r.mutate(_rank=ibis.row_number().over(group_by=["title_kind", "title_id_trakt", "run_date"], order_by=ibis.desc("fetched_at")))
     return r.filter(_._rank == 0)
 
+# %% ../../notebooks/10_silver.ipynb #5f94d9a2
 def rating_dist(pages: ir.Table) -> ir.Table:
     "`stg_trakt__rating_dist`: one row per title per snapshot day, Trakt's own distribution from the plain or the multi-source shape."
     r = _ratings_pages(pages)
@@ -161,6 +178,7 @@ def rating_dist(pages: ir.Table) -> ir.Table:
                    fetched_at=r.fetched_at)
     return out.filter(_.votes.notnull())  # a multi-source answer whose `trakt` is null has no Trakt distribution that day
 
+# %% ../../notebooks/10_silver.ipynb #f2e3c463
 def rating_source(pages: ir.Table) -> ir.Table:
     "`stg_trakt__rating_source`: one row per title, snapshot day and rating source (trakt, tmdb, imdb, metascore, rotten_tomatoes) that had a rating."
     r = _ratings_pages(pages)
@@ -175,15 +193,18 @@ def rating_source(pages: ir.Table) -> ir.Table:
                               source=ibis.literal(s), rating=rating, votes=votes, fetched_at=r.fetched_at))
     return ibis.union(*parts).filter(_.rating.notnull() | _.votes.notnull())
 
+# %% ../../notebooks/10_silver.ipynb #5543fc1e
 def _latest_page(pages: ir.Table, resource: str, statuses: list[int]) -> ir.Table:
     p = pages.filter(_.resource_kind == resource, _.http_status.isin(statuses))
     w = ibis.window(group_by=["title_kind", "title_id_trakt"], order_by=ibis.desc("fetched_at"))
     return p.mutate(_rank=ibis.row_number().over(w)).filter(_._rank == 0)
 
+# %% ../../notebooks/10_silver.ipynb #c64d3ca7
 _SUMMARY = {"ids": {"slug": "string", "imdb": "string", "tmdb": "int64", "tvdb": "int64"}, "title": "string", "year": "int64",
             "released": "string", "first_aired": "string", "genres": ["string"], "runtime": "int64", "language": "string",
             "country": "string", "status": "string"}
 
+# %% ../../notebooks/10_silver.ipynb #1794bd14
 def dim_title(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
     "`dim_title`: one row per followed title, from its latest summary and TMDb record (plus one column per promoted movie/show field)."
     s = _latest_page(pages, "summary", [200])
@@ -207,6 +228,7 @@ def dim_title(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
 SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "stg_trakt__rating_source",
                  "dim_title", "load_state")
 
+# %% ../../notebooks/10_silver.ipynb #c4fa2f26
 def comment_contract(schemas_dir=None) -> list[dict]:
     "The promoted fields silver extracts, from the latest comment schema (checked: valid, unique column names)."
     fields = promoted_fields(latest_contract("comment", schemas_dir))
@@ -219,13 +241,16 @@ def comment_contract(schemas_dir=None) -> list[dict]:
         seen.add(col)
     return fields
 
+# %% ../../notebooks/10_silver.ipynb #0a619ee2
 def _check_type(f: dict):
     if f["json_type"] not in _JSON_AS and not (f["json_type"] == "array" and f.get("item_type") in _JSON_AS):
         raise UserError(f"Promoted field {f['json_path']} has JSON type {f['json_type']!r}; silver takes only {', '.join(_JSON_AS)} and arrays of them.")
 
+# %% ../../notebooks/10_silver.ipynb #16587484
 _TITLE_COLUMNS = {"title_kind", "title_id_trakt", "slug", "imdb", "tmdb", "tvdb", "title", "year", "release_date", "genres", "runtime",
                   "language", "country", "status", "tmdb_known", "tmdb_popularity", "tmdb_vote_average", "tmdb_vote_count", "tmdb_original_language"}
 
+# %% ../../notebooks/10_silver.ipynb #a7e3954b
 def title_contract(schemas_dir=None) -> list[dict]:
     "The promoted fields of the latest movie and show schemas that `dim_title` extracts (one column per path; same type in both)."
     by: dict[str, dict] = {}
@@ -240,20 +265,23 @@ def title_contract(schemas_dir=None) -> list[dict]:
             by[col] = f
     return list(by.values())
 
+# %% ../../notebooks/10_silver.ipynb #8498175f
 def contract_signature(fields: list[dict]) -> str:
     "What `silver.load_state` records of the extracted columns: a change means a full rebuild."
     return ",".join(f"{f['silver_column']}:{f['json_type']}{'<' + f['item_type'] + '>' if f.get('item_type') else ''}:{f['json_path']}" for f in fields)
 
+# %% ../../notebooks/10_silver.ipynb #6c60a02c
 def _ensure_schema(con):
     con.execute("CREATE SCHEMA IF NOT EXISTS silver")
     con.execute("CREATE TABLE IF NOT EXISTS silver.load_state (model VARCHAR PRIMARY KEY, last_load_id BIGINT, updated_at TIMESTAMPTZ)")
     con.execute("ALTER TABLE silver.load_state ADD COLUMN IF NOT EXISTS contract VARCHAR")
 
+# %% ../../notebooks/10_silver.ipynb #ca22cd0c
 def _load_state(con, model: str) -> tuple[int, str] | None:
     r = con.execute("SELECT last_load_id, coalesce(contract, '') FROM silver.load_state WHERE model = $1", [model]).fetchone()
     return (int(r[0]), r[1]) if r else None
 
-
+# %% ../../notebooks/10_silver.ipynb #4ad44491
 def build_silver(con, full_refresh: bool = False, schemas_dir=None) -> dict:
     "Bring silver up to date with bronze; returns rows touched per table (and `rebuilt` when the column list changed)."
     log = get_logger("trakt_nb.model.silver")
@@ -306,6 +334,7 @@ def build_silver(con, full_refresh: bool = False, schemas_dir=None) -> dict:
     log.info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
     return out
 
+# %% ../../notebooks/10_silver.ipynb #ad410580
 def mark_deleted(con) -> int:
     "`silver.stg_trakt__comment_deleted`: comments the crawl confirmed gone (and replies under them), with when each was last seen; they leave `stg_trakt__comment_event`."
     con.execute("""CREATE TABLE IF NOT EXISTS silver.stg_trakt__comment_deleted (comment_id BIGINT PRIMARY KEY, parent_id BIGINT,
@@ -326,22 +355,26 @@ def mark_deleted(con) -> int:
         con.execute("DELETE FROM silver.stg_trakt__comment_event WHERE comment_id IN (SELECT comment_id FROM silver.stg_trakt__comment_deleted)")
     return con.execute("SELECT count(*) FROM silver.stg_trakt__comment_deleted").fetchone()[0]
 
+# %% ../../notebooks/10_silver.ipynb #1854bb57
 def _version_key(t: ir.Table) -> ir.StringValue:
     "The key of a day version: comment id and seen date."
     return (t.comment_id.cast("string") + ":" + t.seen_date.cast("string")).name("version_key")
 
+# %% ../../notebooks/10_silver.ipynb #150c3ab0
 def _replace_rows(con, table: str, source: str, key: str, columns: list[str]) -> None:
     "Upsert `source` into `table` on `key` as a delete and an append, not an UPDATE (see below)."
     cols = ", ".join(f'"{c}"' for c in columns)
     con.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM {source})')
     con.execute(f"INSERT INTO {table} BY NAME SELECT {cols} FROM {source}")
 
+# %% ../../notebooks/10_silver.ipynb #f8020960
 def _merge_history(b, con, batch: ir.Table, columns: list[str]):
     if not table_exists(con, "silver", "stg_trakt__comment_event_history"):
         b.create_table("stg_trakt__comment_event_history", batch.select("version_key", *columns), database="silver")
         return
     _replace_rows(con, "silver.stg_trakt__comment_event_history", batch.get_name(), "version_key", ["version_key", *columns])
 
+# %% ../../notebooks/10_silver.ipynb #04ddf86f
 def _current(versions: ir.Table, columns: list[str], first: str = "fetched_at", last: str = "fetched_at") -> ir.Table:
     "Each comment's newest version, with the first and last time any of its versions was seen (one window pass)."
     w = ibis.window(group_by="comment_id")
@@ -349,6 +382,7 @@ def _current(versions: ir.Table, columns: list[str], first: str = "fetched_at", 
     return (versions.mutate(first_seen_at=versions[first].min().over(w), last_seen_at=versions[last].max().over(w), _rank=rank)
                     .filter(_._rank == 0).select(*columns, "first_seen_at", "last_seen_at"))
 
+# %% ../../notebooks/10_silver.ipynb #5ea1a769
 def _merge_current(b, con, batch: ir.Table, columns: list[str]) -> int:
     "Merge the batch into the current table; returns how many comments it touched."
     if not table_exists(con, "silver", "stg_trakt__comment_event"):

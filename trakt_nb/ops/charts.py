@@ -32,6 +32,7 @@ def _bundle_cache_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trakt-nb"
     return root / f"vega-bundle-vl-convert-{vl_convert.__version__}.js"
 
+# %% ../../notebooks/40_charts.ipynb #48491b33
 @functools.lru_cache(maxsize=1)
 def _bundle() -> str:
     import vl_convert
@@ -46,6 +47,7 @@ def _bundle() -> str:
     if re.search(r"</script|<!--", js, re.I): raise ValueError("the Vega bundle contains text that would end its <script> element")
     return js
 
+# %% ../../notebooks/40_charts.ipynb #04fa68df
 def vega_bundle_script() -> str:
     "A `<script>` defining the globals `vegaEmbed`, `vega` and `vegaLite` with no network access; put it once in a page's head."
     return f"<script>/* Vega, Vega-Lite and Vega-Embed, bundled by vl-convert */\n{_bundle()}\n</script>"
@@ -61,13 +63,16 @@ def remote_fetches(text: str) -> list[str]:
 VEGALITE_MIME = "application/vnd.vegalite.v5+json"
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
+# %% ../../notebooks/40_charts.ipynb #4fe6411d
 def spec_json(spec: dict) -> str:
     "`spec` as JSON that is safe inside a `<script>` element (no `<`, `>`, `&` characters)."
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return re.sub("[<>&\u2028\u2029]", lambda m: _JSON_ESCAPES[m.group(0)], text)
 
+# %% ../../notebooks/40_charts.ipynb #3776b3db
 def _as_spec(chart) -> dict: return chart if isinstance(chart, dict) else chart.to_dict()
 
+# %% ../../notebooks/40_charts.ipynb #ef8300a7
 def chart_html(chart) -> str:
     "The embedded HTML form of a chart (an Altair chart or a Vega-Lite dict); needs `vega_bundle_script()` in the page."
     body = spec_json(_as_spec(chart))
@@ -82,11 +87,13 @@ def chart_html(chart) -> str:
             f'<script type="application/json" data-for="{cid}">{body}</script>'
             f"<script>{js}</script>")
 
+# %% ../../notebooks/40_charts.ipynb #542225f1
 def mimebundle(chart) -> dict:
     "The mime bundle `show` displays: the Vega-Lite spec and the embedded HTML."
     spec = _as_spec(chart)
     return {VEGALITE_MIME: spec, "text/html": chart_html(spec)}
 
+# %% ../../notebooks/40_charts.ipynb #dc984679
 def show(chart) -> None:
     "Display a chart: JupyterLab renders the Vega-Lite spec, nbconvert reports take the embedded HTML."
     from IPython.display import display
@@ -120,6 +127,7 @@ def run_facts(con, day: dt.date) -> dict:
             "completeness_min": min(comp) if comp else None,
             "completeness_median": float(np.median(comp)) if comp else None, "titles": len(comp)}
 
+# %% ../../notebooks/40_charts.ipynb #9644dd9f
 def run_facts_line(f: dict) -> str:
     "The facts of `run_facts` as one line of text."
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"
@@ -133,6 +141,7 @@ QUADRANTS = ["Phenomenon", "Mainstream", "Cult", "Quiet"]
 QUADRANT_COLORS = ["#d62728", "#1f77b4", "#9467bd", "#8c8c8c"]
 _KIND = alt.Tooltip("title_kind:N", title="Kind")
 
+# %% ../../notebooks/40_charts.ipynb #0ed86d8d
 def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
     "Small seeded frames shaped like the semantic queries the reports make (keys: quadrant, thresholds, counts, half_life, daily, cohort, hold_up, rating)."
     rng = np.random.default_rng(seed)
@@ -184,16 +193,19 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
 # %% ../../notebooks/40_charts.ipynb #1aeca39a
 def _quadrant_labels(s: pd.Series) -> pd.Series: return s.astype("object").where(s.notna(), "Not eligible")
 
+# %% ../../notebooks/40_charts.ipynb #e2783182
 def _no_titles(text: str, width: int = 240, height: int = 60) -> alt.Chart:
     "A chart that says in words why it has nothing to draw (an empty chart reads as a broken one)."
     return (alt.Chart(pd.DataFrame({"note": [text]})).mark_text(fontSize=13, color="#555")
             .encode(text="note:N", tooltip=alt.Tooltip("note:N", title="Note")).properties(width=width, height=height))
 
+# %% ../../notebooks/40_charts.ipynb #bdfde2e3
 def _placement(df: pd.DataFrame) -> pd.Series:
     "'certain', 'uncertain' or 'not eligible' per title (titles without `placement_certain` count as certain)."
     sure = df.placement_certain if "placement_certain" in df else pd.Series(True, index=df.index)
     return pd.Series(np.where(df.quadrant.isna(), "not eligible", np.where(sure.fillna(False).astype(bool), "certain", "uncertain")), index=df.index)
 
+# %% ../../notebooks/40_charts.ipynb #77cc269a
 def quadrant_scatter(df: pd.DataFrame,          # per title: title_kind, title_id_trakt, title, year, quadrant, prev_quadrant, breadth, intensity (+ intensity_lo, intensity_hi, placement_certain)
                      thresholds: pd.DataFrame,  # per title_kind: breadth, intensity (medians over eligible titles)
                      width: int = 320, height: int = 260,
@@ -293,10 +305,12 @@ def half_life_frames(con, day: dt.date) -> dict[str, pd.DataFrame]:
     cohort = con.execute("SELECT * FROM gold.mart_half_life_cohort_trend WHERE as_of_date = $1 ORDER BY cohort", [day]).df()
     return {"half_life": fits, "hold_up": hold, "cohort": cohort}
 
+# %% ../../notebooks/40_charts.ipynb #eba9395c
 def _doubling_bin(days: pd.Series) -> pd.Series:
     lo = 2.0 ** np.floor(np.log2(days))
     return lo
 
+# %% ../../notebooks/40_charts.ipynb #2d888813
 def half_life_distribution(df: pd.DataFrame) -> alt.HConcatChart:  # per title: title_kind, fit_status, burst_half_life (days, NULL unless ok)
     "Titles per doubling bin of burst half-life (ok fits), coloured by kind, beside the titles of each fit status."
     df = df[[c for c in ("title", "title_kind", "fit_status", "burst_half_life") if c in df]]
@@ -328,6 +342,7 @@ def weekly_since_onset(daily: pd.DataFrame,  # per title × day: title_kind, tit
     out = d.groupby(key + ["week"], as_index=False).agg(comments=("top_level_comments", "sum"), days=("day", "size"))
     return out.astype({"week": "int64", "comments": "int64", "days": "int64"})
 
+# %% ../../notebooks/40_charts.ipynb #12a32a52
 def with_fit(weekly: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:  # fits per title: burst_half_life (and _lo, _hi), burst_comments, background_per_day
     "`weekly` with `fitted`, `fitted_lo`, `fitted_hi`: each week's expected comments under the fit (NaN before the onset or without an ok fit)."
     cols = ["burst_half_life", "burst_half_life_days_lo", "burst_half_life_days_hi", "burst_comments", "background_per_day"]
@@ -442,6 +457,7 @@ def _cell_text(v, fmt: str | None) -> str:
     if isinstance(v, (int, np.integer)): return _cell_text(float(v), fmt)
     return str(v)
 
+# %% ../../notebooks/40_charts.ipynb #b3f3f15e
 def table(df: pd.DataFrame,                   # the rows to show (its index is dropped: name the columns you want)
           formats: dict[str, str] | None = None,  # column -> integer | decimal:N | percent:N | days:N
           metric_formats: bool = True,        # columns named after a governed metric take that metric's format
@@ -491,6 +507,7 @@ def day_is_built(s, day: dt.date) -> bool:
         try: return query(c, ["quadrant_titles"], as_of=day).to_pandas().quadrant_titles.iloc[0] > 0
         except UserError: return False
 
+# %% ../../notebooks/40_charts.ipynb #020d546a
 async def report_setup(run_date: str,          # the report's as-of date, YYYY-MM-DD
                        settings_path: str = "",  # settings.ini to use; empty: the project's
                        warehouse: str = "",      # the warehouse to read; empty: the settings'

@@ -35,6 +35,7 @@ def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
 # %% ../../notebooks/50_cli.ipynb #fe8727e6
 DATE_FORMS = "YYYY-MM-DD, today or yesterday (UTC days)"
 
+# %% ../../notebooks/50_cli.ipynb #e19597b5
 class Parser(argparse.ArgumentParser):
     "argparse with one-sentence errors: a misspelt command or choice gets the nearest one ('did you mean')."
     def error(self, message: str):
@@ -47,11 +48,13 @@ class Parser(argparse.ArgumentParser):
             self.exit(2, f"{self.prog}: {m[1]!r} is not a command or choice here; {hint}use one of {', '.join(choices)} (see {self.prog} --help).\n")
         self.exit(2, f"{self.prog}: {message}; see {self.prog} --help.\n")
 
+# %% ../../notebooks/50_cli.ipynb #2365e82d
 def _progress_bar(quiet: bool, stream=None) -> bool:
     "Show a progress bar only when asked and the output is a terminal (not a cron log or a pipe)."
     stream = stream or sys.stderr
     return not quiet and hasattr(stream, "isatty") and stream.isatty()
 
+# %% ../../notebooks/50_cli.ipynb #17e33403
 def metric_lines(width: int = 100) -> str:
     "The governed metrics as `name  description [format]`, wrapped to `width` columns, for `trakt-nb metrics list`."
     import textwrap
@@ -64,6 +67,7 @@ def metric_lines(width: int = 100) -> str:
         out += textwrap.wrap(text, width=width, initial_indent=m.name.ljust(w), subsequent_indent=" " * w)
     return "\n".join(out)
 
+# %% ../../notebooks/50_cli.ipynb #59a9c015
 def cmd_titles(args, s: Settings) -> int:
     "The followed titles (fixed at the first run), and with the replay source the titles the replay world offers."
     import pandas as pd
@@ -123,6 +127,7 @@ def cmd_replay_serve(args, s: Settings) -> int:
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, date_header=False)
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #911de3f8
 def cmd_replay_summary(args, s: Settings) -> int:
     "Print a summary of the replay world as of a day."
     from trakt_nb.source.replay_world import WorldSpec, get_world, world_summary
@@ -143,6 +148,7 @@ EXIT_CODES = {0: "done: every planned page of the day is held valid", EXIT_FAILE
               EXIT_STOPPED: "try again later (rate limited, or the API unreachable); the message says when, and the same command resumes",
               130: "interrupted; the same command resumes"}
 
+# %% ../../notebooks/50_cli.ipynb #2237a5dc
 def _incomplete(s: Settings, day: dt.date, command: str) -> int:
     "EXIT_INCOMPLETE with the sentence naming what is missing, or 0 when the day is whole."
     from trakt_nb.land.ingest import day_incomplete
@@ -151,11 +157,13 @@ def _incomplete(s: Settings, day: dt.date, command: str) -> int:
     print(f"trakt-nb: {msg}", file=sys.stderr)
     return EXIT_INCOMPLETE
 
+# %% ../../notebooks/50_cli.ipynb #bcb734cf
 def _with_source(args, s: Settings) -> Settings:
     if not getattr(args, "source", None): return s
     os.environ["TRAKT_NB_RUN_SOURCE"] = args.source  # the steps' kernels read their settings too: the same source, so the same paths
     return s.replace(run={"source": args.source})
 
+# %% ../../notebooks/50_cli.ipynb #5a3088b2
 def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
     from trakt_nb.land.ingest import ingest, RunStopped
@@ -166,14 +174,17 @@ def cmd_ingest(args, s: Settings) -> int:
     print(summary.line())
     return _incomplete(s, day, f"trakt-nb ingest --date {day}")
 
+# %% ../../notebooks/50_cli.ipynb #47550e7d
 def cmd_model(args, s: Settings) -> int:
     "Silver, gold and metric views for one day."
     from trakt_nb.model.build import build_model
     print(build_model(s, run_date_arg(args.date), full_refresh=args.full_refresh).line())
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #6d29b873
 def _echo(msg: str): print(msg, file=sys.stderr, flush=True)
 
+# %% ../../notebooks/50_cli.ipynb #ba6bde0b
 def cmd_run(args, s: Settings) -> int:
     "Run the daily pipeline for one day: the pipeline notebooks under papermill, then the reports."
     from trakt_nb.ops.run import run_day, StepFailed
@@ -188,6 +199,7 @@ def cmd_run(args, s: Settings) -> int:
     print(f"reports: {(s.storage.reports_dir / 'index.html').resolve()}")
     return _incomplete(s, day, f"trakt-nb run --date {day}")
 
+# %% ../../notebooks/50_cli.ipynb #162d701b
 def cmd_backfill(args, s: Settings) -> int:
     "Run every day of a date range that has not succeeded yet, in order."
     from trakt_nb.ops.run import backfill, StepFailed
@@ -202,6 +214,7 @@ def cmd_backfill(args, s: Settings) -> int:
     print(f"backfill {args.start} … {args.end}: {len(runs)} day(s) run; reports: {(s.storage.reports_dir / 'index.html').resolve()}")
     return max([_incomplete(s, dt.date.fromisoformat(r.run_date), f"trakt-nb backfill --start {start} --end {end}") for r in runs], default=0)
 
+# %% ../../notebooks/50_cli.ipynb #15a4a9b5
 def cmd_forget(args, s: Settings) -> int:
     "Remove what is stored of a run date (pages, run records, reports; silver and gold rebuilt), or a user's content from every layer."
     from trakt_nb.ops.forget import forget_day
@@ -216,12 +229,14 @@ def cmd_forget(args, s: Settings) -> int:
           + (", its reports" if r["reports"] else "") + (f"; silver and gold rebuilt as of {r['rebuilt_as_of']}" if r["rebuilt_as_of"] else ""))
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #b951a55f
 def cmd_status(args, s: Settings) -> int:
     "Service levels over the trailing window, the last runs and any breach."
     from trakt_nb.ops.slo import slo_status, status_table
     print(status_table(slo_status(s), last_runs=args.last))
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #4fd53ed1
 def cmd_slo_check(args, s: Settings) -> int:
     "Exit 1 when a service level is breached (for alerting), 0 otherwise."
     from trakt_nb.ops.slo import slo_status, check, summary_line
@@ -230,6 +245,7 @@ def cmd_slo_check(args, s: Settings) -> int:
     for b in st.breaches: print(f"breach: {b}", file=sys.stderr)
     return check(st)
 
+# %% ../../notebooks/50_cli.ipynb #0db572a3
 def cmd_schema_promote(args, s: Settings) -> int:
     "Write the next schema version of a resource with a drifted field promoted; the next model run backfills it into silver."
     from trakt_nb.land.promotion import promote
@@ -240,6 +256,7 @@ def cmd_schema_promote(args, s: Settings) -> int:
           "from the payloads already in bronze")
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #9e1a6022
 def cmd_schema_drift(args, s: Settings) -> int:
     "Fields that appeared, went missing or changed type, as of a run date."
     import pandas as pd
@@ -258,6 +275,7 @@ def cmd_schema_drift(args, s: Settings) -> int:
         print(df.to_string(index=False) if len(df) else "no schema drift")
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #4fee9243
 def _forget_user(args, s: Settings) -> int:
     "Remove a user's comments and replies from every layer (bronze included), on request."
     from trakt_nb.ops.forget import forget_user
@@ -265,6 +283,7 @@ def _forget_user(args, s: Settings) -> int:
     print(f"forgot {args.user} in {s.storage.warehouse}: " + ", ".join(f"{n} from {t}" for t, n in gone.items()))
     return 0
 
+# %% ../../notebooks/50_cli.ipynb #e7ccf42d
 def cmd_metrics_list(args, s: Settings) -> int:
     "Print the governed metrics catalogue."
     import pandas as pd
@@ -285,6 +304,7 @@ def _where_arg(text: str) -> tuple[str, object]:
     if "," in raw: return dim.strip(), [one(v) for v in raw.split(",")]
     return dim.strip(), one(raw)
 
+# %% ../../notebooks/50_cli.ipynb #1f1b76bc
 def _formatted(df, names: list[str]):
     "Metric columns written in their formats (`_ratio` columns as ×N.NN), n/a for NULL."
     from trakt_nb.model.semantic import format_value
@@ -295,6 +315,7 @@ def _formatted(df, names: list[str]):
         elif c.endswith("_ratio") and c[:-6] in names: out[c] = ["n/a" if v is None or v != v else f"×{v:.2f}" for v in df[c]]
     return out
 
+# %% ../../notebooks/50_cli.ipynb #2c137f1c
 def cmd_query(args, s: Settings) -> int:
     "Governed metrics by dimension over a period, from the warehouse the daily run writes (opened read-only)."
     import pandas as pd
@@ -405,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(func=cmd_replay_summary)
     return p
 
+# %% ../../notebooks/50_cli.ipynb #d92eb64a
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `trakt-nb` command."
     args = build_parser().parse_args(argv)

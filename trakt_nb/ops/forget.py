@@ -22,11 +22,13 @@ __all__ = ['without_user', 'forget_user', 'forget_day']
 # %% ../../notebooks/46a_forget.ipynb #9a31681c
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
+# %% ../../notebooks/46a_forget.ipynb #b64e7e86
 def _author(item) -> str | None:
     if not isinstance(item, dict): return None
     ids = (item.get("user") or {}).get("ids") if isinstance(item.get("user"), dict) else None
     return ids.get("slug") if isinstance(ids, dict) else None
 
+# %% ../../notebooks/46a_forget.ipynb #60800df5
 def without_user(payload: str | bytes, slug: str) -> tuple[str, int] | None:
     "`payload` (a comment page or one comment, as JSON) without the items written by `slug`, and how many went; None when it is not JSON."
     try: data = orjson.loads(payload)
@@ -40,6 +42,7 @@ def without_user(payload: str | bytes, slug: str) -> tuple[str, int] | None:
 # %% ../../notebooks/46a_forget.ipynb #d5c151e2
 _SILVER_USER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history")
 
+# %% ../../notebooks/46a_forget.ipynb #c193cd83
 def _lake_forget(s: Settings, slug: str) -> dict[str, int]:
     "Rewrite the lake tables that hold the user's rows (read, filter, overwrite); rows removed per table."
     from trakt_nb.land.lake import open_lake, BRONZE_PAGES
@@ -65,6 +68,7 @@ def _lake_forget(s: Settings, slug: str) -> dict[str, int]:
         out[f"lake:{name}"] = n
     return out
 
+# %% ../../notebooks/46a_forget.ipynb #19055f61
 def forget_user(s: Settings, slug: str) -> dict[str, int]:
     "Remove every comment and reply written by user `slug` from bronze, quarantine, silver and the lake; what was removed, per table."
     slug = (slug or "").strip()

@@ -33,14 +33,17 @@ LAYERS = ("bronze", "silver", "gold", "metrics", "quality")  # schemas the manif
 INGEST_KEYS = ("run_id", "status", "calls", "pages", "rate_limited", "retries", "cloudflare", "quarantined", "drift_paths",
                "comments_seen", "new_comments", "edited_comments", "duration_s", "message")
 
+# %% ../../notebooks/33_observe.ipynb #7f58c759
 def _ts(s: str | None) -> dt.datetime | None:
     "An ISO timestamp as an aware UTC datetime (None stays None)."
     if not s: return None
     t = dt.datetime.fromisoformat(str(s))
     return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
+# %% ../../notebooks/33_observe.ipynb #e039a83c
 def _iso(t: dt.datetime | None) -> str | None: return t.isoformat(timespec="seconds") if t else None
 
+# %% ../../notebooks/33_observe.ipynb #0236b20f
 def _steps(run: Mapping) -> list[dict]:
     "Steps with start and end: run.json keeps durations, steps run back to back from the run's start."
     t = _ts(run.get("started_at"))
@@ -52,6 +55,7 @@ def _steps(run: Mapping) -> list[dict]:
         t = end
     return out
 
+# %% ../../notebooks/33_observe.ipynb #10e836ec
 def _ingest(con, run_date: dt.date) -> tuple[dict, dict]:
     "Stats of the date's latest ingest run and the completeness of its latest successful one."
     from trakt_nb.land.bronze import _rows
@@ -66,9 +70,10 @@ def _ingest(con, run_date: dt.date) -> tuple[dict, dict]:
     ok = [r for r in rows if r["status"] == "succeeded" and r["summary"].get("completeness")]
     return stats, (ok[0]["summary"]["completeness"] if ok else {})
 
-
+# %% ../../notebooks/33_observe.ipynb #5ed70062
 def _q(name: str) -> str: return '"' + name.replace('"', '""') + '"'
 
+# %% ../../notebooks/33_observe.ipynb #d99ad248
 def _tables(con, run_date: dt.date) -> dict:
     "Every table and view of the layers: kind, rows (tables), rows of the run date where the table has a date key, columns."
     cols = con.execute(f"""SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns
@@ -88,6 +93,7 @@ def _tables(con, run_date: dt.date) -> dict:
         if key: d["rows_run_date"] = con.execute(f"SELECT count(*) FROM {_q(s)}.{_q(t)} WHERE {_q(key)} = ?", [run_date]).fetchone()[0]
     return out
 
+# %% ../../notebooks/33_observe.ipynb #e03fb621
 def quality_rows(con, run_date: dt.date | str) -> list[dict]:
     "The data tests of `run_date`'s latest quality run (`quality.test_results`), or [] when there are none."
     if not table_exists(con, "quality", "test_results"): return []
@@ -97,12 +103,14 @@ def quality_rows(con, run_date: dt.date | str) -> list[dict]:
                           ORDER BY severity, test""", [d]).to_arrow_table().to_pylist()
     return [{k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in r.items()} for r in rows]
 
+# %% ../../notebooks/33_observe.ipynb #e4e03b63
 def _quality(rows: list[dict]) -> dict:
     failing = [r for r in rows if r.get("status") == "fail"]
     return {"available": bool(rows), "tests": len(rows), "passed": sum(r.get("status") == "pass" for r in rows),
             "failed": {sev: sum(r.get("severity") == sev for r in failing) for sev in ("error", "warn")},
             "failing": [{k: r.get(k) for k in ("test", "table_name", "severity", "message")} for r in failing]}
 
+# %% ../../notebooks/33_observe.ipynb #e1a5bbaa
 def _slo(slo, targets: Mapping) -> dict | None:
     "An SLO status (a dict, a dataclass or None) in the manifest's shape: per-SLO ratio, target and ok."
     if slo is None: return None
@@ -119,6 +127,7 @@ def _slo(slo, targets: Mapping) -> dict | None:
     br = d.get("breaches") or []
     return {"ok": bool(ok), "window_days": d.get("window_days"), "slos": slos, "breaches": [b if isinstance(b, str) else json.dumps(b, default=str) for b in br]}
 
+# %% ../../notebooks/33_observe.ipynb #24b01163
 def _git_commit() -> str | None:
     root = checkout_root()
     if root is None or not (root / ".git").exists(): return None
@@ -126,11 +135,13 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError): return None
     return r.stdout.strip() or None if r.returncode == 0 else None
 
+# %% ../../notebooks/33_observe.ipynb #cef54e45
 def _schema_versions() -> dict:
     from trakt_nb.land.contracts import load_contracts
     c = load_contracts()
     return {r: c.version(r) for r in sorted(c)}
 
+# %% ../../notebooks/33_observe.ipynb #c51141b9
 def build_manifest(s: Settings, run: Mapping, con,  # settings, run.json as a dict, a connection to the warehouse
                    slo=None,  # the SLO status (dict, dataclass or None)
                   ) -> dict:
@@ -161,6 +172,7 @@ def build_manifest(s: Settings, run: Mapping, con,  # settings, run.json as a di
         "slo": _slo(slo, targets),
     }
 
+# %% ../../notebooks/33_observe.ipynb #314a5f7a
 def write_manifest(manifest: Mapping, path: Path | str) -> Path:
     "Write the manifest as indented JSON (atomically) and return its path."
     p = Path(path)
@@ -178,6 +190,7 @@ def warehouse_namespace(s: Settings) -> str:
 # %% ../../notebooks/33_observe.ipynb #0b246ac5
 METRIC_PREFIX = "trakt_nb_"
 
+# %% ../../notebooks/33_observe.ipynb #3a08d151
 def _registry(m: Mapping):
     "A prometheus_client registry holding the manifest's gauges."
     from prometheus_client import CollectorRegistry, Gauge
@@ -219,11 +232,13 @@ def _registry(m: Mapping):
         g("slo_ratio", "Share of the window meeting the service level.", series=[({"slo": k}, v["ratio"]) for k, v in slos.items()])
     return reg
 
+# %% ../../notebooks/33_observe.ipynb #086b465d
 def prometheus_text(manifest: Mapping) -> str:
     "The manifest's metrics in the Prometheus text format."
     from prometheus_client import generate_latest
     return generate_latest(_registry(manifest)).decode()
 
+# %% ../../notebooks/33_observe.ipynb #01472a56
 def write_prometheus(manifest: Mapping, path: Path | str) -> Path:
     "Write the metrics textfile for node_exporter (atomically; a folder gets `trakt_nb.prom`) and return its path."
     from prometheus_client import write_to_textfile
@@ -233,6 +248,7 @@ def write_prometheus(manifest: Mapping, path: Path | str) -> Path:
     write_to_textfile(str(p), _registry(manifest))
     return p
 
+# %% ../../notebooks/33_observe.ipynb #b5f98c31
 def push_prometheus(manifest: Mapping, url: str, job: str = "trakt_nb", timeout: float = 10) -> None:
     "Push the metrics to a Pushgateway at `url` (grouped by job, replacing the previous push)."
     from prometheus_client import push_to_gateway
@@ -244,8 +260,10 @@ JOBS = ("ingest", "silver", "dims", "gold", "semantic_views", "reports")
 STEP_JOBS = {"10_ingest": ("ingest",), "20_model": ("silver", "dims", "gold", "semantic_views")}  # other steps: reports
 _API_RESOURCES = ("comments", "ratings", "summary", "trending")
 
+# %% ../../notebooks/33_observe.ipynb #a45c4ae6
 def _producer() -> str: return f"urn:trakt-nb:{trakt_nb.__version__}"
 
+# %% ../../notebooks/33_observe.ipynb #756f661a
 def _source_namespace(s: Settings) -> str:
     "The API read by ingest, without credentials, query or path."
     if s.run.source == "replay": return "replay://trakt-nb"
@@ -253,6 +271,7 @@ def _source_namespace(s: Settings) -> str:
     u = urlsplit(str(s.trakt.base_url))
     return f"{u.scheme}://{u.hostname}" + (f":{u.port}" if u.port else "")
 
+# %% ../../notebooks/33_observe.ipynb #0bb4a821
 def _job_io(m: Mapping) -> dict:
     "Input and output dataset names of each job, from the tables the manifest lists."
     names = sorted(m["tables"])
@@ -266,6 +285,7 @@ def _job_io(m: Mapping) -> dict:
             "semantic_views": (layer("gold"), layer("metrics")),
             "reports": ([n for n in layer("metrics") if m["tables"][n]["kind"] == "view"], [])}
 
+# %% ../../notebooks/33_observe.ipynb #4ce2e901
 def lineage_events(s: Settings, run: Mapping, manifest: Mapping) -> list[dict]:
     "OpenLineage run events (START, then COMPLETE or FAIL) for each job the run executed, as JSON dicts."
     from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
@@ -343,6 +363,7 @@ def _facet(kind: str, name: str, d: Mapping):
     if obj._schemaURL != schema_url: raise ValueError(f"facet {name!r} has schemaURL {schema_url!r}, the spec class says {obj._schemaURL!r}")
     return obj
 
+# %% ../../notebooks/33_observe.ipynb #b9384637
 def event_from_dict(d: Mapping):
     "A serialized run event as the client's `RunEvent`, checked against the spec classes (raises on anything off-spec)."
     from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
@@ -363,12 +384,14 @@ def event_from_dict(d: Mapping):
     if ev.schemaURL != schema_url: raise ValueError(f"event schemaURL {schema_url!r} is not the spec's {ev.schemaURL!r}")
     return ev
 
+# %% ../../notebooks/33_observe.ipynb #1d343fea
 def validate_event(d: Mapping) -> None:
     "Raise unless `d` reads into the spec classes and serializes back to itself."
     from openlineage.client.serde import Serde
     back = Serde.to_dict(event_from_dict(d))
     if back != d: raise ValueError(f"event does not round-trip through the spec classes: {back} != {d}")
 
+# %% ../../notebooks/33_observe.ipynb #12d41b04
 def emit_lineage(events: list[Mapping], s: Settings,
                  url: str | None = None,  # an OpenLineage HTTP endpoint (e.g. Marquez at http://host:5000); None = file
                  endpoint: str = "api/v1/lineage", timeout: float = 5.0) -> Path | str:
@@ -412,6 +435,7 @@ def anomalies(manifest: Mapping, quality: list[Mapping] | None = None) -> list[d
     for b in (m.get("slo") or {}).get("breaches", []): add("error", "slo", str(b))
     return out
 
+# %% ../../notebooks/33_observe.ipynb #a5127117
 def lineage_svg(events: list[Mapping]) -> str:
     "The jobs as boxes left to right, coloured by their last state, with an arrow where one job reads what another wrote."
     from trakt_nb.ops.pages import render
@@ -437,6 +461,7 @@ def lineage_svg(events: list[Mapping]) -> str:
               "fill": fill.get(state[j], "#eceff3")} for j in jobs]
     return render("lineage.svg.j2", width=20 + len(jobs) * (w + gap), height=top + h + 10, arrows=arrows, boxes=boxes)
 
+# %% ../../notebooks/33_observe.ipynb #10450270
 def health_body(manifest: Mapping, quality: list[Mapping] | None, slo=None, lineage: list[Mapping] | None = None) -> str:
     "The HTML body of `reports/D/health.html`: run facts, data tests, SLOs, anomalies and the lineage graph."
     from trakt_nb.ops.pages import render
@@ -462,4 +487,3 @@ def health_body(manifest: Mapping, quality: list[Mapping] | None, slo=None, line
             for j, e in {e["job"]["name"]: e for e in lineage or []}.items()]
     return render("health.html.j2", facts=facts, tests=tests, test_classes=test_classes, failing=sum(r.get("status") == "fail" for r in q),
                   slo=slo_rows, anomalies=anomalies(m, q), jobs=jobs, lineage_svg=lineage_svg(lineage) if lineage else "")
-

@@ -28,12 +28,14 @@ PIPELINE_DIR = trakt_nb.config.resource("pipeline")
 STEPS = ("10_ingest", "20_model", "30_quadrants", "31_half_life")  # the data tests run as a step of their own after 20_model
 REPORTS = {"30_quadrants": "Breadth vs Intensity", "31_half_life": "Attention half-life and hold-up"}
 
+# %% ../../notebooks/45_run.ipynb #4b490796
 def step_parameters(s: Settings, run_date: dt.date, step: str) -> dict:
     "The papermill parameters of one step (no secrets, only what the notebook declares)."
     p = {"run_date": run_date.isoformat(), "settings_path": str(s.path or ""), "warehouse": str(s.storage.warehouse)}
     if step == "10_ingest": p["source"] = s.run.source
     return p
 
+# %% ../../notebooks/45_run.ipynb #3d56b485
 def step_stages(steps: tuple) -> list[list[str]]:
     "The steps in order, grouped into what runs at the same time: the reports together (they only read the day's gold), every other step alone."
     stages: list[list[str]] = []
@@ -41,7 +43,6 @@ def step_stages(steps: tuple) -> list[list[str]]:
         if name in REPORTS and stages and all(n in REPORTS for n in stages[-1]): stages[-1].append(name)
         else: stages.append([name])
     return stages
-
 
 # %% ../../notebooks/45_run.ipynb #d1f992d5
 def notebook_body(nb_path: Path) -> tuple[str, str]:
@@ -56,6 +57,7 @@ def notebook_body(nb_path: Path) -> tuple[str, str]:
         head = vega_bundle_script()
     return body, head
 
+# %% ../../notebooks/45_run.ipynb #f2b8ae22
 def render_notebook(nb_path: Path, title: str, facts: dict, nav: list[tuple[str, str]]) -> str:
     "An executed notebook as a page (inputs hidden)."
     body, head = notebook_body(nb_path)
@@ -71,6 +73,7 @@ class StepResult:
     error: str = ""
     started_at: str = ""
 
+# %% ../../notebooks/45_run.ipynb #2999278c
 @dataclass
 class RunResult:
     "How one day's run went."
@@ -87,11 +90,14 @@ class RunResult:
     backfill: bool = False  # run by `backfill`: not a scheduled run, so not judged against the freshness deadline
     def as_dict(self) -> dict: return asdict(self)
 
+# %% ../../notebooks/45_run.ipynb #6ad7ffe7
 class StepFailed(Exception):
     "A pipeline notebook failed; the message names it and the cell."
 
+# %% ../../notebooks/45_run.ipynb #b4b82204
 def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
 
+# %% ../../notebooks/45_run.ipynb #ae9470af
 def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, backfill: bool = False) -> RunResult:
     "Run the pipeline notebooks for `run_date` into `reports/D/`, render pages, update the index."
     from trakt_nb.land.bronze import warehouse_lock
@@ -109,6 +115,7 @@ def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, ba
                 raise _unwritable(s, run_date, e, backfill) from None
             raise
 
+# %% ../../notebooks/45_run.ipynb #56358b50
 def _write_text(path: Path, text: str):
     "Write a file whole or not at all: a full disk leaves the file that was there, never half of the new one."
     tmp = path.with_name(path.name + ".tmp")
@@ -117,6 +124,7 @@ def _write_text(path: Path, text: str):
         with contextlib.suppress(OSError): tmp.unlink(missing_ok=True)
         raise
 
+# %% ../../notebooks/45_run.ipynb #88b953ce
 def _unwritable(s: Settings, run_date: dt.date, e: OSError, backfill: bool = False) -> StepFailed:
     "The run could not write its files: run.json says so (or, if even that does not fit, no run.json claims the day), in one sentence."
     out, now = s.storage.reports_dir / run_date.isoformat(), _utcnow().isoformat(timespec="seconds")
@@ -129,6 +137,7 @@ def _unwritable(s: Settings, run_date: dt.date, e: OSError, backfill: bool = Fal
     shutil.rmtree(s.storage.reports_dir / "latest.tmp", ignore_errors=True)  # a copy to `latest` cut short; `latest` itself is intact
     return StepFailed(f"Could not write {where} ({why}); free space or fix the permissions there, then run the same command again to resume.")
 
+# %% ../../notebooks/45_run.ipynb #68ca44ef
 def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     "Whether bronze holds any page fetched for `run_date` (a crawl that got nothing leaves none)."
     from trakt_nb.land.bronze import connect, table_exists
@@ -137,6 +146,7 @@ def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     try: return table_exists(con, "bronze", "trakt_pages") and con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [run_date]).fetchone()[0] > 0
     finally: con.close()
 
+# %% ../../notebooks/45_run.ipynb #e6b6307e
 def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -214,15 +224,18 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         raise StepFailed(f"{bad.error}; see {where}, fix it and run the same command again to resume.")
     return res
 
+# %% ../../notebooks/45_run.ipynb #8e7f34f7
 def _vega_head() -> str:
     from trakt_nb.ops.charts import vega_bundle_script
     return vega_bundle_script()
 
+# %% ../../notebooks/45_run.ipynb #e75ac867
 def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
     import trakt_nb.source.client, trakt_nb.model.quality, trakt_nb.land.ingest  # noqa: F401 (their UserError kinds)
     return _kind_names(UserError)
 
+# %% ../../notebooks/45_run.ipynb #c5184a3f
 def _kind_names(base: type) -> set[str]:
     "The names of `base` and of every subclass of it (how a step's exception, known by name only, is told apart)."
     names, todo = {base.__name__}, [base]
@@ -230,11 +243,13 @@ def _kind_names(base: type) -> set[str]:
         for c in todo.pop().__subclasses__(): names.add(c.__name__); todo.append(c)
     return names
 
+# %% ../../notebooks/45_run.ipynb #45cbcb6a
 def _stop_names() -> set[str]:
     "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
     from trakt_nb.land.ingest import RunStopped
     return _kind_names(RunStopped)
 
+# %% ../../notebooks/45_run.ipynb #00e7b1c4
 def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
     "The data tests of the day (stored in quality.test_results); errors fail the run once its reports are written."
     from trakt_nb.model.quality import check_day, failures
@@ -246,11 +261,13 @@ def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
         bad, err = [e], f"data tests could not run ({type(e).__name__}: {e})"[:600]
     return StepResult("quality", "failed" if bad else "succeeded", round(time.monotonic() - t1, 3), err, started_at=start)
 
+# %% ../../notebooks/45_run.ipynb #f9357452
 def _slo_fact(s: Settings, res: RunResult) -> tuple[str, str]:
     "The SLO line for the top of every page: both service levels over the trailing window."
     st = slo_status(s, now=dt.datetime.fromisoformat(res.finished_at) if res.finished_at else None)
     return summary_line(st), "ok" if st.ok else "bad"
 
+# %% ../../notebooks/45_run.ipynb #dd998345
 def _facts(res: RunResult, slo: tuple[str, str] | None = None) -> dict:
     c = res.completeness
     comp = (f"{c['min']:.1%} worst, {c['median']:.1%} median over {c['titles']} titles", "ok" if c["min"] >= 0.99 else "bad") if c else ("n/a", "")
@@ -261,6 +278,7 @@ def _facts(res: RunResult, slo: tuple[str, str] | None = None) -> dict:
             "freshness": (f"{fresh[0]} (deadline {res.deadline})", fresh[1]), "page completeness": comp,
             "finished": (res.finished_at, ""), **({"SLOs": slo} if slo else {})}
 
+# %% ../../notebooks/45_run.ipynb #cbc9241b
 def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = None):
     reports = [n for n in REPORTS if (out / f"{n}.ipynb").exists()]
     facts = _facts(res, _slo_fact(s, res))
@@ -278,6 +296,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         write_title_pages(s, out, dt.date.fromisoformat(res.run_date), facts, {r: REPORTS[r] for r in reports}, page=page)
     except Exception as e: get_logger("trakt_nb.ops.run").error("title_pages_failed", error=f"{type(e).__name__}: {e}"[:500])
 
+# %% ../../notebooks/45_run.ipynb #b6b0ca53
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     "Manifest, Prometheus textfile (and push), lineage events and the health page of a run; never changes its outcome."
     import duckdb
@@ -301,6 +320,7 @@ def _observe(s: Settings, out: Path, res: RunResult, echo=print):
         get_logger("trakt_nb.ops.run").error("observe_failed", error=f"{type(e).__name__}: {e}"[:500])
         echo(f"warning: manifest/metrics/lineage/health were not all written ({type(e).__name__}: {e})")
 
+# %% ../../notebooks/45_run.ipynb #a679f1e4
 def _runs(s: Settings) -> list[dict]:
     root = s.storage.reports_dir
     runs = []
@@ -309,6 +329,7 @@ def _runs(s: Settings) -> list[dict]:
         except (ValueError, json.JSONDecodeError): continue
     return sorted(runs, key=lambda r: r["run_date"], reverse=True)
 
+# %% ../../notebooks/45_run.ipynb #21407631
 def _index_row(s: Settings, r: dict) -> dict:
     "One run of the index: its facts as the page shows them, and links to its reports and health page."
     d, c = r["run_date"], r.get("completeness") or {}
@@ -317,6 +338,7 @@ def _index_row(s: Settings, r: dict) -> dict:
     return {"date": d, "status": r["status"], "succeeded": r["status"] == "succeeded", "duration": f"{r.get('duration_s', 0):.1f} s",
             "fresh": bool(r.get("fresh")), "completeness": format(c["min"], ".1%") if c else "n/a", "links": links}
 
+# %% ../../notebooks/45_run.ipynb #f4a68a74
 def write_index(s: Settings) -> Path:
     "Rewrite `reports/index.html`: every run with its status, duration, freshness and completeness."
     runs = _runs(s)
@@ -329,6 +351,7 @@ def write_index(s: Settings) -> Path:
                         [("latest", "latest/" + next(iter(REPORTS)) + ".html")]))
     return p
 
+# %% ../../notebooks/45_run.ipynb #149be741
 def _refresh_latest(s: Settings):
     ok = [r for r in _runs(s) if r["status"] == "succeeded"]
     if not ok: return

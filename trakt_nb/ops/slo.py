@@ -40,6 +40,7 @@ def _local_now(s: Settings, now: dt.datetime | None) -> dt.datetime:
     if now.tzinfo is None: now = now.replace(tzinfo=dt.timezone.utc)
     return now.astimezone(ZoneInfo(s.slo.timezone))
 
+# %% ../../notebooks/35_slo.ipynb #a864867e
 def slo_window(s: Settings,
                today: dt.date | None = None,  # local date in [slo] timezone; default: from `now`
                now: dt.datetime | None = None,  # the moment deadlines are compared with; default: the real now, or the end of `today`
@@ -61,6 +62,7 @@ def _parse_ts(text) -> dt.datetime | None:
         except ValueError: return None
     return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
+# %% ../../notebooks/35_slo.ipynb #ada3f1dc
 def read_runs(s: Settings) -> tuple[dict[dt.date, dict], list[str]]:
     "Every `reports/D/run.json` by run date, and notes about what could not be read."
     root, runs, notes = s.storage.reports_dir, {}, []
@@ -75,6 +77,7 @@ def read_runs(s: Settings) -> tuple[dict[dt.date, dict], list[str]]:
     if not runs: notes.append(f"No run recorded in {root} yet; run `trakt-nb run` to record a first run.")
     return runs, notes
 
+# %% ../../notebooks/35_slo.ipynb #f9a5696d
 def read_completeness(s: Settings, first: dt.date, last: dt.date) -> tuple[dict[dt.date, dict[str, float]], dt.date | None, list[str]]:
     "Per day in [first, last]: title -> completeness of the day's latest succeeded ingest; the first ingest date; notes."
     wh = s.storage.warehouse
@@ -111,6 +114,7 @@ class DayStatus:
     @property
     def counted(self) -> bool: return self.state not in ("pending", "backfill")  # a backfill is not a missed deadline
 
+# %% ../../notebooks/35_slo.ipynb #530bb621
 @dataclass
 class TitleDay:
     "Page completeness of one title on one day."
@@ -119,6 +123,7 @@ class TitleDay:
     completeness: float
     complete: bool
 
+# %% ../../notebooks/35_slo.ipynb #3086c827
 @dataclass
 class SloStatus:
     "Both service levels over the trailing window, with the days and title-days behind them."
@@ -153,11 +158,15 @@ class SloStatus:
 
 # %% ../../notebooks/35_slo.ipynb #edebeae7
 def _pct(x: float | None) -> str: return "n/a" if x is None else f"{x:.1%}"
+
+# %% ../../notebooks/35_slo.ipynb #281fb7a3
 def _tgt(x: float) -> str: return f"{x * 100:g}%"
 
+# %% ../../notebooks/35_slo.ipynb #30eb43b7
 def _list(items: list[str], n: int = 8) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
+# %% ../../notebooks/35_slo.ipynb #71c9635b
 def _judge_day(day: dt.date, run: dict | None, deadline: dt.datetime, now: dt.datetime) -> DayStatus:
     status = run.get("status") if run else None
     finished = _parse_ts(run.get("finished_at")) if run else None
@@ -169,6 +178,7 @@ def _judge_day(day: dt.date, run: dict | None, deadline: dt.datetime, now: dt.da
     else: state = "failed"
     return DayStatus(day, state, deadline, status, finished)
 
+# %% ../../notebooks/35_slo.ipynb #abf965c2
 def _breaches(st: SloStatus) -> list[str]:
     out, n = [], len(st.counted_days)
     if not st.freshness_ok:
@@ -181,6 +191,7 @@ def _breaches(st: SloStatus) -> list[str]:
                    f"{_tgt(st.completeness_target)} target: incomplete {_list(bad)}")
     return out
 
+# %% ../../notebooks/35_slo.ipynb #808f57e2
 def slo_status(s: Settings,
                today: dt.date | None = None,  # local date in [slo] timezone; the window ends the day before
                now: dt.datetime | None = None,  # when deadlines are judged; default: the real now, or the end of `today` when given
@@ -214,11 +225,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     line = lambda r: "  ".join(str(x).ljust(n) for x, n in zip(r, w)).rstrip()
     return "\n".join([line(header), line(["-" * n for n in w]), *map(line, rows)])
 
+# %% ../../notebooks/35_slo.ipynb #4ae4da1e
 def _ts(t: dt.datetime | None) -> str: return t.strftime("%Y-%m-%d %H:%M:%S") if t else "-"
 
+# %% ../../notebooks/35_slo.ipynb #5ad43b03
 # one vocabulary with the reports: a day is on time, late, failed, missing, or not due yet
 SHOWN = {"fresh": "on time", "pending": "not due yet"}
 
+# %% ../../notebooks/35_slo.ipynb #ef6cd3f1
 def status_table(st: SloStatus, last_runs: int = 10) -> str:
     "Plain-text tables for `trakt-nb status`: both SLOs, the last runs, breaches and notes."
     n = len(st.counted_days)
@@ -248,10 +262,12 @@ def status_table(st: SloStatus, last_runs: int = 10) -> str:
     if st.notes: out += ["", "Notes"] + [f"- {x}" for x in st.notes]
     return "\n".join(out) + "\n"
 
+# %% ../../notebooks/35_slo.ipynb #fc518e8f
 def check(st: SloStatus) -> int:
     "Exit code for `trakt-nb slo check`: 0 when both SLOs are met (or have no data yet), 1 on a breach."
     return 0 if st.ok else 1
 
+# %% ../../notebooks/35_slo.ipynb #a4507517
 def summary_line(st: SloStatus) -> str:
     "One line for the top of the reports: both SLOs over the window, and whether they are met."
     n = len(st.counted_days)

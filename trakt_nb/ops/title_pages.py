@@ -25,6 +25,7 @@ def title_file(kind: str, tid) -> str:
     "The file name of a title's page, inside a run's `titles/` folder."
     return f"{kind}-{int(tid)}.html"
 
+# %% ../../notebooks/46_title_pages.ipynb #b405cc93
 def _gold_rows(con, table_name: str, kind: str, tid: int, as_of=None) -> pd.DataFrame:
     "A gold table's rows for one title (every as-of date, or one)."
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'gold' AND table_name = $1", [table_name]).fetchone()[0]:
@@ -32,6 +33,7 @@ def _gold_rows(con, table_name: str, kind: str, tid: int, as_of=None) -> pd.Data
     sql = f"SELECT * FROM gold.{table_name} WHERE title_kind = $1 AND title_id_trakt = $2" + (" AND as_of_date = $3" if as_of else "") + " ORDER BY as_of_date"
     return con.execute(sql, [kind, int(tid)] + ([as_of] if as_of else [])).df()
 
+# %% ../../notebooks/46_title_pages.ipynb #92c9fc14
 def title_frames(con, kind: str, tid: int, as_of: dt.date) -> dict[str, pd.DataFrame]:
     "What a title's page shows: weekly comments, replies and ratings; its quadrant at each as-of date; its decay fit, hold-up and rating trend."
     w = {"title_kind": kind, "title_id_trakt": int(tid)}
@@ -44,8 +46,10 @@ def title_frames(con, kind: str, tid: int, as_of: dt.date) -> dict[str, pd.DataF
             "hold_up": _gold_rows(con, "mart_title_hold_up", kind, tid, as_of),
             "rating": _gold_rows(con, "mart_title_rating_trend", kind, tid)}
 
+# %% ../../notebooks/46_title_pages.ipynb #14af50c9
 _PAD = alt.Scale(padding=8)  # a point at zero or at the first or last date is drawn whole inside the plot
 
+# %% ../../notebooks/46_title_pages.ipynb #4a3d4e49
 def activity_chart(weekly: pd.DataFrame) -> alt.Chart:
     "Comments, replies and ratings per week."
     long = weekly.melt("week", ["comments", "replies_posted", "user_ratings"], var_name="what", value_name="count")
@@ -56,6 +60,7 @@ def activity_chart(weekly: pd.DataFrame) -> alt.Chart:
         tooltip=[alt.Tooltip("week:T", title="Week of", format="%Y-%m-%d"), alt.Tooltip("what:N", title="Measure"), alt.Tooltip("count:Q", title="Count", format=",d")]
     ).properties(width=640, height=220)
 
+# %% ../../notebooks/46_title_pages.ipynb #00faae8a
 def rating_chart(rating: pd.DataFrame) -> alt.Chart:
     "The rating and the shares of 9–10 and 1–3 votes at each as-of date: how the distribution drifts."
     long = rating.melt("as_of_date", ["share_9_10", "share_1_3"], var_name="share", value_name="value")
@@ -66,16 +71,19 @@ def rating_chart(rating: pd.DataFrame) -> alt.Chart:
         tooltip=[alt.Tooltip("as_of_date:T", title="As of", format="%Y-%m-%d"), alt.Tooltip("share:N", title="Votes"), alt.Tooltip("value:Q", title="Share", format=".1%")]
     ).properties(width=640, height=200)
 
+# %% ../../notebooks/46_title_pages.ipynb #64082e1e
 def _interval(row, col: str, unit: str = "") -> str:
     v, lo, hi = row.get(col), row.get(f"{col}_lo"), row.get(f"{col}_hi")
     if v is None or pd.isna(v): return "n/a"
     s = f"{v:,.1f}{unit}"
     return s + (f" (90% interval {lo:,.1f}–{hi:,.1f}{unit})" if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi) else "")
 
+# %% ../../notebooks/46_title_pages.ipynb #c937c609
 def _measures(df: pd.DataFrame) -> str:
     "A one-row mart as a table of measure and value (the title's keys left out)."
     return table(df.drop(columns=["title_kind", "title_id_trakt"], errors="ignore").T.reset_index().set_axis(["measure", "value"], axis=1), metric_formats=False).data
 
+# %% ../../notebooks/46_title_pages.ipynb #fd0c7ee3
 def title_body(name: str, f: dict[str, pd.DataFrame]) -> str:
     "The HTML body of a title's page."
     hl, fit = f["half_life"], None
@@ -87,7 +95,6 @@ def title_body(name: str, f: dict[str, pd.DataFrame]) -> str:
                   quadrant=table(f["quadrant"].rename(columns={"as_of_date": "as of"}), empty="not in the quadrant mart yet").data,
                   fit=fit, decay=_measures(hl) if len(hl) else "", hold_up=_measures(f["hold_up"]) if len(f["hold_up"]) else "",
                   rating=chart_html(rating_chart(f["rating"])) if len(f["rating"]) else "")
-
 
 # %% ../../notebooks/46_title_pages.ipynb #d0362b64
 def write_title_pages(s,                     # Settings of the run

@@ -37,24 +37,30 @@ def utcnow() -> datetime:
     "The current time, UTC, timezone-aware."
     return datetime.now(timezone.utc)
 
+# %% ../../notebooks/05_client.ipynb #a4fa278c
 def _iso(d: datetime) -> str:
     return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+# %% ../../notebooks/05_client.ipynb #8e4c2c01
 def _ceil_second(d: datetime) -> datetime:
     return d if d.microsecond == 0 else d.replace(microsecond=0) + timedelta(seconds=1)
 
+# %% ../../notebooks/05_client.ipynb #fb77f7c8
 class ClientError(Exception):
     "Base of the errors the client raises."
 
+# %% ../../notebooks/05_client.ipynb #266c8e76
 class ApiKeyRejected(UserError, ClientError):
     "Trakt itself (not Cloudflare) answered 401/403: the key is missing, wrong or not approved."
 
+# %% ../../notebooks/05_client.ipynb #ab8a66c7
 class RateLimitedUntil(ClientError):
     "The API asked for a wait longer than `retry_after_ceiling_s`: stop now, resume after `until`."
     def __init__(self, until: datetime):
         self.until = until
         super().__init__(f"rate limited until {_iso(until)}; resume with the same command")
 
+# %% ../../notebooks/05_client.ipynb #9ab62e81
 class RetriesExhausted(ClientError):
     "Every attempt of one request ended in a transient failure."
     def __init__(self, path: str, attempts: int, status: int | None = None, error: str | None = None,
@@ -64,12 +70,14 @@ class RetriesExhausted(ClientError):
         if status is not None and response is not None and response.from_cloudflare: last += " from Cloudflare"
         super().__init__(f"GET {path} failed after {attempts} attempts (last: {last})")
 
+# %% ../../notebooks/05_client.ipynb #d6425b05
 class InvalidBody(ClientError):
     "A successful response whose body is not the JSON expected, even after retries; `response.content` holds the raw bytes."
     def __init__(self, response: Response, error: str):
         self.response, self.error = response, error
         super().__init__(f"GET {response.request_path} returned an invalid body ({error})")
 
+# %% ../../notebooks/05_client.ipynb #c9fa0835
 class ResponseTooLarge(ClientError):
     "A body larger than `max_response_mb`; it was not read beyond the cap."
     def __init__(self, path: str, limit_bytes: int, seen_bytes: int, announced: bool):
@@ -80,6 +88,7 @@ class ResponseTooLarge(ClientError):
 # %% ../../notebooks/05_client.ipynb #48dddd7f
 _UNSET = object()
 
+# %% ../../notebooks/05_client.ipynb #ed35b2e1
 @dataclass
 class Response:
     "One final HTTP answer: raw bytes plus what the pipeline needs to know about it."
@@ -116,10 +125,12 @@ class Response:
 CLOUDFLARE_STATUSES = frozenset({520, 521, 522, 523, 524, 525, 526, 527, 530})
 _ORIGIN_MARKERS = ("x-runtime", "x-request-id")
 
+# %% ../../notebooks/05_client.ipynb #a1361a2c
 def _parse_utc(s: str) -> datetime:
     d = datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
     return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
+# %% ../../notebooks/05_client.ipynb #29e62092
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     "Seconds to wait from a `Retry-After` value (seconds or HTTP date), or None when absent or unreadable."
     if value is None or not value.strip(): return None
@@ -129,6 +140,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         except (TypeError, ValueError, IndexError): return None
     return None if math.isnan(s) or math.isinf(s) else max(0.0, s)
 
+# %% ../../notebooks/05_client.ipynb #863e0e9d
 def parse_ratelimit(value: str | None) -> dict | None:
     "The `X-Ratelimit` JSON header as a dict (`remaining` int, `until` UTC datetime, or None each), or None."
     if not value: return None
@@ -142,8 +154,10 @@ def parse_ratelimit(value: str | None) -> dict | None:
     except (KeyError, TypeError, ValueError, AttributeError): out["until"] = None
     return out
 
+# %% ../../notebooks/05_client.ipynb #9f756680
 _CF_ERROR_CODE = re.compile(rb"error code: \d+")
 
+# %% ../../notebooks/05_client.ipynb #19f332fa
 def is_cloudflare(status: int, headers: dict[str, str], api: str = "trakt",
                   body: bytes = b"",  # the answer's body (its first bytes are enough)
                   ) -> bool:
@@ -171,6 +185,7 @@ def backoff_s(retry: int, base: float, cap: float, rng: random.Random | None = N
 # %% ../../notebooks/05_client.ipynb #e3b0f726
 _EPS = 1e-9
 
+# %% ../../notebooks/05_client.ipynb #78b547a5
 class RateLimiter:
     "At most `calls` request starts in any `period_s` window, shared by every task of a client."
     def __init__(self, calls: int, period_s: float, *,
@@ -236,6 +251,7 @@ class RateLimiter:
         if self._budget is None or until_m > self._budget_until + 1.0: self._budget, self._budget_until = remaining, until_m
         else: self._budget = min(self._budget, remaining)
 
+# %% ../../notebooks/05_client.ipynb #f8de3b0b
 class FakeTime:
     "A monotonic clock, a wall clock and a `sleep` for tests: sleeping advances time instantly and is recorded."
     def __init__(self, start: datetime = datetime(2026, 11, 28, tzinfo=timezone.utc)):
@@ -278,12 +294,14 @@ def _as_httpx_error(e: BaseException, request: httpx.Request) -> httpx.Transport
         return httpx.RemoteProtocolError(msg, request=request)
     return httpx.ReadError(msg, request=request)
 
+# %% ../../notebooks/05_client.ipynb #8766ae93
 def _reraise(e: Exception, request: httpx.Request):
     "Raise `e` again; an aiohttp error (raw, or as httpx-aiohttp mapped it) as the httpx error `_as_httpx_error` picks."
     cause = e.__cause__ if isinstance(e, httpx.TransportError) else e
     if isinstance(cause, (aiohttp.ClientError, TimeoutError)): raise _as_httpx_error(cause, request) from cause
     raise e
 
+# %% ../../notebooks/05_client.ipynb #55dd79ea
 class _Body(httpx.AsyncByteStream):
     "httpx-aiohttp's body stream with its errors remapped (a body not read to the end still closes its connection)."
     def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request): self._stream, self._request = stream, request
@@ -293,6 +311,7 @@ class _Body(httpx.AsyncByteStream):
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as e: _reraise(e, self._request)
     async def aclose(self) -> None: await self._stream.aclose()
 
+# %% ../../notebooks/05_client.ipynb #1eaa971b
 class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
     "httpx-aiohttp's transport over our aiohttp session (opened on the first request, inside the running event loop)."
     def __init__(self, max_connections: int = 8):
@@ -316,10 +335,12 @@ Api = Literal["trakt", "tmdb"]
 RETRY_STATUSES = frozenset({500, 502, 503, 504} | CLOUDFLARE_STATUSES)
 TMDB_RATE = (40, 1.0)  # TMDb's soft limit: about 40 requests per second
 
+# %% ../../notebooks/05_client.ipynb #fe8e8104
 class _NoCookies(httpx.Cookies):
     "Cookies that stay empty: no `Set-Cookie` header is parsed (neither API uses cookies)."
     def extract_cookies(self, response: httpx.Response) -> None: pass
 
+# %% ../../notebooks/05_client.ipynb #9e17faaa
 class _HttpClient(httpx.AsyncClient):
     "The httpx client, without a cookie store: parsing every answer's headers for cookies cost about 5% of a crawl's CPU."
     _no_cookies = _NoCookies()
@@ -328,6 +349,7 @@ class _HttpClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, value) -> None: pass
 
+# %% ../../notebooks/05_client.ipynb #7d4abf00
 def _check_base_url(url: str, what: str, https_only: bool) -> str:
     u = httpx.URL(url)
     if u.scheme not in (("https",) if https_only else ("http", "https")) or not u.host:
@@ -335,6 +357,7 @@ def _check_base_url(url: str, what: str, https_only: bool) -> str:
         raise UserError(f"{what} {url!r} is not {need}; fix it in settings.ini.")
     return url.rstrip("/")
 
+# %% ../../notebooks/05_client.ipynb #ce031814
 class TraktClient:
     "Async client for the Trakt API (and TMDb): rate limited, retried, paginated, logged without secrets."
     def __init__(self, settings: Settings, *,
@@ -417,6 +440,7 @@ def _pick(self: TraktClient, api: str):
         return self.tmdb_base_url, self._tmdb_headers, self.tmdb_limiter
     raise ValueError(f"api must be 'trakt' or 'tmdb', not {api!r}")
 
+# %% ../../notebooks/05_client.ipynb #8b2ba2c2
 def _check_pause(self: TraktClient, limiter: RateLimiter, api: str, path: str) -> None:
     rem = limiter.pause_remaining()
     if rem > self.settings.client.retry_after_ceiling_s:
@@ -424,9 +448,11 @@ def _check_pause(self: TraktClient, limiter: RateLimiter, api: str, path: str) -
         self._log.warning("http_rate_limited_until", api=api, path=path, until=_iso(until))
         raise RateLimitedUntil(until)
 
+# %% ../../notebooks/05_client.ipynb #3549f83d
 def _log_attempt(self: TraktClient, level: str, **kw) -> None:
     getattr(self._log, level)("http_request", **{k: v for k, v in kw.items() if v is not None})
 
+# %% ../../notebooks/05_client.ipynb #e9528092
 async def _request(self: TraktClient, path: str, params: dict | None, api: str, parse: bool) -> tuple[Response, Any]:
     base, headers, limiter = self._pick(api)
     c = self.settings.client
@@ -527,14 +553,17 @@ async def _request(self: TraktClient, path: str, params: dict | None, api: str, 
     if body_error is not None and resp is not None: raise InvalidBody(resp, body_error)
     raise RetriesExhausted(log_path, c.max_attempts, status, error, resp)
 
+# %% ../../notebooks/05_client.ipynb #bff79d3d
 async def get(self: TraktClient, path: str, params: dict | None = None, *, api: Api = "trakt") -> Response:
     "GET `path` with rate limiting and retries; returns 2xx and non-retryable 4xx answers, raises on the rest."
     return (await self._request(path, params, api, parse=False))[0]
 
+# %% ../../notebooks/05_client.ipynb #c249ffe7
 async def get_json(self: TraktClient, path: str, params: dict | None = None, *, api: Api = "trakt") -> tuple[Response, Any]:
     "Like `get`, plus the parsed body; an unparseable 2xx body is retried, then raises `InvalidBody`."
     return await self._request(path, params, api, parse=True)
 
+# %% ../../notebooks/05_client.ipynb #f8a822aa
 TraktClient._pick, TraktClient._check_pause, TraktClient._log_attempt = _pick, _check_pause, _log_attempt
 TraktClient._request, TraktClient.get, TraktClient.get_json = _request, get, get_json
 
@@ -562,4 +591,6 @@ async def paginate(self: TraktClient, path: str, params: dict | None = None, *,
             return
         if done or page >= count: return
         limit, page = resp.page_limit or limit, page + 1
+
+# %% ../../notebooks/05_client.ipynb #a12827d6
 TraktClient.paginate = paginate

@@ -53,6 +53,7 @@ FAULTS = {
 }
 TRANSIENT_STREAK = 3  # a transiently faulted request fails at most this many times in a row
 
+# %% ../../notebooks/02_replay_api.ipynb #b230b229
 @dataclass(frozen=True)
 class Fault:
     "One fault scenario switched on."
@@ -61,6 +62,7 @@ class Fault:
     param: float | None = None
     target: str | None = None  # the endpoint (path prefix) an outage concerns
 
+# %% ../../notebooks/02_replay_api.ipynb #6f914eef
 def parse_faults(spec: str | dict | None) -> dict[str, Fault]:
     "Faults from `'name:rate@param, …'` (or a dict name -> rate); a `UserError` names an unknown one."
     if not spec: return {}
@@ -78,6 +80,7 @@ def parse_faults(spec: str | dict | None) -> dict[str, Fault]:
         out[name] = f
     return out
 
+# %% ../../notebooks/02_replay_api.ipynb #011688f1
 def _u01(*parts) -> float:
     "A uniform number in [0, 1) from hashing `parts`."
     h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -116,21 +119,25 @@ class Reply:
     delay: float = 0.0
     cut: bool = False  # the body was cut short (a fault): sent as is, never compressed
 
+# %% ../../notebooks/02_replay_api.ipynb #36dc8c61
 _CF_HTML_403 = (b"<!DOCTYPE html>\n<html><head><title>Attention Required! | Cloudflare</title></head><body>"
                 b"<h1>Sorry, you have been blocked</h1><p>You are unable to access trakt.tv</p>"
                 b"<p>Cloudflare Ray ID: <strong>%s</strong></p></body></html>")
 _CF_HTML_429 = b"<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>cloudflare</center></body></html>"
 
+# %% ../../notebooks/02_replay_api.ipynb #8d563c9f
 @functools.lru_cache(maxsize=512)
 def _gzip(body: bytes) -> bytes:
     "`body` gzip-compressed (remembered: the CDN cache hands out the same bytes objects again)."
     return gzip.compress(body, compresslevel=1, mtime=0)
 
+# %% ../../notebooks/02_replay_api.ipynb #91dc0277
 def _gzipped(r: Reply) -> Reply:
     "`r` with a gzip-encoded body, as Trakt (through Cloudflare) answers a client that accepts it; empty and cut bodies stay as they are."
     if not r.body or r.cut or "content-encoding" in r.headers: return r
     return Reply(r.status, _gzip(r.body), {**r.headers, "content-encoding": "gzip", "vary": "Accept-Encoding"}, r.delay)
 
+# %% ../../notebooks/02_replay_api.ipynb #a7e0c99e
 def _json_reply(obj, status=200, cache_s=600, extra=None) -> Reply:
     body = orjson.dumps(obj)
     h = {"content-type": "application/json; charset=utf-8", "cache-control": f"max-age={cache_s}, public",
@@ -138,14 +145,17 @@ def _json_reply(obj, status=200, cache_s=600, extra=None) -> Reply:
     if extra: h.update(extra)
     return Reply(status, body, h)
 
+# %% ../../notebooks/02_replay_api.ipynb #f62c744f
 def _page_headers(page: int, limit: int, page_count: int, item_count: int) -> dict:
     return {"x-pagination-page": str(page), "x-pagination-limit": str(limit),
             "x-pagination-page-count": str(page_count), "x-pagination-item-count": str(item_count)}
 
+# %% ../../notebooks/02_replay_api.ipynb #72e0bea3
 def _int(qs: dict, name: str, default: int) -> int:
     try: return int(qs.get(name, [default])[0])
     except (TypeError, ValueError): return default
 
+# %% ../../notebooks/02_replay_api.ipynb #0b8306bc
 def _paging(qs: dict, default_limit: int, max_limit: int = 250) -> tuple[int, int]:
     "The page (from 1) and the limit actually applied (clamped)."
     return max(1, _int(qs, "page", 1)), min(max_limit, max(1, _int(qs, "limit", default_limit)))
@@ -156,6 +166,7 @@ _COMMENT_RE = re.compile(r"^/comments/(\d+)(/replies)?/?$")
 _TMDB_RE = re.compile(r"^/3/(movie|tv)/(\d+)/?$")
 _LIST_RE = re.compile(r"^/(movies|shows)/(trending|popular)/?$")
 
+# %% ../../notebooks/02_replay_api.ipynb #e5d27a04
 class ReplayAPI:
     "Trakt and TMDb as served by a replay world, as an ASGI app."
     def __init__(self, world: World, *, as_of=None, api_keys=(REPLAY_DEV_KEY,), tmdb_tokens=(REPLAY_TMDB_TOKEN,),
@@ -478,6 +489,7 @@ class ReplayServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
+# %% ../../notebooks/02_replay_api.ipynb #0da9b040
 def serve_in_thread(app: ReplayAPI, host: str = "127.0.0.1", port: int = 0) -> ReplayServer:
     "Start `app` on loopback in a thread and return the running server."
     return ReplayServer(app, host, port).start()

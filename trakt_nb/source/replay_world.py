@@ -26,6 +26,7 @@ __all__ = ['DECAY_SHAPES', 'LANGUAGES', 'GENRES', 'SORTS', 'WorldSpec', 'to_epoc
 # %% ../../notebooks/01_replay_world.ipynb #8f0109ac
 DECAY_SHAPES = ("exponential", "biexponential", "stretched", "power_law")
 
+# %% ../../notebooks/01_replay_world.ipynb #4809f1fd
 @dataclass(frozen=True)
 class WorldSpec:
     "The seed and sizes a replay world is built from."
@@ -67,6 +68,7 @@ def to_epoch(x) -> int:
     if isinstance(x, dt.date): return int(dt.datetime(x.year, x.month, x.day, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp())
     raise TypeError(f"cannot read an instant from {x!r}")
 
+# %% ../../notebooks/01_replay_world.ipynb #db2e5942
 def iso_ms(epoch) -> str | np.ndarray:
     "Trakt's timestamp form of epoch seconds (a scalar or an array)."
     a = np.asarray(epoch, dtype="int64").astype("datetime64[s]")
@@ -104,6 +106,7 @@ _LANG_P = (0.78, 0.06, 0.04, 0.04, 0.04, 0.02, 0.02)
 _EXTRAS = (":fire:", ":heart:", ":popcorn:", ":thumbsup:", "café", "naïve", "Amélie", "déjà vu", "10/10",
            "@movienerd", "@L0RDR4G3", "<b>wow</b>", '<script>alert("boo")</script>', "&amp;", "\"quoted\"")
 
+# %% ../../notebooks/01_replay_world.ipynb #35ff2931
 @dataclass
 class Corpus:
     "One language's pseudo-corpus: the text and the offset of every word start."
@@ -115,6 +118,7 @@ class Corpus:
         at = at % (m - n) if m > n else 0
         return self.text[self.starts[at]:self.starts[at + n] - 1]
 
+# %% ../../notebooks/01_replay_world.ipynb #ae21cd1a
 def build_corpus(rng: np.random.Generator, vocab: list[str], n_words: int) -> Corpus:
     "A corpus of `n_words` words: capitalised sentences, the odd extra token and line break."
     idx = rng.integers(0, len(vocab), n_words)
@@ -144,10 +148,12 @@ GENRES = ("action adventure animation comedy crime documentary drama family fant
 _STATUS_SHOW = ("returning series", "ended", "canceled", "in production")
 _COUNTRIES = ("us", "gb", "fr", "de", "es", "jp", "kr", "br", "it", "ca")
 
+# %% ../../notebooks/01_replay_world.ipynb #e40573f3
 def slugify(s: str) -> str:
     "Trakt-style slug: lower case, ascii letters and digits joined by hyphens."
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
 
+# %% ../../notebooks/01_replay_world.ipynb #5aa582a1
 def _build_titles(rng: np.random.Generator, spec: WorldSpec) -> pd.DataFrame:
     n = spec.movies + spec.shows
     kind = np.array(["movie"] * spec.movies + ["show"] * spec.shows)
@@ -201,11 +207,13 @@ _KEEP_WEEKDAY = 0.72  # share of weekday comments kept: on average 0.8 of all co
 _MEAN_KEEP = (5 * _KEEP_WEEKDAY + 2) / 7
 _BIEXP_FAST, _BIEXP_RATIO = 0.7, 6.0  # biexponential: share of the fast part, slow/fast half-life ratio
 
+# %% ../../notebooks/01_replay_world.ipynb #1e037c2a
 def _biexp_median_factor() -> float:
     "Median delay of the biexponential burst whose fast part has a half-life of 1."
     from scipy.optimize import brentq
     return brentq(lambda x: _BIEXP_FAST * 2 ** -x + (1 - _BIEXP_FAST) * 2 ** (-x / _BIEXP_RATIO) - 0.5, 1e-6, 100)
 
+# %% ../../notebooks/01_replay_world.ipynb #164c6d82
 def burst_delays(rng: np.random.Generator, shape: str, median_days: float, n: int) -> np.ndarray:
     "Delays (seconds) after onset of `n` burst comments of `shape` whose median delay is `median_days`."
     m = median_days * _DAY
@@ -217,6 +225,7 @@ def burst_delays(rng: np.random.Generator, shape: str, median_days: float, n: in
     if shape == "power_law": return rng.pareto(1.5, n) * m / (2 ** (1 / 1.5) - 1)  # Lomax: S(t) = (1 + t/s)^-1.5
     raise ValueError(f"unknown decay shape {shape!r}")
 
+# %% ../../notebooks/01_replay_world.ipynb #b019f6fb
 def _attention(titles: pd.DataFrame, spec: WorldSpec) -> pd.DataFrame:
     "The titles with their burst shape, median delay (trend applied), component shares, background rate and reaction rate."
     rng = np.random.default_rng([spec.seed, 15])
@@ -234,6 +243,7 @@ def _attention(titles: pd.DataFrame, spec: WorldSpec) -> pd.DataFrame:
         background_per_day=titles.expected_comments * 1.25 * tail_share * _MEAN_KEEP / live_days,
         reaction_rate=rng.lognormal(math.log(2.5), 0.8, n))
 
+# %% ../../notebooks/01_replay_world.ipynb #703250c1
 def _comment_times(rng: np.random.Generator, t: pd.DataFrame, spec: WorldSpec) -> tuple[np.ndarray, np.ndarray]:
     "Creation instants and title index of every top-level comment."
     end = to_epoch(spec.end_date)
@@ -260,6 +270,7 @@ def _comment_times(rng: np.random.Generator, t: pd.DataFrame, spec: WorldSpec) -
 # %% ../../notebooks/01_replay_world.ipynb #9494e12a
 _NEVER = np.iinfo(np.int64).max
 
+# %% ../../notebooks/01_replay_world.ipynb #f0269f45
 @dataclass
 class World:
     "A built replay world: titles, users and every comment as columns."
@@ -325,6 +336,7 @@ class World:
         i = int(np.searchsorted(self.c["id"], comment_id))
         return i if i < self.n_comments and self.c["id"][i] == comment_id else None
 
+# %% ../../notebooks/01_replay_world.ipynb #7e3070e6
 def _build_users(rng: np.random.Generator, n: int) -> pd.DataFrame:
     stems = ("movie", "film", "couch", "night", "popcorn", "reel", "binge", "cine", "show", "plot", "frame", "scene")
     names = [f"{stems[rng.integers(len(stems))]}{stems[rng.integers(len(stems))]}{i}" for i in range(n)]
@@ -337,6 +349,7 @@ def _build_users(rng: np.random.Generator, n: int) -> pd.DataFrame:
         vip=rng.random(n) < 0.08, vip_ep=rng.random(n) < 0.01, director=rng.random(n) < 0.005,
         weight=1.0 / np.arange(1, n + 1) ** 0.85))
 
+# %% ../../notebooks/01_replay_world.ipynb #9cb484ae
 def _attributes(rng, m: int, reply: bool) -> dict:
     "Per-comment attributes that do not depend on the title."
     review = rng.random(m) < (0.004 if reply else 0.075)
@@ -359,13 +372,16 @@ def _attributes(rng, m: int, reply: bool) -> dict:
         hidden=rng.random(m) < 0.02, text_at=rng.integers(0, 2**40, m),
     )
 
+# %% ../../notebooks/01_replay_world.ipynb #64f55702
 _REPLY_SHARE, _APPEAL_SHAPE = 0.05, 0.5  # share of reactions that are replies; gamma shape of a comment's appeal
 
+# %% ../../notebooks/01_replay_world.ipynb #d7fa8254
 def _reactions(rng, rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Final likes and replies of comments whose titles react at `rate` (expected likes + replies per comment)."
     appeal = rng.gamma(_APPEAL_SHAPE, 1 / _APPEAL_SHAPE, len(rate)) * rate
     return rng.poisson(appeal * (1 - _REPLY_SHARE)), rng.poisson(appeal * _REPLY_SHARE)
 
+# %% ../../notebooks/01_replay_world.ipynb #e6954a95
 def _build_comments(rng, spec, titles, users, top_t, top_title) -> dict:
     end = to_epoch(spec.end_date)
     m = len(top_t)
@@ -422,6 +438,7 @@ def likes_as_of(w: World, rows: np.ndarray, t: int) -> np.ndarray:
     age_days = np.maximum(0, t - w.c["created"][rows]) / _DAY
     return np.floor(w.c["likes_final"][rows] * (1 - np.exp(-age_days / w.c["like_tau"][rows]))).astype(np.int64)
 
+# %% ../../notebooks/01_replay_world.ipynb #5c05ca0c
 def replies_as_of(w: World, rows: np.ndarray, t: int) -> np.ndarray:
     "Reply counts of `rows` as of `t` (every reply created by then, hidden ones too)."
     out = np.zeros(len(rows), dtype=np.int64)
@@ -430,10 +447,12 @@ def replies_as_of(w: World, rows: np.ndarray, t: int) -> np.ndarray:
         if len(kids): out[j] = int(np.searchsorted(w.c["created"][kids], t, side="right"))
     return out
 
+# %% ../../notebooks/01_replay_world.ipynb #accf598b
 def words_as_of(w: World, rows: np.ndarray, t: int) -> np.ndarray:
     "Word counts of `rows` as of `t` (edits add words)."
     return w.c["words"][rows] + np.where(w.c["edit_at"][rows] <= t, w.c["edit_words"][rows], 0)
 
+# %% ../../notebooks/01_replay_world.ipynb #f6998dfc
 def visible(w: World, rows: np.ndarray, t: int) -> np.ndarray:
     "Which of `rows` exist and are shown as of `t`."
     return (w.c["created"][rows] <= t) & ~w.c["hidden"][rows]
@@ -484,6 +503,7 @@ def comment_objects(w: World, rows: np.ndarray, t: int) -> list[dict]:
         out.append(o)
     return out
 
+# %% ../../notebooks/01_replay_world.ipynb #f34d4f49
 def _user_object(w: World, u: int) -> dict:
     cache = w.__dict__.setdefault("_user_cache", {})
     if u not in cache:
@@ -496,6 +516,7 @@ def _user_object(w: World, u: int) -> dict:
 # %% ../../notebooks/01_replay_world.ipynb #3d2ceef9
 SORTS = ("newest", "oldest", "likes", "replies", "highest", "lowest", "plays", "watched")
 
+# %% ../../notebooks/01_replay_world.ipynb #a333a394
 def comment_listing(w: World, title: int, sort: str, t: int) -> np.ndarray:
     "Rows of a title's top-level comments created by `t`, hidden ones included, in `sort` order."
     rows = w.by_title[title]
@@ -513,6 +534,7 @@ def comment_listing(w: World, title: int, sort: str, t: int) -> np.ndarray:
     else: raise ValueError(f"unknown sort {sort!r}")
     return rows[np.lexsort((newer, key))]
 
+# %% ../../notebooks/01_replay_world.ipynb #ee8f5720
 def reply_listing(w: World, row: int, t: int) -> np.ndarray:
     "Rows of the direct replies of `row` created by `t`, hidden ones included, oldest first."
     kids = w.child_rows[w.child_ptr[row]:w.child_ptr[row + 1]]
@@ -540,6 +562,7 @@ def ratings_object(w: World, title: int, t: int) -> dict:
             "metascore": int(round(base * 9)) if h % 3 else None,
             "rotten_tomatoes": {"rating": int(round(base * 10)), "user_rating": int(round(base * 10 + 4)) % 101} if h % 2 else None}
 
+# %% ../../notebooks/01_replay_world.ipynb #1034b475
 def _since(day: dt.date | None, t: int) -> bool:
     "True when instant `t` falls on or after `day` (never when `day` is None)."
     return day is not None and t >= to_epoch(day) - _DAY + 1
@@ -547,10 +570,12 @@ def _since(day: dt.date | None, t: int) -> bool:
 # %% ../../notebooks/01_replay_world.ipynb #97908302
 def _date(day: int) -> str: return str(np.datetime64(int(day), "D"))
 
+# %% ../../notebooks/01_replay_world.ipynb #41a4a853
 def title_updated_at(w: World, title: int, t: int) -> str:
     "When Trakt last changed a title's record, as of `t` (its summary's `updated_at`, and the `x-<kind>-updated-at` header)."
     return iso_ms(min(t, int(w.titles.release_day.iat[title]) * _DAY + 86400 * 30))
 
+# %% ../../notebooks/01_replay_world.ipynb #435735b4
 def title_object(w: World, title: int, t: int, extended: bool = False) -> dict:
     "Trakt's movie or show object (`extended=full` adds the long form)."
     r = w.titles.iloc[title]
@@ -590,6 +615,7 @@ def title_object(w: World, title: int, t: int, extended: bool = False) -> dict:
                   "social_ids": {"twitter": r.slug[:15], "instagram": None if int(r.trakt) % 2 else r.slug[:30]}})
     return o
 
+# %% ../../notebooks/01_replay_world.ipynb #b16e1d56
 def tmdb_object(w: World, kind: str, tmdb_id: int) -> dict | None:
     "TMDb's `/movie/{id}` or `/tv/{id}` object, or None where TMDb does not know the title."
     hits = w.titles.index[(w.titles.tmdb == tmdb_id) & (w.titles.kind == kind) & (w.titles.tmdb_state == "known")]
@@ -614,6 +640,7 @@ def recent_comment_counts(w: World, t: int, days: int = 7) -> np.ndarray:
         out[i] = int(np.searchsorted(cr, t, side="right") - np.searchsorted(cr, t - days * _DAY, side="right"))
     return out
 
+# %% ../../notebooks/01_replay_world.ipynb #e5163c8a
 def trending(w: World, kind: str, t: int) -> list[tuple[int, int]]:
     "(title index, watchers) of a kind, most watched first."
     idx = np.flatnonzero(w.titles.kind.to_numpy() == kind)
@@ -621,6 +648,7 @@ def trending(w: World, kind: str, t: int) -> list[tuple[int, int]]:
     order = np.lexsort((w.titles.trakt.to_numpy()[idx], -watchers))
     return [(int(idx[j]), int(watchers[j])) for j in order]
 
+# %% ../../notebooks/01_replay_world.ipynb #8ca5c1af
 def popular(w: World, kind: str, t: int) -> list[int]:
     "Title indexes of a kind, most popular first."
     idx = np.flatnonzero(w.titles.kind.to_numpy() == kind)
@@ -653,6 +681,7 @@ def ground_truth(w: World, t, titles: list[int] | None = None, text: bool = Fals
     if text: df["comment"] = [comment_text(w, int(r), t) for r in rows]
     return df
 
+# %% ../../notebooks/01_replay_world.ipynb #a89606fb
 def world_summary(w: World, t) -> dict:
     "A few numbers describing the world as of `t`."
     g = ground_truth(w, t)

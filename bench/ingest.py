@@ -48,7 +48,8 @@ def _spec(cfg: dict):
 
 def plan_world(n_comments: int, seed: int = 11, movies: int = 5, shows: int = 3) -> dict:
     "A world config whose visible top-level comments as of DAY are close to `n_comments`."
-    from trakt_nb.source.replay_world import World, ground_truth
+    from trakt_nb.source.replay_world import World
+    from trakt_nb.source.replay_as_of import ground_truth
     cfg = {"seed": seed, "movies": movies, "shows": shows, "cpt": n_comments / (movies + shows), "day": DAY.isoformat()}
     for _ in range(3):
         g = ground_truth(World.build(_spec(cfg)), DAY)
@@ -197,7 +198,7 @@ def v_bare(cfg: dict, wd: Path, url: str, in_process: bool, paths: list[str], ai
         app = _app(cfg, DAY)
         mk = lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replay.local", headers=headers)
     else:
-        from trakt_nb.source.client import AiohttpTransport
+        from trakt_nb.source.http import AiohttpTransport
         transport = AiohttpTransport(cfg["concurrency"]) if aio else None  # the connection pool our client uses by default
         mk = lambda: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60, transport=transport)
     async def run():
@@ -366,7 +367,9 @@ def incremental(cfg: dict, wd: Path, url: str) -> dict:
     import numpy as np
     from trakt_nb.land.bronze import connect
     from trakt_nb.land.ingest import ingest, end_of_day, to_epoch_iso
-    from trakt_nb.source.replay_world import get_world, comment_listing, replies_as_of, reply_listing, visible
+    from trakt_nb.source.replay_world import get_world
+    from trakt_nb.source.replay_as_of import replies_as_of, visible
+    from trakt_nb.source.replay_listings import comment_listing, reply_listing
     wd.mkdir(parents=True, exist_ok=True)
     s = _settings(cfg, wd, url)
     d0, d1 = DAY, DAY + dt.timedelta(days=1)
@@ -428,7 +431,8 @@ def main(argv=None):
     t = time.perf_counter()
     cfg = plan_world(n)
     cfg["concurrency"], cfg["limit"] = a.concurrency, a.limit
-    from trakt_nb.source.replay_world import World, comment_listing
+    from trakt_nb.source.replay_world import World
+    from trakt_nb.source.replay_listings import comment_listing
     from trakt_nb.land.ingest import end_of_day
     w = World.build(_spec(cfg))
     tday = int(end_of_day(DAY).timestamp())

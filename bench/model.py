@@ -62,7 +62,8 @@ def _spec(size: int):
 
 def _texts(w, rows: np.ndarray, t: int) -> list[str]:
     "comment_text(w, row, t) for every row, with the plain case sliced in bulk."
-    from trakt_nb.source.replay_world import LANGUAGES, comment_text
+    from trakt_nb.source.replay_as_of import comment_text
+    from trakt_nb.source.replay_text import LANGUAGES
     c = w.c
     out = [None] * len(rows)
     special = c["inline_spoiler"][rows] | (c["edit_at"][rows] <= t)
@@ -83,7 +84,8 @@ def _texts(w, rows: np.ndarray, t: int) -> list[str]:
 
 def _comment_columns(w, rows: np.ndarray, t: int) -> pa.Table:
     "The fields of the Trakt comment objects of `rows` as of `t`, as columns (rendered to JSON in DuckDB)."
-    from trakt_nb.source.replay_world import LANGUAGES, likes_as_of, words_as_of
+    from trakt_nb.source.replay_as_of import likes_as_of, words_as_of
+    from trakt_nb.source.replay_text import LANGUAGES
     c = w.c
     parent = c["parent"][rows]
     edited = c["edit_at"][rows] <= t
@@ -154,7 +156,7 @@ def _insert_comment_pages(con, w, rows: np.ndarray, t: int, target: str, run_dat
 
 def _other_pages(w, days: list[dt.date], summary_days: list[dt.date], load_of) -> list[dict]:
     "Rating pages per title and day, and summary pages, as bronze rows."
-    from trakt_nb.source.replay_world import ratings_object, title_object
+    from trakt_nb.source.replay_listings import ratings_object, title_object
     rows = []
     for i, r in enumerate(w.titles.itertuples()):
         for kind, when in [("ratings", d) for d in days] + [("summary", d) for d in summary_days]:

@@ -22,8 +22,10 @@ import time
 import httpx
 import orjson
 
-from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, serve_in_thread
-from trakt_nb.source.replay_world import SORTS, World, WorldSpec, comment_listing, to_epoch
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI
+from trakt_nb.source.replay_serve import serve_in_thread
+from trakt_nb.source.replay_world import World, WorldSpec, to_epoch
+from trakt_nb.source.replay_listings import SORTS, comment_listing
 
 AS_OF = "2026-11-25"
 LIMIT = 100

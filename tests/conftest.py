@@ -4,7 +4,8 @@ import asyncio
 import httpx
 import pytest
 
-from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, replay_client, serve_in_thread
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, replay_client
+from trakt_nb.source.replay_serve import serve_in_thread
 from trakt_nb.source.replay_world import World, WorldSpec
 
 SMALL_SPEC = WorldSpec(seed=11, movies=5, shows=3, users=300, comments_per_title=300)

@@ -12,8 +12,9 @@ import pytest
 import structlog
 
 import trakt_nb
-from trakt_nb.source.client import (ApiKeyRejected, ClientStats, FakeTime, InvalidBody, MIN_WAIT_S, RateLimitedUntil,
-                             RateLimiter, ResponseTooLarge, RetriesExhausted, TraktClient)
+from trakt_nb.source.client import (ApiKeyRejected, ClientStats, InvalidBody, RateLimitedUntil, ResponseTooLarge, RetriesExhausted,
+                                    TraktClient)
+from trakt_nb.source.rate_limit import FakeTime, MIN_WAIT_S, RateLimiter
 from trakt_nb.config import UserError, configure_logging, load_settings
 
 KEY, TOKEN = "pytest-key-91c0de77", "pytest-token-3e5f10"
@@ -531,7 +532,7 @@ def loopback_client(url, **client):
 
 
 def test_default_transport_is_aiohttp_and_httpx_is_a_setting():
-    from trakt_nb.source.client import AiohttpTransport
+    from trakt_nb.source.http import AiohttpTransport
     async def transports():
         async with TraktClient(S, api_key=KEY) as a, TraktClient(S.replace(client={"http_transport": "httpx"}), api_key=KEY) as b:
             return type(a._http._transport), type(b._http._transport)

@@ -273,20 +273,21 @@ def test_quarantine_text_keeps_valid_text_intact():
 @pytest.mark.slow
 def test_replay_world_payloads_are_valid():
     rw = pytest.importorskip("trakt_nb.source.replay_world")
+    rl = pytest.importorskip("trakt_nb.source.replay_listings")
     import numpy as np
     w = rw.get_world(rw.WorldSpec(movies=4, shows=3, users=150, comments_per_title=60))
     t = rw.to_epoch("2027-06-01")
     wire = lambda x: orjson.loads(orjson.dumps(x, option=orjson.OPT_SERIALIZE_NUMPY))  # what a client decodes
-    r = check_items(CONTRACTS["comment"], wire(rw.comment_objects(w, np.arange(w.n_comments), t)))
+    r = check_items(CONTRACTS["comment"], wire(rl.comment_objects(w, np.arange(w.n_comments), t)))
     assert r.invalid == [] and r.drift == {} and len(r.valid) == w.n_comments
-    raw = orjson.dumps(rw.comment_objects(w, np.arange(w.n_comments), t), option=orjson.OPT_SERIALIZE_NUMPY)
+    raw = orjson.dumps(rl.comment_objects(w, np.arange(w.n_comments), t), option=orjson.OPT_SERIALIZE_NUMPY)
     assert contracts_mod._typed_ok(CONTRACTS["comment"], raw, 0)  # the crawl's pages pass in one typed decode
     for i in range(len(w.titles)):
         kind = w.titles.kind.iloc[i]
         for extended in (False, True):
-            r = check_object(CONTRACTS[kind], wire(rw.title_object(w, i, t, extended)))
+            r = check_object(CONTRACTS[kind], wire(rl.title_object(w, i, t, extended)))
             assert (r.invalid, r.drift) == ([], {}), (kind, extended)
-        r = check_object(CONTRACTS["ratings"], wire(rw.ratings_object(w, i, t)))
+        r = check_object(CONTRACTS["ratings"], wire(rl.ratings_object(w, i, t)))
         assert (r.invalid, r.drift) == ([], {})
 
 

@@ -11,7 +11,8 @@ from trakt_nb.land.bronze import connect, get_state
 from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import ingest
 from trakt_nb.model.build import build_model
-from trakt_nb.source.replay_world import WorldSpec, get_world, ground_truth
+from trakt_nb.source.replay_world import WorldSpec, get_world
+from trakt_nb.source.replay_as_of import ground_truth
 
 REPLAY = {"seed": 5, "movies": 3, "shows": 2, "users": 300, "comments_per_title": 300}
 D = dt.date(2026, 7, 10)

@@ -18,7 +18,8 @@ from trakt_nb.ops.cli import main
 from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import crawl_connection, end_of_day, ingest
 from trakt_nb.source.replay_api import ReplayAPI
-from trakt_nb.source.replay_world import WorldSpec, get_world, ground_truth, to_epoch
+from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
+from trakt_nb.source.replay_as_of import ground_truth
 
 REPLAY = {"seed": 5, "movies": 3, "shows": 2, "users": 300, "comments_per_title": 300}
 FAST_CLIENT = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "comments_limit": 50}

@@ -17,7 +17,8 @@ from trakt_nb.land.ingest import ingest
 from trakt_nb.model import build as model
 from trakt_nb.model.marts import MARTS
 from trakt_nb.model.build import build_gold, build_model
-from trakt_nb.source.replay_world import WorldSpec, get_world, likes_as_of, to_epoch
+from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
+from trakt_nb.source.replay_as_of import likes_as_of
 
 REPLAY = {"seed": 5, "movies": 4, "shows": 3, "users": 300, "comments_per_title": 300}
 EVENT_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history")

@@ -17,8 +17,11 @@ import pandas as pd
 import pytest
 
 from trakt_nb.config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN
-from trakt_nb.source.replay_api import DEFAULT_HEADERS, FAULTS, TRANSIENT_STREAK, ReplayAPI, replay_client
-from trakt_nb.source.replay_world import SORTS, World, comment_listing, ground_truth, to_epoch
+from trakt_nb.source.replay_api import DEFAULT_HEADERS, ReplayAPI, replay_client
+from trakt_nb.source.replay_faults import FAULTS, TRANSIENT_STREAK
+from trakt_nb.source.replay_world import World, to_epoch
+from trakt_nb.source.replay_as_of import ground_truth
+from trakt_nb.source.replay_listings import SORTS, comment_listing
 
 from conftest import AS_OF, SMALL_SPEC
 

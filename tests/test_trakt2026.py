@@ -15,7 +15,8 @@ from trakt_nb.source.client import ApiKeyRejected, TraktClient
 from trakt_nb.config import REPLAY_DEV_KEY, load_settings
 from trakt_nb.land.contracts import SCHEMAS_DIR, check_object, load_contracts
 from trakt_nb.source.replay_api import ReplayAPI
-from trakt_nb.source.replay_world import World, WorldSpec, to_epoch, trending
+from trakt_nb.source.replay_world import World, WorldSpec, to_epoch
+from trakt_nb.source.replay_listings import trending
 
 from conftest import AS_OF, SMALL_SPEC
 

@@ -17,8 +17,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # test_run's helpers are imported, not 
 from test_run import MARKER, secret_hits, tables_content  # noqa: E402
 from trakt_nb.land.bronze import connect, get_state  # noqa: E402
 from trakt_nb.config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN  # noqa: E402
-from trakt_nb.source.replay_api import ReplayAPI, serve_in_thread  # noqa: E402
-from trakt_nb.source.replay_world import World, WorldSpec, ground_truth, to_epoch  # noqa: E402
+from trakt_nb.source.replay_api import ReplayAPI  # noqa: E402
+from trakt_nb.source.replay_serve import serve_in_thread  # noqa: E402
+from trakt_nb.source.replay_world import World, WorldSpec, to_epoch  # noqa: E402
+from trakt_nb.source.replay_as_of import ground_truth  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "trakt-nb")
 D = dt.date(2026, 7, 10)  # a busy week of the small world

@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import (D, SECRETS, Site, bronze_pages_kept, end_of_day, followed_indexes, make_app, record, servable_truth,
                        silver_vs_truth)
-from trakt_nb.source.replay_world import ground_truth
+from trakt_nb.source.replay_as_of import ground_truth
 
 FULL = pytest.mark.reliability_full
 

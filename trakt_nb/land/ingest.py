@@ -18,7 +18,8 @@ import httpx
 import orjson
 
 from ..config import Settings, UserError, get_logger, tmdb_token
-from ..source.client import (TraktClient, ClientStats, InvalidBody, RetriesExhausted, RateLimitedUntil, ResponseTooLarge, Response)
+from ..source.client import TraktClient, ClientStats, InvalidBody, RetriesExhausted, RateLimitedUntil, ResponseTooLarge
+from ..source.http import Response
 from .contracts import load_contracts, check_items, check_object, quarantine_text
 from .bronze import (connect, ensure_bronze, BronzeWriter, warehouse_lock, start_run, finish_run, get_state, table_exists)
 
@@ -52,7 +53,8 @@ def endpoints(s: Settings, run_date: dt.date, in_process: bool = False):
     if s.replay.url:
         url = s.replay.url.rstrip("/")
         yield Endpoints(url, url + "/3"); return
-    from trakt_nb.source.replay_api import ReplayAPI, serve_in_thread
+    from trakt_nb.source.replay_api import ReplayAPI
+    from trakt_nb.source.replay_serve import serve_in_thread
     # today is not over: the replay serves nothing later than the current instant (`--date today` is the day so far)
     app = ReplayAPI.from_settings(s, as_of=min(end_of_day(run_date), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)))
     if in_process:

@@ -16,7 +16,8 @@ from scipy import stats
 from ..config import load_settings
 from .engagement import EVENT_SCHEMA, TITLE_KEY, daily_engagement
 from .quadrant import quadrant
-from ..source.replay_world import WorldSpec, get_world, ground_truth, to_epoch
+from ..source.replay_world import WorldSpec, get_world, to_epoch
+from ..source.replay_as_of import ground_truth
 
 # %% auto #0
 __all__ = ['SEEDS', 'DATES', 'TARGETS', 'events_of', 'intensity_sample', 'spearman_brown', 'intensity_figures', 'intensity_table']

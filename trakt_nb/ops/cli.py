@@ -114,7 +114,7 @@ def cmd_replay_serve(args, s: Settings) -> int:
     if args.seed is not None: s = s.replace(replay={"seed": args.seed})
     as_of = None if args.as_of in (None, "now") else parse_day(args.as_of)
     if args.faults in ("list", "help"):
-        from trakt_nb.source.replay_api import FAULTS
+        from trakt_nb.source.replay_faults import FAULTS
         print("Fault scenarios for --faults name[:rate[@param]],… (rate: share of requests, 0–1):")
         for name, text in FAULTS.items(): print(f"  {name:<18} {text}")
         return 0
@@ -130,7 +130,8 @@ def cmd_replay_serve(args, s: Settings) -> int:
 # %% ../../notebooks/50_cli.ipynb #911de3f8
 def cmd_replay_summary(args, s: Settings) -> int:
     "Print a summary of the replay world as of a day."
-    from trakt_nb.source.replay_world import WorldSpec, get_world, world_summary
+    from trakt_nb.source.replay_world import WorldSpec, get_world
+    from trakt_nb.source.replay_as_of import world_summary
     day = parse_day(args.as_of)
     if args.seed is not None: s = s.replace(replay={"seed": args.seed})
     summary = {"as_of": day.isoformat(), "seed": s.replay.seed, **world_summary(get_world(WorldSpec.from_settings(s)), day)}

@@ -6,15 +6,11 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import gzip
 import hashlib
-import json
 import math
 import re
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -24,90 +20,20 @@ import numpy as np
 import orjson
 
 from ..config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN, Settings, UserError, trakt_client_id, tmdb_token
-from .replay_world import (World, WorldSpec, get_world, to_epoch, iso_ms, SORTS, comment_listing, reply_listing,
-                                   comment_objects, ratings_object, title_object, tmdb_object, trending, popular, visible,
-                                   title_updated_at)
+from .replay_world import World, WorldSpec, get_world, to_epoch, iso_ms
+from .replay_as_of import visible
+from .replay_listings import (SORTS, comment_listing, reply_listing, comment_objects, ratings_object, title_object,
+                                            tmdb_object, trending, popular, title_updated_at)
+from .replay_faults import TRANSIENT_STREAK, Fault, FixedWindowLimit, parse_faults
 
 # %% auto #0
-__all__ = ['FAULTS', 'TRANSIENT_STREAK', 'DEFAULT_HEADERS', 'Fault', 'parse_faults', 'FixedWindowLimit', 'Reply', 'ReplayAPI',
-           'replay_client', 'ReplayServer', 'serve_in_thread']
-
-# %% ../../notebooks/02_replay_api.ipynb #5631a795
-FAULTS = {
-    "quota_storm": "a request starts a storm: every request gets 429 with Retry-After (param: seconds, default 2) until it passes",
-    "long_retry_after": "429 with a Retry-After far beyond any sane wait (param: seconds, default 3600)",
-    "cloudflare_429": "Cloudflare's 429: text/html or text/plain body, sometimes Retry-After, no X-Ratelimit",
-    "cloudflare_403": "Cloudflare's 403 block page (HTML), transient",
-    "server_errors": "5xx waves: 500 with x-error-message, 502, 503, 504, 520, 521, 522",
-    "slow": "the response is delayed (param: seconds, default 30) beyond the client's timeout",
-    "truncated": "the JSON body is cut short; clears after a few retries",
-    "truncated_always": "the JSON body of the chosen requests is always cut short",
-    "drift_field": "comments carry new fields the schema does not know (rate: share of comments)",
-    "type_change": "a comment field changes type: likes as a string (rate: share of comments)",
-    "page_shift": "new comments arrive during a crawl: each listing request moves the clock (param: seconds, default 3600)",
-    "wrong_item_count": "X-Pagination-Item-Count is wrong (rate: share of responses)",
-    "missing_day": "comments created on the as-of day go missing from listings (rate: share of them dropped)",
-    "outage": "one endpoint is down: 503 for its first N calls (`outage:/shows/trending@12`; no path: every endpoint)",
-    "echo_headers": "a 500 error page that echoes the request headers, keys and tokens included (rate: share of requests)",
-    "delete_mid_crawl": "comments are deleted between page reads: a listing request for page p > 1 deletes (param, default 1) comments on pages before p",
-}
-TRANSIENT_STREAK = 3  # a transiently faulted request fails at most this many times in a row
-
-# %% ../../notebooks/02_replay_api.ipynb #b230b229
-@dataclass(frozen=True)
-class Fault:
-    "One fault scenario switched on."
-    name: str
-    rate: float
-    param: float | None = None
-    target: str | None = None  # the endpoint (path prefix) an outage concerns
-
-# %% ../../notebooks/02_replay_api.ipynb #6f914eef
-def parse_faults(spec: str | dict | None) -> dict[str, Fault]:
-    "Faults from `'name:rate@param, …'` (or a dict name -> rate); a `UserError` names an unknown one."
-    if not spec: return {}
-    items = spec.items() if isinstance(spec, dict) else [p.split(":", 1) if ":" in p else (p, "1") for p in re.split(r"[,\s]+", spec.strip()) if p]
-    out = {}
-    for name, val in items:
-        name = name.strip()
-        if name not in FAULTS: raise UserError(f"Unknown replay fault {name!r}; use one of: {', '.join(FAULTS)}.")
-        rate, _, param = str(val).partition("@")
-        target = None
-        if name == "outage" and rate.strip().startswith("/"): target, rate = rate.strip(), "1"
-        try: f = Fault(name, float(rate), float(param) if param else None, target)
-        except ValueError: raise UserError(f"Replay fault {name!r} needs a rate like {name}:0.1 (optionally @seconds); got {val!r}.") from None
-        if not 0 <= f.rate <= 1: raise UserError(f"Replay fault {name!r} has rate {f.rate}; use a share between 0 and 1.")
-        out[name] = f
-    return out
+__all__ = ['DEFAULT_HEADERS', 'Reply', 'ReplayAPI', 'replay_client']
 
 # %% ../../notebooks/02_replay_api.ipynb #011688f1
 def _u01(*parts) -> float:
     "A uniform number in [0, 1) from hashing `parts`."
     h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
-
-# %% ../../notebooks/02_replay_api.ipynb #58b2da65
-class FixedWindowLimit:
-    "Trakt's per-key GET limit: `calls` per `period_s`, windows starting at a key's first call."
-    def __init__(self, calls: int = 500, period_s: float = 300.0, clock=time.monotonic, wall=time.time):
-        self.calls, self.period_s, self.clock, self.wall = calls, period_s, clock, wall
-        self.windows: dict[str, tuple[float, int]] = {}
-    def hit(self, key: str) -> tuple[bool, int, float]:
-        "Count a call: (allowed, remaining, seconds until the window resets)."
-        now = self.clock()
-        start, n = self.windows.get(key, (now, 0))
-        if now - start >= self.period_s: start, n = now, 0
-        left = start + self.period_s - now
-        if n >= self.calls:
-            self.windows[key] = (start, n)
-            return False, 0, left
-        self.windows[key] = (start, n + 1)
-        return True, self.calls - n - 1, left
-    def header(self, remaining: int, left: float) -> str:
-        "The `X-Ratelimit` header value."
-        until = dt.datetime.fromtimestamp(self.wall() + left, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return json.dumps({"name": "UNAUTHED_API_GET_LIMIT", "period": int(round(self.period_s)), "limit": self.calls,
-                           "remaining": remaining, "until": until}, separators=(",", ":"))
 
 # %% ../../notebooks/02_replay_api.ipynb #6c2d8332
 @dataclass
@@ -453,43 +379,3 @@ DEFAULT_HEADERS = {"Content-Type": "application/json", "trakt-api-version": "2",
 def replay_client(app: ReplayAPI, **kw) -> httpx.AsyncClient:
     "An httpx client talking to `app` in-process (no socket)."
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replay.local", **kw)
-
-# %% ../../notebooks/02_replay_api.ipynb #7cc55228
-class ReplayServer:
-    "A replay API served by uvicorn on loopback in a background thread."
-    def __init__(self, app: ReplayAPI, host: str = "127.0.0.1", port: int = 0):
-        import uvicorn
-        if port == 0:
-            with socket.socket() as s: s.bind((host, 0)); port = s.getsockname()[1]
-        self.app, self.host, self.port = app, host, port
-        cfg = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
-                             server_header=False, date_header=False)
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, name="replay-api", daemon=True)
-
-    @property
-    def url(self) -> str: return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "ReplayServer":
-        "Start serving (once); returns when the socket accepts connections."
-        if self.server.started: return self
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise UserError(f"The replay API could not start on {self.host}:{self.port}; is the port in use? Choose another with --port.")
-            time.sleep(0.01)
-        return self
-
-    def stop(self):
-        "Stop serving and wait for the thread."
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
-
-# %% ../../notebooks/02_replay_api.ipynb #0da9b040
-def serve_in_thread(app: ReplayAPI, host: str = "127.0.0.1", port: int = 0) -> ReplayServer:
-    "Start `app` on loopback in a thread and return the running server."
-    return ReplayServer(app, host, port).start()

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
-from jupyter_client.manager import KernelManager
-
 import trakt_nb
+from jupyter_client.manager import KernelManager
 from ..config import Settings, UserError, get_logger
 from .pages import page, render
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
@@ -55,7 +54,7 @@ def notebook_body(nb_path: Path) -> tuple[str, str]:
     body, _ = ex.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
     head = ""
     if "trakt-chart" in body:
-        from trakt_nb.ops.charts import vega_bundle_script
+        from trakt_nb.ops.vega import vega_bundle_script
         head = vega_bundle_script()
     return body, head
 
@@ -73,9 +72,8 @@ class StepKernel(KernelManager):
         self.clients = []
         self.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
     def client(self, **kw):
-        kc = super().client(**kw)
-        self.clients.append(kc)
-        return kc
+        self.clients.append(super().client(**kw))  # papermill's: it leaves open the client of a kernel it did not start
+        return self.clients[-1]
     def stop(self):
         "Shut the kernel down (gracefully, as papermill's engine does) and close the clients' channels; a kernel already dead is only cleaned up."
         try: self.shutdown_kernel(now=not self.is_alive())
@@ -200,8 +198,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
     try:
         i, stages = 0, step_stages(steps)
         for k, stage in enumerate(stages):
-            for name in stage + (stages[k + 1] if k + 1 < len(stages) else []):  # this stage's kernels, and the next one's to start while it runs
-                if name not in kernels: kernels[name] = StepKernel(PIPELINE_DIR)
+            for name in (n for n in sum(stages[k:k + 2], []) if n not in kernels): kernels[name] = StepKernel(PIPELINE_DIR)  # this stage's kernels, and the next one's to start while it runs
             for name in stage: i += 1; echo(f"[{i}/{len(steps)}] {name} …")
             if len(stage) == 1: ran = [execute(stage[0])]
             else:  # the reports only read the day's gold: each in its own kernel, at the same time
@@ -250,7 +247,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
 
 # %% ../../notebooks/45_run.ipynb #8e7f34f7
 def _vega_head() -> str:
-    from trakt_nb.ops.charts import vega_bundle_script
+    from trakt_nb.ops.vega import vega_bundle_script
     return vega_bundle_script()
 
 # %% ../../notebooks/45_run.ipynb #e75ac867
@@ -315,7 +312,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         title = REPORTS.get(st.name, st.name.split("_", 1)[1].title()) + f" — {res.run_date}"
         body, head = bodies[st.name].result() if bodies and st.name in bodies else notebook_body(out / f"{st.name}.ipynb")
         if "trakt-chart" in body:  # marks that name a title link to its page (written below)
-            from trakt_nb.ops.charts import TITLE_LINKS_JS
+            from trakt_nb.ops.vega import TITLE_LINKS_JS
             head += TITLE_LINKS_JS
         _write_text(out / f"{st.name}.html", page(title, body, facts, nav, head))
     try:  # a page per followed title, linked from the reports' navigation; never fails the run
@@ -327,7 +324,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     "Manifest, Prometheus textfile (and push), lineage events and the health page of a run; never changes its outcome."
     import duckdb
-    from trakt_nb.ops import observe
+    from trakt_nb.ops import health, lineage, observe, prometheus
     from trakt_nb.land.bronze import connect
     try:
         run, slo = res.as_dict(), slo_status(s, now=dt.datetime.fromisoformat(res.finished_at))
@@ -336,12 +333,12 @@ def _observe(s: Settings, out: Path, res: RunResult, echo=print):
         finally: con.close()
         observe.write_manifest(m, out / "manifest.json")
         o = s.observe
-        observe.write_prometheus(m, Path(o.textfile) if o.textfile else s.storage.state_dir / "metrics" / "trakt_nb.prom")
-        if o.pushgateway_url: observe.push_prometheus(m, o.pushgateway_url)
-        events = observe.lineage_events(s, run, m)
-        observe.emit_lineage(events, s, url=o.lineage_url or None)
+        prometheus.write_prometheus(m, Path(o.textfile) if o.textfile else s.storage.state_dir / "metrics" / "trakt_nb.prom")
+        if o.pushgateway_url: prometheus.push_prometheus(m, o.pushgateway_url)
+        events = lineage.lineage_events(s, run, m)
+        lineage.emit_lineage(events, s, url=o.lineage_url or None)
         nav = [("index", "../index.html")] + [(t, f"{n}.html") for n, t in REPORTS.items() if (out / f"{n}.html").exists()]
-        (out / "health.html").write_text(page(f"Health — {res.run_date}", observe.health_body(m, q, slo, events),
+        (out / "health.html").write_text(page(f"Health — {res.run_date}", health.health_body(m, q, slo, events),
                                               _facts(res, _slo_fact(s, res)), nav), encoding="utf-8")
     except Exception as e:  # observability must not turn a good run into a failed one: say so and go on
         get_logger("trakt_nb.ops.run").error("observe_failed", error=f"{type(e).__name__}: {e}"[:500])

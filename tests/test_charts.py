@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import vl_convert as vlc
 
-from trakt_nb.ops import charts
+from trakt_nb.ops import charts, report, vega
 
 DAY = dt.date(2026, 11, 28)
 EVIL = "<script>alert(1)</script>"
@@ -62,27 +62,27 @@ def test_hostile_title_stays_inside_the_json_element():
     for frame in ("quadrant", "hold_up", "rating", "half_life"):
         f[frame].loc[f[frame].index[3], "title"] = EVIL
     for name, chart in _builders(f, dt.date(2026, 7, 1)).items():
-        html = charts.chart_html(chart)
+        html = vega.chart_html(chart)
         assert html.count("</script>") == 2 and html.lower().count("<script") == 2, name  # only the two elements the embed needs
         body = _spec_json(html)
         assert "<" not in body and ">" not in body and "&" not in body, name
         if name not in ("cohort_trend", "quadrant_counts"):  # frames without titles
             assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in body, name
             assert EVIL in json.dumps(json.loads(body)), name  # JSON.parse gives the title back unchanged
-        assert charts.remote_fetches(html) == [], name
+        assert vega.remote_fetches(html) == [], name
 
 
 def test_show_displays_both_forms(capsys):
-    bundle = charts.mimebundle(charts.rating_polarisation(charts.demo_frames()["rating"]))
+    bundle = vega.mimebundle(charts.rating_polarisation(charts.demo_frames()["rating"]))
     assert set(bundle) == {"application/vnd.vegalite.v5+json", "text/html"}
     assert bundle["application/vnd.vegalite.v5+json"]["mark"]["type"] == "circle"
     assert 'class="trakt-chart"' in bundle["text/html"] and "vegaEmbed(" in bundle["text/html"]
 
 
 def test_bundle_defines_vega_embed_and_fetches_nothing():
-    script = charts.vega_bundle_script()
+    script = vega.vega_bundle_script()
     assert script.startswith("<script>") and script.endswith("</script>") and script.count("</script") == 1
-    assert "window.vegaEmbed=" in script and charts.remote_fetches(script) == []
+    assert "window.vegaEmbed=" in script and vega.remote_fetches(script) == []
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,8 @@ def test_every_builder_renders_on_warehouse_frames(warehouse):
     assert all(len(v) for v in f.values())
     for name, chart in _builders(f, DAY).items():
         _svg_ok(chart)
-        assert charts.remote_fetches(charts.chart_html(chart)) == [], name
-    facts = charts.run_facts(warehouse, DAY)
+        assert vega.remote_fetches(vega.chart_html(chart)) == [], name
+    facts = report.run_facts(warehouse, DAY)
     assert facts["titles"] > 0 and 0 < facts["completeness_min"] <= facts["completeness_median"] <= 1
     assert facts["newest_comment"].date() == DAY and 0 <= facts["lag_hours"] < 24
 
@@ -135,7 +135,7 @@ def test_report_notebooks_under_papermill(warehouse, tmp_path, monkeypatch):
         assert "Run 2026-11-28 · freshness: newest comment 2026-11-28" in text
         nb = json.loads(text)
         html = [o["data"]["text/html"] for c in nb["cells"] for o in c.get("outputs", []) if "application/vnd.vegalite.v5+json" in o.get("data", {})]
-        assert len(html) >= 4 and all(charts.remote_fetches("".join(h)) == [] for h in html)
+        assert len(html) >= 4 and all(vega.remote_fetches("".join(h)) == [] for h in html)
 
 
 @pytest.mark.slow
@@ -143,10 +143,10 @@ def test_report_setup_opens_the_built_day(warehouse, capsys):
     "A report's start on a built warehouse: no rebuild, the run-facts line, a read-only connection to the day."
     import duckdb
     wh = warehouse.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0]
-    s, day, con = asyncio.run(charts.report_setup(DAY.isoformat(), warehouse=wh))
+    s, day, con = asyncio.run(report.report_setup(DAY.isoformat(), warehouse=wh))
     try:
         assert day == DAY and str(s.storage.warehouse) == wh
-        assert capsys.readouterr().out == charts.run_facts_line(charts.run_facts(con, DAY)) + "\n"  # nothing was ingested or modelled
+        assert capsys.readouterr().out == report.run_facts_line(report.run_facts(con, DAY)) + "\n"  # nothing was ingested or modelled
         assert con.execute("SELECT count(*) FROM gold.mart_title_quadrant WHERE as_of_date = ?", [DAY]).fetchone()[0] > 0
         with pytest.raises(duckdb.Error, match="read-only"):
             con.execute("CREATE TABLE gold.x (a INT)")

@@ -15,8 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from trakt_nb.land.bronze import connect
 from trakt_nb.config import load_settings
 from trakt_nb.land.contracts import load_contracts
-from trakt_nb.ops.observe import (JOBS, build_manifest, emit_lineage, event_from_dict, health_body, lineage_events, push_prometheus,
-                              quality_rows, validate_event, write_manifest, write_prometheus)
+from trakt_nb.ops.health import health_body
+from trakt_nb.ops.lineage import JOBS, emit_lineage, event_from_dict, lineage_events, validate_event
+from trakt_nb.ops.observe import build_manifest, quality_rows, write_manifest
+from trakt_nb.ops.prometheus import push_prometheus, write_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 7, 10)
@@ -296,7 +298,7 @@ def test_health_body_is_escaped_and_fetches_nothing(wh, manifest):
 def test_grafana_dashboard_uses_only_metrics_the_textfile_defines(manifest):
     dash = json.loads((ROOT / "observability" / "grafana" / "trakt-nb-dashboard.json").read_text())
     assert dash["uid"] and dash["title"] and dash["panels"] and isinstance(dash["schemaVersion"], int)
-    from trakt_nb.ops.observe import prometheus_text
+    from trakt_nb.ops.prometheus import prometheus_text
     defined = {smp.name for f in text_string_to_metric_families(prometheus_text(manifest)) for smp in f.samples}
     used = set()
     for p in dash["panels"]:

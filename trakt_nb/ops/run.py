@@ -15,13 +15,14 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import trakt_nb
+from jupyter_client.manager import KernelManager
 from ..config import Settings, UserError, get_logger
 from .pages import page, render
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'notebook_body', 'render_notebook', 'StepResult',
-           'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
+__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'notebook_body', 'render_notebook', 'StepKernel',
+           'StepResult', 'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
 
 # %% ../../notebooks/45_run.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -53,7 +54,7 @@ def notebook_body(nb_path: Path) -> tuple[str, str]:
     body, _ = ex.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
     head = ""
     if "trakt-chart" in body:
-        from trakt_nb.ops.charts import vega_bundle_script
+        from trakt_nb.ops.vega import vega_bundle_script
         head = vega_bundle_script()
     return body, head
 
@@ -62,6 +63,23 @@ def render_notebook(nb_path: Path, title: str, facts: dict, nav: list[tuple[str,
     "An executed notebook as a page (inputs hidden)."
     body, head = notebook_body(nb_path)
     return page(title, body, facts, nav, head)
+
+# %% ../../notebooks/45_run.ipynb #e4109a55
+class StepKernel(KernelManager):
+    "A step's kernel, started now in `cwd` for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
+    def __init__(self, cwd: Path):
+        super().__init__(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")  # the client nbclient drives
+        self.clients = []
+        self.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
+    def client(self, **kw):
+        self.clients.append(super().client(**kw))  # papermill's: it leaves open the client of a kernel it did not start
+        return self.clients[-1]
+    def stop(self):
+        "Shut the kernel down (gracefully, as papermill's engine does) and close the clients' channels; a kernel already dead is only cleaned up."
+        try: self.shutdown_kernel(now=not self.is_alive())
+        finally:
+            for kc in self.clients: kc.stop_channels()
+
 
 # %% ../../notebooks/45_run.ipynb #3f0e7f65
 @dataclass
@@ -164,21 +182,23 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         render.shutdown(wait=True)
         for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
         return UserError(message)
+    kernels: dict[str, StepKernel] = {}  # started ahead, each stopped when its step ends (or the run does)
     def execute(name: str) -> tuple:
-        "Step `name` in a kernel of its own, started in the pipeline folder and shut down before this returns: (error or None, seconds, start)."
+        "Step `name` in its own kernel, stopped before this returns: (error or None, seconds, start)."
         t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
         try:
             pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
-                                cwd=str(PIPELINE_DIR), kernel_name="python3", progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
-                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt jupyter_client sends before a shutdown (a step's errors come back through papermill)
+                                kernel_name="python3", progress_bar=False, log_output=False, km=kernels[name],
+                                request_save_on_cell_execute=False)  # written once at the end (or on failure), not after every cell
         except PapermillExecutionError as e: err = e
         except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
             err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
+        finally: kernels.pop(name).stop()
         return err, round(time.monotonic() - t1, 3), step_start
     try:
-        i = 0
-        for stage in step_stages(steps):
+        i, stages = 0, step_stages(steps)
+        for k, stage in enumerate(stages):
+            for name in (n for n in sum(stages[k:k + 2], []) if n not in kernels): kernels[name] = StepKernel(PIPELINE_DIR)  # this stage's kernels, and the next one's to start while it runs
             for name in stage: i += 1; echo(f"[{i}/{len(steps)}] {name} …")
             if len(stage) == 1: ran = [execute(stage[0])]
             else:  # the reports only read the day's gold: each in its own kernel, at the same time
@@ -203,6 +223,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
             if res.status == "failed": break
     finally:
         render.shutdown(wait=False)
+        for km in kernels.values(): km.stop()  # the next stage's, after a failure or an interrupt
     if res.status != "failed": res.status = "failed" if any(st.status == "failed" for st in res.steps) else "succeeded"
     deadline = freshness_deadline(s, run_date)
     res.deadline, res.completeness = deadline.isoformat(timespec="seconds"), completeness_of(s, run_date)
@@ -226,13 +247,16 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
 
 # %% ../../notebooks/45_run.ipynb #8e7f34f7
 def _vega_head() -> str:
-    from trakt_nb.ops.charts import vega_bundle_script
+    from trakt_nb.ops.vega import vega_bundle_script
     return vega_bundle_script()
 
 # %% ../../notebooks/45_run.ipynb #e75ac867
 def _user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
-    import trakt_nb.source.client, trakt_nb.model.quality, trakt_nb.land.ingest  # noqa: F401 (their UserError kinds)
+    from trakt_nb.source import client
+    from trakt_nb.model import quality
+    from trakt_nb.land import ingest
+    del client, quality, ingest  # imported for the kinds of UserError they define
     return _kind_names(UserError)
 
 # %% ../../notebooks/45_run.ipynb #c5184a3f
@@ -288,7 +312,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
         title = REPORTS.get(st.name, st.name.split("_", 1)[1].title()) + f" — {res.run_date}"
         body, head = bodies[st.name].result() if bodies and st.name in bodies else notebook_body(out / f"{st.name}.ipynb")
         if "trakt-chart" in body:  # marks that name a title link to its page (written below)
-            from trakt_nb.ops.charts import TITLE_LINKS_JS
+            from trakt_nb.ops.vega import TITLE_LINKS_JS
             head += TITLE_LINKS_JS
         _write_text(out / f"{st.name}.html", page(title, body, facts, nav, head))
     try:  # a page per followed title, linked from the reports' navigation; never fails the run
@@ -300,7 +324,7 @@ def _render_pages(s: Settings, out: Path, res: RunResult, bodies: dict | None = 
 def _observe(s: Settings, out: Path, res: RunResult, echo=print):
     "Manifest, Prometheus textfile (and push), lineage events and the health page of a run; never changes its outcome."
     import duckdb
-    from trakt_nb.ops import observe
+    from trakt_nb.ops import health, lineage, observe, prometheus
     from trakt_nb.land.bronze import connect
     try:
         run, slo = res.as_dict(), slo_status(s, now=dt.datetime.fromisoformat(res.finished_at))
@@ -309,12 +333,12 @@ def _observe(s: Settings, out: Path, res: RunResult, echo=print):
         finally: con.close()
         observe.write_manifest(m, out / "manifest.json")
         o = s.observe
-        observe.write_prometheus(m, Path(o.textfile) if o.textfile else s.storage.state_dir / "metrics" / "trakt_nb.prom")
-        if o.pushgateway_url: observe.push_prometheus(m, o.pushgateway_url)
-        events = observe.lineage_events(s, run, m)
-        observe.emit_lineage(events, s, url=o.lineage_url or None)
+        prometheus.write_prometheus(m, Path(o.textfile) if o.textfile else s.storage.state_dir / "metrics" / "trakt_nb.prom")
+        if o.pushgateway_url: prometheus.push_prometheus(m, o.pushgateway_url)
+        events = lineage.lineage_events(s, run, m)
+        lineage.emit_lineage(events, s, url=o.lineage_url or None)
         nav = [("index", "../index.html")] + [(t, f"{n}.html") for n, t in REPORTS.items() if (out / f"{n}.html").exists()]
-        (out / "health.html").write_text(page(f"Health — {res.run_date}", observe.health_body(m, q, slo, events),
+        (out / "health.html").write_text(page(f"Health — {res.run_date}", health.health_body(m, q, slo, events),
                                               _facts(res, _slo_fact(s, res)), nav), encoding="utf-8")
     except Exception as e:  # observability must not turn a good run into a failed one: say so and go on
         get_logger("trakt_nb.ops.run").error("observe_failed", error=f"{type(e).__name__}: {e}"[:500])

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..config import Settings, UserError

@@ -12,7 +12,8 @@ import trakt_nb.config  # first: it keeps jsonschema's slow IRI checker (rfc3987
 import altair as alt
 import pandas as pd
 
-from .charts import chart_html, table, vega_bundle_script
+from .report import table
+from .vega import chart_html, vega_bundle_script
 from .pages import render
 from ..model.semantic import query
 

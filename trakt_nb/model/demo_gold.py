@@ -7,29 +7,23 @@ from __future__ import annotations
 
 import duckdb
 
+from .gold_tables import gold_ddl
+
 # %% auto #0
 __all__ = ['write_demo_gold']
 
 # %% ../../notebooks/24e_demo_gold.ipynb #085b957a
-_GOLD_DDL = {
-    "silver.dim_title": "title_kind VARCHAR, title_id_trakt BIGINT, slug VARCHAR, title VARCHAR, year INTEGER, genres VARCHAR[]",
-    "gold.fct_title_daily_engagement": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, day DATE, comments BIGINT, top_level_comments BIGINT, replies_posted BIGINT, reviews BIGINT, spoilers BIGINT, distinct_commenters BIGINT, likes BIGINT, replies_received BIGINT, words BIGINT, rating_sum BIGINT, rating_count BIGINT, rating_mean DOUBLE",
-    "gold.mart_title_quadrant": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, comments_in_window BIGINT, breadth BIGINT, intensity DOUBLE, eligible BOOLEAN, breadth_threshold DOUBLE, intensity_threshold DOUBLE, breadth_pct DOUBLE, intensity_pct DOUBLE, quadrant VARCHAR, prev_quadrant VARCHAR, raw_intensity DOUBLE, intensity_lo DOUBLE, intensity_hi DOUBLE, p_high_breadth DOUBLE, p_high_intensity DOUBLE, placement_certain BOOLEAN, moved BOOLEAN",
-    "gold.mart_title_half_life": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, first_comment_day DATE, onset_day DATE, onset_source VARCHAR, pre_onset_comments BIGINT, top_level_comments BIGINT, observed_days DOUBLE, fit_status VARCHAR, burst_half_life_days DOUBLE, burst_half_life_days_lo DOUBLE, burst_half_life_days_hi DOUBLE, background_per_day DOUBLE, background_per_day_lo DOUBLE, background_per_day_hi DOUBLE, burst_comments DOUBLE, background_p DOUBLE, shape_p DOUBLE, gof_p DOUBLE, cohort VARCHAR",
-    "gold.mart_title_hold_up": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, fit_status VARCHAR, qualifies BOOLEAN, long_tail BOOLEAN, background_yearly_share DOUBLE, background_yearly_share_lo DOUBLE, background_yearly_share_hi DOUBLE, burst_days DOUBLE, during_ratings BIGINT, after_ratings BIGINT, during_rating_mean DOUBLE, after_rating_mean DOUBLE, rating_drift DOUBLE, rating_drift_lo DOUBLE, rating_drift_hi DOUBLE, holds_up BOOLEAN",
-    "gold.mart_title_rating_trend": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, rating DOUBLE, votes BIGINT, rating_change_7d DOUBLE, rating_change_28d DOUBLE, votes_change_7d BIGINT, votes_change_28d BIGINT, share_9_10 DOUBLE, share_1_3 DOUBLE",
-    "gold.mart_half_life_cohort_trend": "as_of_date DATE, cohort VARCHAR, titles BIGINT, fitted_titles BIGINT, cohort_half_life_days DOUBLE, cohort_half_life_days_lo DOUBLE, cohort_half_life_days_hi DOUBLE, trend_titles BIGINT, trend_per_year DOUBLE, trend_per_year_lo DOUBLE, trend_per_year_hi DOUBLE, trend_per_year_lo99 DOUBLE, trend_per_year_hi99 DOUBLE, trend_verdict VARCHAR",
-}
+_DIM_TITLE = "title_kind VARCHAR, title_id_trakt BIGINT, slug VARCHAR, title VARCHAR, year INTEGER, genres VARCHAR[]"  # the columns of silver.dim_title the metrics read
 _A, _P = "2026-11-20", "2026-11-13"
 _DEMO_ROWS = {
     "silver.dim_title": [("movie", 1, "alpha-2024", "Alpha", 2024, ["drama", "thriller"]), ("movie", 2, "beta-2025", "Beta", 2025, ["comedy"]),
                          ("show", 1, "gamma", "Gamma", 2023, ["drama"]), ("show", 3, "delta", "Delta", 2025, None)],
-    # as_of, kind, id, day, comments, top, replies, reviews, spoilers, commenters, likes, replies_received, words, rating_sum, rating_count, rating_mean
+    # kind, id, day, comments, top, replies, reviews, spoilers, commenters, likes, replies_received, words, rating_sum, rating_count, rating_mean, as_of
     "gold.fct_title_daily_engagement": [
-        (_A, "movie", 1, "2026-11-18", 3, 2, 1, 1, 0, 3, 5, 1, 300, 17, 2, 8.5), (_A, "movie", 1, "2026-11-19", 2, 2, 0, 0, 1, 2, 1, 0, 40, 8, 1, 8.0),
-        (_A, "movie", 1, "2026-11-20", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "movie", 2, "2026-11-19", 4, 3, 1, 0, 2, 3, 2, 1, 80, 0, 0, None),
-        (_A, "movie", 2, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 10, 6, 1, 6.0), (_A, "show", 1, "2026-11-18", 5, 4, 1, 2, 1, 4, 10, 1, 500, 27, 3, 9.0),
-        (_A, "show", 1, "2026-11-19", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "show", 1, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 20, 0, 0, None)],
+        ("movie", 1, "2026-11-18", 3, 2, 1, 1, 0, 3, 5, 1, 300, 17, 2, 8.5, _A), ("movie", 1, "2026-11-19", 2, 2, 0, 0, 1, 2, 1, 0, 40, 8, 1, 8.0, _A),
+        ("movie", 1, "2026-11-20", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, _A), ("movie", 2, "2026-11-19", 4, 3, 1, 0, 2, 3, 2, 1, 80, 0, 0, None, _A),
+        ("movie", 2, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 10, 6, 1, 6.0, _A), ("show", 1, "2026-11-18", 5, 4, 1, 2, 1, 4, 10, 1, 500, 27, 3, 9.0, _A),
+        ("show", 1, "2026-11-19", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, _A), ("show", 1, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 20, 0, 0, None, _A)],
     # as_of, kind, id, comments_in_window, breadth, intensity, eligible, b_thr, i_thr, b_pct, i_pct, quadrant, prev_quadrant,
     # raw_intensity, intensity_lo, intensity_hi, p_high_breadth, p_high_intensity, placement_certain, moved
     "gold.mart_title_quadrant": [
@@ -62,10 +56,9 @@ _DEMO_ROWS = {
 
 # %% ../../notebooks/24e_demo_gold.ipynb #4e12b5db
 def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    "Write the small hand-checkable gold tables and `silver.dim_title` into `con` (for examples and tests)."
-    for table, cols in _GOLD_DDL.items():
+    "Write the small hand-checkable gold tables (the columns `GOLD_TABLES` declares) and `silver.dim_title` into `con` (for examples and tests)."
+    for table, rows in _DEMO_ROWS.items():
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
-        con.execute(f"CREATE OR REPLACE TABLE {table} ({cols})")
-        rows = _DEMO_ROWS[table]
+        con.execute(f"CREATE OR REPLACE TABLE {table} ({_DIM_TITLE if table == 'silver.dim_title' else gold_ddl(table)})")
         con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     return con

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from ..config import UserError, resource
+from .gold_tables import GOLD_TABLES
 from .metric_grammar import ExpressionError, columns_of, parse_expression, parse_predicate
 
 # %% auto #0
@@ -136,9 +137,10 @@ def _parse_metrics(path: Path, text: str) -> Catalogue:
         raise UserError(f"{path} must have models:, dimensions: and metrics: sections; compare it with schemas/semantic/metrics.yml.")
     models = {}
     for m, spec in doc["models"].items():
-        if not isinstance(spec, dict) or not spec.get("columns") or not spec.get("as_of"):
-            raise UserError(f"Model {m} in metrics.yml needs as_of: and columns:; list the gold table's as-of column and its columns.")
-        models[m] = {"as_of": spec["as_of"], "columns": list(spec["columns"])}
+        cols = (spec.get("columns") or GOLD_TABLES.get(m)) if isinstance(spec, dict) else None  # a gold table's columns are declared once, in GOLD_TABLES
+        if not cols or not spec.get("as_of"):
+            raise UserError(f"Model {m} in metrics.yml needs as_of: and columns:; give the table's as-of column, and list its columns unless it is a gold table of trakt_nb.model.gold_tables.")
+        models[m] = {"as_of": spec["as_of"], "columns": list(cols)}
     dims = {}
     for d, spec in doc["dimensions"].items():
         spec = spec or {}

@@ -11,6 +11,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from trakt_nb.model.gold import daily_engagement, half_life, half_life_cohort_trend, hold_up, quadrant, rating_trend
 from trakt_nb.model.engagement import events_memtable
+from trakt_nb.config import load_settings
+from trakt_nb.model.build import FACT
+from trakt_nb.model.gold_tables import GOLD_TABLES
+from trakt_nb.model.marts import gold_marts, half_life_of
 
 BASE = dt.date(2025, 1, 1)
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -175,6 +179,40 @@ def test_gold_runs_on_a_duckdb_file(tmp_path):
         sql = ibis.to_sql(pairs[name][0], dialect="duckdb")
         assert len(raw.sql(sql).fetchall()) == len(pairs[name][1].to_pandas()), name
     raw.close()
+
+
+
+def _stored_columns(con, table: str) -> list[tuple[str, str]]:
+    schema, name = table.split(".")
+    return con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
+                       "ORDER BY ordinal_position", [schema, name]).fetchall()
+
+
+def test_gold_outputs_are_the_declared_columns(tmp_path):
+    "What the gold functions store — the marts of `gold_marts` and the fact as the build adds its as-of date — is GOLD_TABLES: each column's name, place and type."
+    burst = [int(-8 * math.log(1 - (i + 0.5) / 150)) for i in range(150)] + [20 + 3 * i for i in range(12)]  # a decay, then a background
+    rows = [("movie", 1, d % 50, "abcde"[d % 5], d % 4 == 0, 50, d % 4, d % 2, (d % 10) + 1 if d % 2 else None) for d in range(0, 400, 3)] + \
+           [("show", 2, d, "abcdefg"[i % 7], False, 10, i % 3, i % 2, 7) for i, d in enumerate(burst)]
+    ev, _ = _events(rows)
+    as_of = BASE + dt.timedelta(days=59)
+    rd = pd.DataFrame([dict(title_kind="movie", title_id_trakt=1, snapshot_date=BASE + dt.timedelta(days=d), fetched_at=pd.Timestamp(BASE + dt.timedelta(days=d), tz="UTC"),
+                            rating=7 + d / 100, votes=10 + d, **{f"dist_{j}": j + d for j in range(1, 11)}) for d in range(0, 60, 5)])
+    m = load_settings(env={}).replace(metrics={"quadrant_min_comments": 5, "half_life_min_comments": 20, "half_life_min_days": 14}).metrics
+    b = ibis.duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    events = b.create_table("events", ev.to_pyarrow())
+    eng = b.create_table("engagement", daily_engagement(events, as_of))
+    hl = b.create_table("half_life", half_life_of(events, None, as_of, m))
+    stored = {FACT: eng.mutate(as_of_date=ibis.literal(as_of, type="date")), **gold_marts(eng, events, hl, ibis.memtable(rd), as_of, m)}
+    b.raw_sql("CREATE SCHEMA gold")
+    for name, expr in stored.items():
+        b.create_table(name, expr, database="gold")
+    assert sorted(f"gold.{n}" for n in stored) == sorted(GOLD_TABLES)
+    con = b.con
+    assert con.execute("SELECT count(*) FROM gold.mart_title_half_life WHERE fit_status = 'ok'").fetchone()[0] >= 1  # real rows, not empty tables
+    assert con.execute("SELECT count(*) FROM gold.mart_title_quadrant WHERE eligible").fetchone()[0] == 2
+    for table, cols in GOLD_TABLES.items():
+        assert _stored_columns(con, table) == list(cols.items()), table
+    b.disconnect()
 
 
 # comment versions: (title, created day, user, likes on each seen day, days after creation it was first seen, days between sightings, edit)

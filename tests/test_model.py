@@ -16,6 +16,7 @@ from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import ingest
 from trakt_nb.model import build as model
 from trakt_nb.model.marts import MARTS
+from trakt_nb.model.gold_tables import GOLD_TABLES
 from trakt_nb.model.build import build_gold, build_model
 from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
 from trakt_nb.source.replay_as_of import likes_as_of
@@ -136,6 +137,19 @@ def test_same_date_twice_changes_nothing(two_days, tmp_path):
     after = _hashes(con)
     con.close()
     assert after == before  # floats to 1e-9: the decay fit is not bit-reproducible (test_decay_fit_does_not_depend_on_row_order)
+
+
+@pytest.mark.slow
+def test_stored_gold_tables_are_the_declared_columns(two_days):
+    "The build stores every gold table with the columns GOLD_TABLES declares, in their order and types (the fact after an incremental day too)."
+    con = connect(two_days[0], read_only=True)
+    try:
+        for table, cols in GOLD_TABLES.items():
+            got = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema || '.' || table_name = $1 "
+                              "ORDER BY ordinal_position", [table]).fetchall()
+            assert got == list(cols.items()), table
+    finally:
+        con.close()
 
 
 def test_hashes_see_a_change():

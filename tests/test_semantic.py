@@ -11,14 +11,18 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from trakt_nb.config import UserError
-from trakt_nb.model.semantic import (METRICS_PATH, ExpressionError, catalogue_table, create_metric_views, format_value, period,
-                               load_metrics, parse_expression, parse_predicate, query, write_demo_gold)
+from trakt_nb.model.demo_gold import write_demo_gold
+from trakt_nb.model.gold_tables import GOLD_TABLES
+from trakt_nb.model.metric_catalogue import METRICS_PATH, catalogue_table, format_value, load_metrics
+from trakt_nb.model.metric_grammar import ExpressionError, parse_expression, parse_predicate
+from trakt_nb.model.periods import period
+from trakt_nb.model.semantic import create_metric_views, query
 
 CAT = load_metrics()
 LATEST, EARLIER = dt.date(2026, 11, 20), dt.date(2026, 11, 13)
 
 # Each metric over the whole demo warehouse at the latest as-of date, computed by hand from the rows of
-# trakt_nb.model.semantic._DEMO_ROWS (see the comments there for column order).
+# trakt_nb.model.demo_gold._DEMO_ROWS (see the comments there for column order).
 EXPECTED = {
     "comments": 3 + 2 + 0 + 4 + 1 + 5 + 0 + 1,
     "top_level_comments": 2 + 2 + 0 + 3 + 1 + 4 + 0 + 1,
@@ -236,7 +240,14 @@ def test_grammar_has_no_python_escape():
             parse_expression(text)
 
 
-# The gold modules, when present, produce the columns metrics.yml reads (the contract of MODEL_SPEC).
+def test_catalogue_models_have_the_declared_gold_columns():
+    for model, spec in CAT.models.items():
+        assert spec["columns"] == list(GOLD_TABLES[model]), model
+    raw = yaml.safe_load(METRICS_PATH.read_text())["models"]
+    assert raw and not any("columns" in (spec or {}) for spec in raw.values())  # declared once, in GOLD_TABLES
+
+
+# The gold modules produce the columns metrics.yml's models read (as tests/test_gold.py checks against GOLD_TABLES).
 def _events():
     ge = pytest.importorskip("trakt_nb.model.engagement")
     rows = []

@@ -7,437 +7,23 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import functools
 import hashlib
 import importlib.util
 import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
-import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
-import yaml
 
-from ..config import UserError, resource
+from ..config import UserError
+from .metric_grammar import compile_metric, compile_row
+from .metric_catalogue import DIM_TITLE, Catalogue, Metric, catalogue_table, load_metrics
+from .periods import Period, as_day, period
 
 # %% auto #0
-__all__ = ['AGGREGATES', 'METRICS_PATH', 'DIM_TITLE', 'FORMATS', 'FROM_SILVER', 'PERIOD_BY', 'ExpressionError',
-           'parse_expression', 'parse_predicate', 'columns_of', 'compile_row', 'compile_metric', 'Dimension', 'Metric',
-           'Catalogue', 'load_metrics', 'write_demo_gold', 'Period', 'as_day', 'period', 'as_of_dates', 'query',
-           'create_period_macros', 'catalogue_table', 'create_metric_views', 'format_value']
-
-# %% ../../notebooks/25_semantic.ipynb #83fc51d4
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'[^']*')|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op><=|>=|!=|=|<|>|\+|-|\*|/|\(|\)|,))")
-AGGREGATES = ("sum", "mean", "median", "min", "max", "count", "count_distinct", "count_if", "share")
-_KEYWORDS = {"and", "or", "not", "is", "null", "true", "false"}
-
-# %% ../../notebooks/25_semantic.ipynb #51ecdd3a
-class ExpressionError(ValueError):
-    "An expression that is not in the grammar; the message says where and why."
-
-# %% ../../notebooks/25_semantic.ipynb #590aea1c
-def _tokens(text: str) -> list[tuple[str, str, int]]:
-    "Split `text` into (kind, text, position) tokens."
-    out, pos, text = [], 0, text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos: raise ExpressionError(f"unexpected character {text[pos:].strip()[:1]!r} at position {pos}")
-        kind = m.lastgroup
-        out.append((kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    return out + [("end", "", len(text))]
-
-# %% ../../notebooks/25_semantic.ipynb #fdb55ea9
-class _Parser:
-    "Recursive descent over the grammar above; builds tuples, evaluates nothing."
-    def __init__(self, text): self.toks, self.i = _tokens(text), 0
-    @property
-    def tok(self): return self.toks[self.i]
-    def fail(self, what): raise ExpressionError(f"{what} at position {self.tok[2]}" + (f" (near {self.tok[1]!r})" if self.tok[1] else " (at the end)"))
-    def take(self, text=None, kind=None):
-        k, t, _ = self.tok
-        if (text is not None and t.lower() != text) or (kind is not None and k != kind): return None
-        self.i += 1
-        return t
-    def expect(self, text):
-        if self.take(text) is None: self.fail(f"expected {text!r}")
-    def done(self, tree):
-        if self.tok[0] != "end": self.fail("unexpected text")
-        return tree
-
-    def arith(self, agg: bool):
-        left = self.product(agg)
-        while (op := self.take("+") or self.take("-")): left = ("bin", op, left, self.product(agg))
-        return left
-    def product(self, agg: bool):
-        left = self.unary(agg)
-        while (op := self.take("*") or self.take("/")): left = ("bin", op, left, self.unary(agg))
-        return left
-    def unary(self, agg: bool):
-        if self.take("-"): return ("neg", self.unary(agg))
-        if (n := self.take(kind="num")) is not None: return ("num", float(n) if "." in n else int(n))
-        if self.take("("):
-            inner = self.arith(agg); self.expect(")"); return inner
-        k, name, _ = self.tok
-        if k != "name" or name.lower() in _KEYWORDS: self.fail("expected a number, a column or an aggregate")
-        name = name.lower() if name.lower() in AGGREGATES else name
-        if not agg:
-            if name in AGGREGATES and self.toks[self.i + 1][1] == "(": self.fail(f"aggregate {name}() cannot be nested")
-            self.i += 1; return ("col", name)
-        if name not in AGGREGATES: self.fail(f"column {name} must be inside an aggregate such as sum({name})")
-        self.i += 1; self.expect("(")
-        if name == "count": arg = None
-        elif name in ("count_if", "share"): arg = self.pred()
-        elif name == "count_distinct":
-            if (c := self.take(kind="name")) is None: self.fail("count_distinct takes one column")
-            arg = ("col", c)
-        else: arg = self.arith(False)
-        self.expect(")")
-        return ("agg", name, arg)
-
-    def pred(self):
-        left = self.compare()
-        while (op := self.take("and") or self.take("or")): left = (op.lower(), left, self.compare())
-        return left
-    def compare(self):
-        if self.take("not"): return ("not", self.compare())
-        if self.tok[0] == "name" and self.toks[self.i + 1][1].lower() == "is":
-            col = ("col", self.take(kind="name")); self.take("is")
-            neg = self.take("not") is not None; self.expect("null")
-            return ("notnull" if neg else "isnull", col)
-        left = self.arith(False)
-        op = next((o for o in ("<=", ">=", "!=", "=", "<", ">") if self.take(o)), None)
-        if op is None: self.fail("expected a comparison (= != < <= > >=)")
-        if (s := self.take(kind="str")) is not None: right = ("str", s[1:-1])
-        elif self.take("true"): right = ("bool", True)
-        elif self.take("false"): right = ("bool", False)
-        else: right = self.arith(False)
-        return ("cmp", op, left, right)
-
-# %% ../../notebooks/25_semantic.ipynb #53a7517f
-def parse_expression(text: str) -> tuple:
-    "Parse a metric expression (arithmetic over aggregates) into a tree."
-    p = _Parser(text); return p.done(p.arith(True))
-
-# %% ../../notebooks/25_semantic.ipynb #571c3037
-def parse_predicate(text: str) -> tuple:
-    "Parse a filter predicate (`eligible = true`) into a tree."
-    p = _Parser(text); return p.done(p.pred())
-
-# %% ../../notebooks/25_semantic.ipynb #d3e410d2
-def columns_of(tree) -> set[str]:
-    "The columns a parsed tree reads."
-    if not isinstance(tree, tuple): return set()
-    if tree[0] == "col": return {tree[1]}
-    return set().union(*(columns_of(x) for x in tree[1:]))
-
-# %% ../../notebooks/25_semantic.ipynb #012f795b
-_CMP = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
-
-# %% ../../notebooks/25_semantic.ipynb #caa61e43
-def _div(a, b): return a / (b.nullif(0) if isinstance(b, ir.Value) else (b or None))
-
-# %% ../../notebooks/25_semantic.ipynb #98bb9445
-def compile_row(t: ir.Table, tree) -> ir.Value:
-    "A row-level tree (arithmetic or predicate) as an Ibis column expression of `t`."
-    kind = tree[0]
-    if kind == "col": return t[tree[1]]
-    if kind in ("num", "str", "bool"): return ibis.literal(tree[1])
-    if kind == "neg": return -compile_row(t, tree[1])
-    if kind == "bin":
-        a, b = compile_row(t, tree[2]), compile_row(t, tree[3])
-        return {"+": a.__add__, "-": a.__sub__, "*": a.__mul__}[tree[1]](b) if tree[1] != "/" else _div(a, b)
-    if kind == "cmp": return getattr(compile_row(t, tree[2]), _CMP[tree[1]])(compile_row(t, tree[3]))
-    if kind == "isnull": return compile_row(t, tree[1]).isnull()
-    if kind == "notnull": return compile_row(t, tree[1]).notnull()
-    if kind == "not": return ~compile_row(t, tree[1])
-    if kind in ("and", "or"):
-        a, b = compile_row(t, tree[1]), compile_row(t, tree[2])
-        return (a & b) if kind == "and" else (a | b)
-    raise ExpressionError(f"{kind} is not a row expression")
-
-# %% ../../notebooks/25_semantic.ipynb #5e08f71f
-def compile_metric(t: ir.Table, tree) -> ir.Scalar:
-    "A metric tree as an Ibis reduction over `t` (usable in `aggregate`)."
-    kind = tree[0]
-    if kind == "num": return ibis.literal(tree[1])
-    if kind == "neg": return -compile_metric(t, tree[1])
-    if kind == "bin":
-        a, b = compile_metric(t, tree[2]), compile_metric(t, tree[3])
-        return {"+": a.__add__, "-": a.__sub__, "*": a.__mul__}[tree[1]](b) if tree[1] != "/" else _div(a, b)
-    if kind != "agg": raise ExpressionError(f"{kind} is not an aggregate")
-    fn, arg = tree[1], tree[2]
-    if fn == "count": return t.count()
-    if fn == "count_if": return ibis.ifelse(compile_row(t, arg), 1, 0).sum()
-    if fn == "share": return ibis.ifelse(compile_row(t, arg), 1.0, 0.0).mean()
-    col = compile_row(t, arg)
-    return {"sum": col.sum, "mean": col.mean, "median": col.median, "min": col.min, "max": col.max,
-            "count_distinct": col.nunique}[fn]()
-
-# %% ../../notebooks/25_semantic.ipynb #e45579fc
-METRICS_PATH = resource("schemas", "semantic", "metrics.yml")
-DIM_TITLE = "silver.dim_title"
-FORMATS = re.compile(r"^(integer|decimal:\d|percent:\d|days:\d)$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-# %% ../../notebooks/25_semantic.ipynb #afd58d1a
-@dataclass(frozen=True)
-class Dimension:
-    "A column metrics can be grouped and filtered by."
-    name: str
-    description: str = ""
-    source: str | None = None  # None: a column of the metric's model; else a table joined on the title (silver.dim_title)
-    column: str = ""           # the source column (default: the name)
-    unnest: bool = False       # an array column: one row per element
-
-# %% ../../notebooks/25_semantic.ipynb #8844f617
-@dataclass(frozen=True)
-class Metric:
-    "One governed metric."
-    name: str
-    label: str
-    description: str
-    model: str
-    expression: str
-    grain: tuple[str, ...]
-    dimensions: tuple[str, ...]
-    format: str
-    filters: tuple[str, ...] = ()
-    requires: tuple[str, ...] = ()
-    tree: tuple = field(default=(), repr=False, compare=False)
-    filter_trees: tuple = field(default=(), repr=False, compare=False)
-
-# %% ../../notebooks/25_semantic.ipynb #f6913ea1
-@dataclass(frozen=True)
-class Catalogue:
-    "Every governed metric with the models and dimensions they use."
-    metrics: dict[str, Metric]
-    dimensions: dict[str, Dimension]
-    models: dict[str, dict]  # "gold.x" -> {"as_of": column, "columns": [...]}
-    path: Path | None = None
-    def __getitem__(self, name: str) -> Metric:
-        try: return self.metrics[name]
-        except KeyError:
-            near = difflib.get_close_matches(str(name), list(self.metrics), n=1)
-            hint = f"did you mean {near[0]}? " if near else ""
-            raise UserError(f"There is no metric {name!r}; {hint}see `catalogue_table()` (trakt-nb metrics list) for the governed metrics.") from None
-    def __iter__(self): return iter(self.metrics.values())
-    def __len__(self): return len(self.metrics)
-    def __contains__(self, name): return name in self.metrics
-
-# %% ../../notebooks/25_semantic.ipynb #7fc8af31
-def _metric_error(name, text): return UserError(f"Metric {name!r} in metrics.yml {text}")
-
-# %% ../../notebooks/25_semantic.ipynb #c1049c6e
-def _build_metric(raw: Mapping, models: dict, dims: dict[str, Dimension]) -> Metric:
-    "One metric entry of metrics.yml, checked against the models and dimensions."
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise UserError(f"A metric in metrics.yml has name {name!r}; give every metric a lower-case identifier name such as comments_per_day.")
-    missing = [k for k in ("label", "description", "model", "expression", "grain", "dimensions", "format") if not raw.get(k)]
-    if missing: raise _metric_error(name, f"has no {', '.join(missing)}; add {'them' if len(missing) > 1 else 'it'} to the entry.")
-    if unknown := set(raw) - {"name", "label", "description", "model", "expression", "grain", "dimensions", "format", "filters", "requires"}:
-        raise _metric_error(name, f"has unknown key(s) {', '.join(sorted(unknown))}; remove them or fix their spelling.")
-    model = raw["model"]
-    if model not in models:
-        raise _metric_error(name, f"uses model {model}, which is not declared under models:; set model to one of {', '.join(models)}.")
-    cols = set(models[model]["columns"])
-    try:
-        tree = parse_expression(str(raw["expression"]))
-        ftrees = tuple(parse_predicate(str(f)) for f in raw.get("filters") or ())
-    except ExpressionError as e:
-        raise _metric_error(name, f"has an expression or filter outside the grammar ({e}); write it like sum(comments) or eligible = true.") from None
-    for c in sorted(columns_of(tree).union(*map(columns_of, ftrees))):
-        if c not in cols:
-            near = difflib.get_close_matches(c, sorted(cols), n=1)
-            raise _metric_error(name, f"reads column {c}, which {model} does not have; use {('`' + near[0] + '`') if near else 'one of its columns'} ({', '.join(sorted(cols))}).")
-    listed = lambda k: tuple(raw.get(k) or ())
-    grain, dimensions, requires = listed("grain"), listed("dimensions"), listed("requires")
-    for d in dict.fromkeys(grain + dimensions + requires):
-        if d not in dims:
-            raise _metric_error(name, f"lists dimension {d}, which is not declared under dimensions:; declare it there or remove it from the metric.")
-        if dims[d].source is None and d not in cols:
-            raise _metric_error(name, f"lists dimension {d}, but {model} has no column {d}; remove {d} from the metric's grain and dimensions.")
-    if bad := [d for d in grain + requires if d not in dimensions]:
-        raise _metric_error(name, f"has {', '.join(bad)} in its grain or requires but not in its dimensions; add {'them' if len(bad) > 1 else 'it'} to dimensions.")
-    as_of = models[model]["as_of"]
-    if as_of not in grain: raise _metric_error(name, f"has a grain without {as_of}; start the grain with {as_of} so its view keeps every as-of date.")
-    if any(dims[d].source for d in grain): raise _metric_error(name, f"has a grain that needs {DIM_TITLE}; keep the grain to columns of {model}.")
-    if not FORMATS.match(str(raw["format"])):
-        raise _metric_error(name, f"has format {raw['format']!r}; use integer, decimal:N, percent:N or days:N.")
-    return Metric(name, str(raw["label"]), " ".join(str(raw["description"]).split()), model, str(raw["expression"]),
-                  grain, dimensions, str(raw["format"]), tuple(map(str, raw.get("filters") or ())), requires, tree, ftrees)
-
-# %% ../../notebooks/25_semantic.ipynb #49187430
-def load_metrics(path: str | Path | None = None) -> Catalogue:
-    "Read and validate `metrics.yml` (default: the project's `schemas/semantic/metrics.yml`); the same text is parsed once per process."
-    path = Path(path) if path is not None else METRICS_PATH
-    try: text = path.read_text()
-    except FileNotFoundError: raise UserError(f"There is no metrics file at {path}; run from the project folder or pass the path of metrics.yml.") from None
-    return _parse_metrics(path, text)
-
-# %% ../../notebooks/25_semantic.ipynb #0e8e4fd5
-@functools.lru_cache(maxsize=8)
-def _parse_metrics(path: Path, text: str) -> Catalogue:
-    try: doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        raise UserError(f"{path} is not valid YAML{f' (line {where.line + 1})' if where else ''}; fix the syntax there.") from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), (dict, list)) for k in ("models", "dimensions", "metrics")):
-        raise UserError(f"{path} must have models:, dimensions: and metrics: sections; compare it with schemas/semantic/metrics.yml.")
-    models = {}
-    for m, spec in doc["models"].items():
-        if not isinstance(spec, dict) or not spec.get("columns") or not spec.get("as_of"):
-            raise UserError(f"Model {m} in metrics.yml needs as_of: and columns:; list the gold table's as-of column and its columns.")
-        models[m] = {"as_of": spec["as_of"], "columns": list(spec["columns"])}
-    dims = {}
-    for d, spec in doc["dimensions"].items():
-        spec = spec or {}
-        dims[d] = Dimension(d, " ".join(str(spec.get("description", "")).split()), spec.get("from"), spec.get("column", d), bool(spec.get("unnest", False)))
-        if dims[d].source not in (None, DIM_TITLE):
-            raise UserError(f"Dimension {d} in metrics.yml comes from {dims[d].source}; only {DIM_TITLE} can be joined, so use from: {DIM_TITLE} or drop from:.")
-    metrics: dict[str, Metric] = {}
-    for raw in doc["metrics"]:
-        m = _build_metric(raw if isinstance(raw, dict) else {}, models, dims)
-        if m.name in metrics: raise _metric_error(m.name, "is defined twice; keep one definition and rename or delete the other.")
-        if m.name in dims: raise _metric_error(m.name, "has the name of a dimension; rename the metric so result columns stay unambiguous.")
-        metrics[m.name] = m
-    return Catalogue(metrics, dims, models, path)
-
-# %% ../../notebooks/25_semantic.ipynb #085b957a
-_GOLD_DDL = {
-    "silver.dim_title": "title_kind VARCHAR, title_id_trakt BIGINT, slug VARCHAR, title VARCHAR, year INTEGER, genres VARCHAR[]",
-    "gold.fct_title_daily_engagement": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, day DATE, comments BIGINT, top_level_comments BIGINT, replies_posted BIGINT, reviews BIGINT, spoilers BIGINT, distinct_commenters BIGINT, likes BIGINT, replies_received BIGINT, words BIGINT, rating_sum BIGINT, rating_count BIGINT, rating_mean DOUBLE",
-    "gold.mart_title_quadrant": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, comments_in_window BIGINT, breadth BIGINT, intensity DOUBLE, eligible BOOLEAN, breadth_threshold DOUBLE, intensity_threshold DOUBLE, breadth_pct DOUBLE, intensity_pct DOUBLE, quadrant VARCHAR, prev_quadrant VARCHAR, raw_intensity DOUBLE, intensity_lo DOUBLE, intensity_hi DOUBLE, p_high_breadth DOUBLE, p_high_intensity DOUBLE, placement_certain BOOLEAN, moved BOOLEAN",
-    "gold.mart_title_half_life": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, first_comment_day DATE, onset_day DATE, onset_source VARCHAR, pre_onset_comments BIGINT, top_level_comments BIGINT, observed_days DOUBLE, fit_status VARCHAR, burst_half_life_days DOUBLE, burst_half_life_days_lo DOUBLE, burst_half_life_days_hi DOUBLE, background_per_day DOUBLE, background_per_day_lo DOUBLE, background_per_day_hi DOUBLE, burst_comments DOUBLE, background_p DOUBLE, shape_p DOUBLE, gof_p DOUBLE, cohort VARCHAR",
-    "gold.mart_title_hold_up": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, fit_status VARCHAR, qualifies BOOLEAN, long_tail BOOLEAN, background_yearly_share DOUBLE, background_yearly_share_lo DOUBLE, background_yearly_share_hi DOUBLE, burst_days DOUBLE, during_ratings BIGINT, after_ratings BIGINT, during_rating_mean DOUBLE, after_rating_mean DOUBLE, rating_drift DOUBLE, rating_drift_lo DOUBLE, rating_drift_hi DOUBLE, holds_up BOOLEAN",
-    "gold.mart_title_rating_trend": "as_of_date DATE, title_kind VARCHAR, title_id_trakt BIGINT, rating DOUBLE, votes BIGINT, rating_change_7d DOUBLE, rating_change_28d DOUBLE, votes_change_7d BIGINT, votes_change_28d BIGINT, share_9_10 DOUBLE, share_1_3 DOUBLE",
-    "gold.mart_half_life_cohort_trend": "as_of_date DATE, cohort VARCHAR, titles BIGINT, fitted_titles BIGINT, cohort_half_life_days DOUBLE, cohort_half_life_days_lo DOUBLE, cohort_half_life_days_hi DOUBLE, trend_titles BIGINT, trend_per_year DOUBLE, trend_per_year_lo DOUBLE, trend_per_year_hi DOUBLE, trend_per_year_lo99 DOUBLE, trend_per_year_hi99 DOUBLE, trend_verdict VARCHAR",
-}
-_A, _P = "2026-11-20", "2026-11-13"
-_DEMO_ROWS = {
-    "silver.dim_title": [("movie", 1, "alpha-2024", "Alpha", 2024, ["drama", "thriller"]), ("movie", 2, "beta-2025", "Beta", 2025, ["comedy"]),
-                         ("show", 1, "gamma", "Gamma", 2023, ["drama"]), ("show", 3, "delta", "Delta", 2025, None)],
-    # as_of, kind, id, day, comments, top, replies, reviews, spoilers, commenters, likes, replies_received, words, rating_sum, rating_count, rating_mean
-    "gold.fct_title_daily_engagement": [
-        (_A, "movie", 1, "2026-11-18", 3, 2, 1, 1, 0, 3, 5, 1, 300, 17, 2, 8.5), (_A, "movie", 1, "2026-11-19", 2, 2, 0, 0, 1, 2, 1, 0, 40, 8, 1, 8.0),
-        (_A, "movie", 1, "2026-11-20", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "movie", 2, "2026-11-19", 4, 3, 1, 0, 2, 3, 2, 1, 80, 0, 0, None),
-        (_A, "movie", 2, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 10, 6, 1, 6.0), (_A, "show", 1, "2026-11-18", 5, 4, 1, 2, 1, 4, 10, 1, 500, 27, 3, 9.0),
-        (_A, "show", 1, "2026-11-19", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None), (_A, "show", 1, "2026-11-20", 1, 1, 0, 0, 0, 1, 0, 0, 20, 0, 0, None)],
-    # as_of, kind, id, comments_in_window, breadth, intensity, eligible, b_thr, i_thr, b_pct, i_pct, quadrant, prev_quadrant,
-    # raw_intensity, intensity_lo, intensity_hi, p_high_breadth, p_high_intensity, placement_certain, moved
-    "gold.mart_title_quadrant": [
-        (_P, "movie", 1, 6, 3, 2.0, True, 3.5, 1.25, 0.0, 1.0, "Cult", None, 2.2, 1.0, 3.0, 0.2, 0.95, False, False),
-        (_P, "movie", 2, 9, 4, 0.5, True, 3.5, 1.25, 1.0, 0.0, "Mainstream", None, 0.4, 0.3, 0.8, 0.9, 0.05, True, False),
-        (_A, "movie", 1, 5, 5, 1.2, True, 4.5, 0.9, 1.0, 1.0, "Phenomenon", "Cult", 1.3, 0.9, 1.6, 0.95, 0.92, True, True),
-        (_A, "movie", 2, 5, 4, 0.6, True, 4.5, 0.9, 0.0, 0.0, "Quiet", "Mainstream", 0.7, 0.3, 1.0, 0.45, 0.2, False, False),
-        (_A, "show", 1, 6, 5, 1.8, True, 5.0, 1.8, 0.0, 0.0, "Phenomenon", None, 1.9, 1.5, 2.2, 0.95, 0.93, True, False),
-        (_A, "show", 3, 1, 1, 0.0, False, 5.0, 1.8, None, None, None, None, 0.0, 0.0, 2.0, None, None, None, False)],
-    # as_of, kind, id, first_day, onset, onset_source, pre_onset, top_level, observed_days, status, half-life (lo, hi), background (lo, hi), burst comments, background p, shape p, gof p, cohort
-    "gold.mart_title_half_life": [
-        (_A, "movie", 1, "2025-02-01", "2025-02-10", "release", 12, 388, 649.0, "ok", 12.0, 10.5, 13.8, 0.2, 0.15, 0.25, 300.0, 1e-12, 0.4, 0.6, "2025"),
-        (_A, "movie", 2, "2025-07-20", "2025-08-01", "release", 3, 57, 477.0, "ok", 4.0, 3.1, 5.2, 0.0, 0.0, 0.01, 57.0, 0.5, 0.7, 0.3, "2025"),
-        (_A, "show", 1, "2025-01-15", "2025-03-01", "peak", 40, 860, 630.0, "ok", 20.0, 18.0, 22.3, 0.5, 0.4, 0.6, 600.0, 1e-30, 0.2, 0.1, "2025"),
-        (_A, "show", 3, "2026-11-01", "2026-11-01", "peak", 0, 3, 20.0, "insufficient_data", None, None, None, None, None, None, None, None, None, None, "2026")],
-    # as_of, kind, id, status, qualifies, long_tail, yearly share (lo, hi), burst days, ratings during, after, means during, after, drift (lo, hi), holds_up
-    "gold.mart_title_hold_up": [
-        (_A, "movie", 1, "ok", True, True, 0.24, 0.18, 0.3, 36.0, 80, 40, 8.0, 7.8, -0.2, -0.5, 0.1, True),
-        (_A, "movie", 2, "ok", True, False, 0.0, 0.0, 0.06, 12.0, 30, 0, 6.0, None, None, None, None, False),
-        (_A, "show", 1, "ok", True, True, 0.3, 0.24, 0.37, 60.0, 200, 90, 9.0, 8.0, -1.0, -1.4, -0.6, False),
-        (_A, "show", 3, "insufficient_data", False, None, None, None, None, None, 0, 0, None, None, None, None, None, None)],
-    # as_of, kind, id, rating, votes, ch7, ch28, vch7, vch28, share_9_10, share_1_3
-    "gold.mart_title_rating_trend": [
-        (_A, "movie", 1, 8.0, 100, 0.1, 0.3, 5, 20, 0.5, 0.1), (_A, "movie", 2, 6.0, 300, -0.2, None, 10, None, 0.2, 0.3),
-        (_A, "show", 1, 9.0, 50, 0.0, -0.1, 2, 4, 0.8, 0.02)],
-    # as_of, cohort, titles, fitted_titles, cohort half-life (lo, hi), trend titles, trend per year (90% lo, hi; 99% lo, hi), verdict
-    "gold.mart_half_life_cohort_trend": [(_A, "2025", 3, 3, 10.6, 3.9, 28.8, 3, 0.9, 0.5, 1.6, 0.3, 2.7, "no evidence of a trend"),
-                                         (_A, "2026", 1, 0, None, None, None, 3, 0.9, 0.5, 1.6, 0.3, 2.7, "no evidence of a trend")],
-}
-
-# %% ../../notebooks/25_semantic.ipynb #4e12b5db
-def write_demo_gold(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    "Write the small hand-checkable gold tables and `silver.dim_title` into `con` (for examples and tests)."
-    for table, cols in _GOLD_DDL.items():
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
-        con.execute(f"CREATE OR REPLACE TABLE {table} ({cols})")
-        rows = _DEMO_ROWS[table]
-        con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
-    return con
-
-# %% ../../notebooks/25_semantic.ipynb #a8df0ca1
-@dataclass(frozen=True)
-class Period:
-    "An inclusive range of days; `previous()` is the period it is compared with."
-    start: dt.date
-    end: dt.date
-    kind: str = "between"  # between | last_days | month | week
-    def __post_init__(self):
-        if self.start > self.end: raise UserError(f"The period starts on {self.start} after it ends on {self.end}; put the earlier day first.")
-    @property
-    def days(self) -> int: return (self.end - self.start).days + 1
-    def previous(self) -> "Period":
-        "The period before: the calendar month before a month, else as many days ending the day before."
-        if self.kind == "month":
-            end = self.start - dt.timedelta(days=1)
-            return Period(end.replace(day=1), end, "month")
-        return Period(self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1), self.kind)
-    def __str__(self): return f"{self.start} … {self.end}"
-
-# %% ../../notebooks/25_semantic.ipynb #9b17246d
-def as_day(value, what: str = "date") -> dt.date:
-    "`value` (a date, a datetime or YYYY-MM-DD text) as a date, or one sentence naming the form."
-    if isinstance(value, dt.datetime): return value.date()
-    if isinstance(value, dt.date): return value
-    if isinstance(value, str):
-        try: return dt.date.fromisoformat(value.strip())
-        except ValueError: pass
-    raise UserError(f"{what}={value!r} is not a date; write it as YYYY-MM-DD such as 2026-11-28.")
-
-# %% ../../notebooks/25_semantic.ipynb #0cec529f
-def _month(value) -> Period:
-    if isinstance(value, dt.date): y, m = value.year, value.month
-    else:
-        hit = re.fullmatch(r"(\d{4})-(\d{1,2})", str(value).strip())
-        if not hit or not 1 <= int(hit[2]) <= 12: raise UserError(f"month={value!r} is not a calendar month; write it as YYYY-MM such as 2026-11.")
-        y, m = int(hit[1]), int(hit[2])
-    start = dt.date(y, m, 1)
-    return Period(start, (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1), "month")
-
-# %% ../../notebooks/25_semantic.ipynb #1a6458a3
-def _week(value) -> Period:
-    if isinstance(value, dt.date): start = as_day(value) - dt.timedelta(days=as_day(value).weekday())
-    else:
-        hit = re.fullmatch(r"(\d{4})-?W(\d{1,2})", str(value).strip(), re.I)
-        try: start = dt.date.fromisocalendar(int(hit[1]), int(hit[2]), 1) if hit else None
-        except ValueError: start = None
-        if start is None: raise UserError(f"week={value!r} is not an ISO week; write it as YYYY-Www such as 2026-W48 (Monday to Sunday).")
-    return Period(start, start + dt.timedelta(days=6), "week")
-
-# %% ../../notebooks/25_semantic.ipynb #a6563b5f
-def period(between=None,           # (first, last) days, inclusive
-           last_days: int | None = None,  # the N days ending on `end`
-           month=None,             # a calendar month: YYYY-MM (or any date in it)
-           week=None,              # an ISO week: YYYY-Www (or any date in it), Monday to Sunday
-           end: dt.date | None = None,    # the last day `last_days` counts back from (the as-of date)
-          ) -> Period | None:
-    "The one period given (None when none is), or one sentence naming what is wrong."
-    given = {k: v for k, v in dict(between=between, last_days=last_days, month=month, week=week).items() if v is not None}
-    if not given: return None
-    if len(given) > 1: raise UserError(f"Give one period, not {' and '.join(given)}; use between, last_days, month or week alone.")
-    if between is not None:
-        if isinstance(between, (str, bytes)) or not isinstance(between, (tuple, list)) or len(between) != 2:
-            raise UserError(f"between={between!r} is not a pair of days; pass (first, last) such as ('2026-11-01', '2026-11-30').")
-        return Period(as_day(between[0], "between"), as_day(between[1], "between"), "between")
-    if last_days is not None:
-        if isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1:
-            raise UserError(f"last_days={last_days!r} is not a positive whole number of days; pass for example last_days=28.")
-        end = as_day(end or dt.datetime.now(dt.timezone.utc).date(), "end")
-        return Period(end - dt.timedelta(days=last_days - 1), end, "last_days")
-    return _month(month) if month is not None else _week(week)
+__all__ = ['FROM_SILVER', 'PERIOD_BY', 'as_of_dates', 'query', 'create_period_macros', 'create_metric_views']
 
 # %% ../../notebooks/25_semantic.ipynb #972aaee9
 def _backend(con) -> ibis.BaseBackend:
@@ -661,6 +247,7 @@ def query(backend,                        # an Ibis DuckDB backend or a DuckDB c
 # %% ../../notebooks/25_semantic.ipynb #0f3bfc4a
 _SENTINEL = Period(dt.date(1111, 1, 1), dt.date(1111, 1, 2))  # replaced by the macro's parameters in the compiled SQL
 PERIOD_BY = ("title_kind", "title_id_trakt", "title")
+_COMPILED_BY = ("semantic", "metric_grammar", "metric_catalogue", "periods")  # the modules whose code the views' SQL comes from
 
 # %% ../../notebooks/25_semantic.ipynb #39987707
 def create_period_macros(con,                                 # a DuckDB connection (or Ibis backend) to the warehouse
@@ -682,15 +269,6 @@ def create_period_macros(con,                                 # a DuckDB connect
         raw.execute(f'CREATE OR REPLACE MACRO metrics."{m.name}_between"(first_day, last_day) AS TABLE {sql}')
         made.append(f"metrics.{m.name}_between")
     return made
-
-# %% ../../notebooks/25_semantic.ipynb #f04dc619
-def catalogue_table(catalogue: Catalogue | None = None) -> pd.DataFrame:
-    "The metric catalogue as a DataFrame (one row per metric), for `trakt-nb metrics list`."
-    cat = catalogue or load_metrics()
-    return pd.DataFrame([{"name": m.name, "label": m.label, "model": m.model, "expression": m.expression,
-                          "filters": " and ".join(m.filters), "grain": ", ".join(m.grain),
-                          "dimensions": ", ".join(m.dimensions), "format": m.format, "description": m.description}
-                         for m in cat])
 
 # %% ../../notebooks/25_semantic.ipynb #306d6249
 def create_metric_views(con,                               # a DuckDB connection (or Ibis backend) to the warehouse
@@ -715,11 +293,11 @@ def create_metric_views(con,                               # a DuckDB connection
 
 # %% ../../notebooks/25_semantic.ipynb #a9cf8310
 def _views_fingerprint(raw, cat: Catalogue) -> str:
-    "What the views' SQL is compiled from: the catalogue, the columns of the silver and gold tables, and this module's code."
+    "What the views' SQL is compiled from: the catalogue, the columns of the silver and gold tables, and the code of the modules that compile it."
     cols = raw.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
                        "WHERE table_schema IN ('silver', 'gold') ORDER BY ALL").fetchall()
     dims = sorted((d.name, d.source, d.column, d.unnest) for d in cat.dimensions.values())
-    code = Path(importlib.util.find_spec("trakt_nb.model.semantic").origin).read_bytes()
+    code = b"".join(Path(importlib.util.find_spec(f"trakt_nb.model.{m}").origin).read_bytes() for m in _COMPILED_BY)
     parts = [catalogue_table(cat).to_json().encode(), repr(sorted(cat.models.items())).encode(), repr(dims).encode(), repr(cols).encode(), code]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
@@ -730,17 +308,3 @@ def _views_current(raw, cat: Catalogue, fp: str) -> bool:
     if not stored or stored[0] != fp: return False
     names = {r[0] for r in raw.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'metrics'").fetchall()}
     return {m.name for m in cat} <= names
-
-# %% ../../notebooks/25_semantic.ipynb #e92858f6
-def format_value(metric: str | Metric,  # a metric or its name
-                 value,                 # a value of that metric
-                 catalogue: Catalogue | None = None) -> str:
-    "`value` written in the metric's format: 1,234 | 7.75 | 27.5% | 12.0 days; n/a for NULL."
-    m = metric if isinstance(metric, Metric) else (catalogue or load_metrics())[metric]
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA: return "n/a"
-    kind, _, digits = m.format.partition(":")
-    n = int(digits or 0)
-    if kind == "integer": return f"{round(float(value)):,}"
-    if kind == "percent": return f"{float(value) * 100:,.{n}f}%"
-    if kind == "days": return f"{float(value):,.{n}f} days"
-    return f"{float(value):,.{n}f}"

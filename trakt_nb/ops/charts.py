@@ -68,8 +68,10 @@ def demo_frames(seed: int = 7, n: int = 12) -> dict[str, pd.DataFrame]:
     hold["holds_up"] = hold.long_tail & ~(hold.rating_drift_hi < 0)  # NULL where the long tail is not known
     rating = base.assign(share_9_10=rng.uniform(0.05, 0.6, n), share_1_3=rng.uniform(0.0, 0.2, n),
                          latest_rating=rng.uniform(5, 9, n), votes=rng.integers(100, 100000, n))
-    return {"quadrant": q, "thresholds": th, "counts": counts, "half_life": hl, "daily": daily, "cohort": cohort,
-            "hold_up": hold, "rating": rating}
+    from trakt_nb.model.gold_tables import gold_frame  # the frames `half_life_frames` reads from gold marts: their declared columns, then the title's
+    hl = gold_frame("gold.mart_title_half_life", hl.assign(burst_half_life_days=hl.burst_half_life), ("title", "year", "burst_half_life"))
+    return {"quadrant": q, "thresholds": th, "counts": counts, "half_life": hl, "daily": daily, "cohort": gold_frame("gold.mart_half_life_cohort_trend", cohort),
+            "hold_up": gold_frame("gold.mart_title_hold_up", hold, ("title", "year")), "rating": rating}
 
 # %% ../../notebooks/40_charts.ipynb #1aeca39a
 def _quadrant_labels(s: pd.Series) -> pd.Series: return s.astype("object").where(s.notna(), "Not eligible")

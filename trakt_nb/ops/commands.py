@@ -39,7 +39,7 @@ def _progress_bar(quiet: bool, stream=None) -> bool:
 def metric_lines(width: int = 100) -> str:
     "The governed metrics as `name  description [format]`, wrapped to `width` columns, for `trakt-nb metrics list`."
     import textwrap
-    from trakt_nb.model.semantic import load_metrics
+    from trakt_nb.model.metric_catalogue import load_metrics
     cat = list(load_metrics())
     w = max(len(m.name) for m in cat) + 2
     out = []
@@ -269,7 +269,7 @@ def _forget_user(args, s: Settings) -> int:
 def cmd_metrics_list(args, s: Settings) -> int:
     "Print the governed metrics catalogue."
     import pandas as pd
-    from trakt_nb.model.semantic import catalogue_table
+    from trakt_nb.model.metric_catalogue import catalogue_table
     if args.full:
         with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
             print(catalogue_table()[["name", "label", "model", "expression", "grain", "format"]].to_string(index=False))
@@ -289,7 +289,7 @@ def _where_arg(text: str) -> tuple[str, object]:
 # %% ../../notebooks/49_commands.ipynb #1f1b76bc
 def _formatted(df, names: list[str]):
     "Metric columns written in their formats (`_ratio` columns as ×N.NN), n/a for NULL."
-    from trakt_nb.model.semantic import format_value
+    from trakt_nb.model.metric_catalogue import format_value
     out = df.copy()
     for c in out.columns:
         base = next((n for n in names if c == n or c in (f"{n}_prev", f"{n}_delta")), None)

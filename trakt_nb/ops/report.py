@@ -70,7 +70,7 @@ def table(df: pd.DataFrame,                   # the rows to show (its index is d
     if df is None or len(df) == 0: return HTML(f"{cap}<p class='empty'><em>{_html.escape(empty)}</em></p>")
     fmts = dict(formats or {})
     if metric_formats:
-        from trakt_nb.model.semantic import load_metrics
+        from trakt_nb.model.metric_catalogue import load_metrics
         cat = load_metrics()
         fmts = {**{c: cat[c].format for c in df.columns if c in cat}, **fmts}
     shown = pd.DataFrame({c: [_cell_text(v, fmts.get(c)) for v in df[c].tolist()] for c in df.columns})

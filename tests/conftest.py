@@ -86,10 +86,15 @@ def serve():
     for s in servers: s.stop()
 
 
+# files that share a session fixture too costly to build on both workers (reliability's `clean`: a whole `trakt-nb run`)
+SHARED_UNITS = {"tests/reliability/test_matrix.py": "tests/reliability (clean run)",
+                "tests/reliability/test_no_silent_loss.py": "tests/reliability (clean run)"}
+
+
 def _scope(nodeid: str) -> str:
-    "The unit a worker runs whole: a test file, or all the notebooks together."
+    "The unit a worker runs whole: a test file, files sharing a costly session fixture, or all the notebooks together."
     path = nodeid.split("::", 1)[0]
-    return "notebooks" if path.endswith(".ipynb") else path
+    return "notebooks" if path.endswith(".ipynb") else SHARED_UNITS.get(path, path)
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -104,14 +109,27 @@ def pytest_xdist_make_scheduler(config, log):
     return FileScheduling(config, log)
 
 
+# Seconds each unit keeps one worker of `make test` busy (from `--durations` of the two-worker run and file-by-file runs
+# on the loaded machine, scaled to it; rough figures: only their order matters). A unit not listed weighs by its tests.
+UNIT_SECONDS = {
+    "tests/reliability (clean run)": 500, "tests/test_spark.py": 400, "tests/test_run.py": 250, "notebooks": 180,
+    "tests/test_model.py": 160, "tests/test_trakt2026.py": 130, "tests/test_bronze.py": 100, "tests/test_lake.py": 90,
+    "tests/test_wheel.py": 80, "tests/test_quality.py": 70, "tests/test_reports_browser.py": 70,
+}
+
+
+def _unit_seconds(unit: str, items) -> float:
+    "The unit's figure in `UNIT_SECONDS`, else 20 s a slow test, 1 s another, 60 s more if it starts Spark or the lakehouse."
+    if unit in UNIT_SECONDS: return UNIT_SECONDS[unit]
+    heavy = any(it.get_closest_marker("spark") or it.get_closest_marker("lakehouse") for it in items)
+    return 60 * heavy + sum(20 if it.get_closest_marker("slow") else 1 for it in items)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The longest units first, so that neither worker is left alone with a long one at the end (run with
-    `--no-loadscope-reorder`, which keeps this order): the notebooks, then files that start Spark or the lakehouse,
-    then files by their number of slow tests."""
-    weight: dict[str, tuple] = {}
-    for it in items:
-        s = _scope(it.nodeid)
-        w = weight.get(s, (s != "notebooks", True, 0))
-        light = w[1] and not (it.get_closest_marker("spark") or it.get_closest_marker("lakehouse"))
-        weight[s] = (w[0], light, w[2] - (it.get_closest_marker("slow") is not None))
-    items.sort(key=lambda it: weight[_scope(it.nodeid)])  # stable: each unit keeps its own order
+    """The longest units first (run with `--no-loadscope-reorder`, which keeps this order), so that neither worker is left
+    alone with a long one at the end: each worker takes the next unit when it is done with its own, and what is left at
+    the end is the short files."""
+    units: dict[str, list] = {}
+    for it in items: units.setdefault(_scope(it.nodeid), []).append(it)
+    seconds = {u: _unit_seconds(u, its) for u, its in units.items()}
+    items.sort(key=lambda it: -seconds[_scope(it.nodeid)])  # stable: each unit keeps its own order

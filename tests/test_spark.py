@@ -81,6 +81,16 @@ def model_tables(b, pages, s) -> dict[tuple[str, dt.date | None], pa.Table]:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def few_shuffle_partitions():
+    """Spark's shuffles in 2 partitions (one per core of local[2]) in this module's sessions: `LOCAL_CONF`'s 64 are
+    sized for millions of comments, and each partition is a task to schedule; these thousands of rows need 2."""
+    from trakt_nb.model import backend
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(backend.LOCAL_CONF, "spark.sql.shuffle.partitions", "2")
+        yield
+
+
 @pytest.fixture(scope="module")
 def file_run(tmp_path_factory):
     "A DuckDB-file run on DATES: its settings, bronze pages (Arrow and a Parquet file), and stored silver and gold."

@@ -259,7 +259,7 @@ def day_run(context):
                               description=f"{day} finished {res.finished_at}, deadline {res.deadline}" + (" (a backfill)" if res.backfill else ""))
 
 # %% ../../notebooks/55_dagster.ipynb #c5503e74
-DAILY_JOB = dg.define_asset_job("daily", selection=dg.AssetSelection.groups(GROUP), partitions_def=PARTITIONS,
+DAILY_JOB = dg.define_asset_job("daily", selection=dg.AssetSelection.groups(GROUP),
                                 description="The whole pipeline for one day, as `trakt-nb run --date D`.")
 
 # %% ../../notebooks/55_dagster.ipynb #5ffad738

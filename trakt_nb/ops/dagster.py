@@ -192,7 +192,7 @@ def data_tests_check(tests: list[TestSpec] | None = None) -> dg.AssetChecksDefin
     "One asset check per data test of `tests` (default: schemas/quality/tests.yml), reporting the day's results."
     tests = load_tests() if tests is None else tests
     specs = [dg.AssetCheckSpec(check_name(t), asset=checked_asset(t), description=f"{t.kind} on {t.table} (severity {t.severity})") for t in tests]
-    @dg.multi_asset_check(specs=specs, name="data_tests", description="The data tests of schemas/quality/tests.yml for the partition's day.")
+    @dg.multi_asset_check(specs=specs, name="data_tests", can_subset=True, description="The data tests of schemas/quality/tests.yml for the partition's day.")
     def data_tests(context):
         s, day = partition_day(context)
         stored = stored_results(s, day)
@@ -200,7 +200,8 @@ def data_tests_check(tests: list[TestSpec] | None = None) -> dg.AssetChecksDefin
             with warehouse_lock(s, suffix=".run.lock"): _quality_step(s, day)
             stored = stored_results(s, day)
         by_name = {r.test: r for r in stored}
-        for t in tests: yield check_result(t, by_name.get(t.name))
+        for t in tests:  # the checks selected (a run of some assets selects their checks only)
+            if dg.AssetCheckKey(dg.AssetKey(checked_asset(t)), check_name(t)) in context.selected_asset_check_keys: yield check_result(t, by_name.get(t.name))
     return data_tests
 
 # %% ../../notebooks/55_dagster.ipynb #ddf00e08

@@ -67,10 +67,13 @@ def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dagster")
     with pytest.MonkeyPatch.context() as mp:
         runner = small_settings(tmp / "runner", mp)
-        t0 = time.monotonic(); run_day(runner, DAY, echo=lambda m: None); t_runner = time.monotonic() - t0
+        t0 = time.monotonic(); res = run_day(runner, DAY, echo=lambda m: None); t_runner = time.monotonic() - t0
         dag = small_settings(tmp / "dagster", mp)
         t0 = time.monotonic(); result = materialize_day(all_defs()); t_dagster = time.monotonic() - t0
-    print(f"\none partition: trakt-nb run {t_runner:.1f}s, Dagster materialisation {t_dagster:.1f}s (ratio {t_dagster / t_runner:.2f})")
+    steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
+    print(f"\none partition: trakt-nb run {t_runner:.1f}s, Dagster materialisation {t_dagster:.1f}s (ratio {t_dagster / t_runner:.2f})\n"
+          f"  runner steps: {', '.join(f'{st.name} {st.duration_s:.1f}s' for st in res.steps)}\n"
+          f"  Dagster steps: {', '.join(f'{k} {v:.1f}s' for k, v in steps.items())}")
     return runner, dag, result, tmp
 
 
@@ -215,6 +218,7 @@ def test_killed_ingest_materialisation_resumes(tmp_path, monkeypatch, serve):
     assert p.returncode == 0, err.decode()[-3000:]
     assert httpx.post(srv.url + "/_replay/reset", json={}).status_code < 400
     clean = small_settings(tmp_path / "clean", monkeypatch, **extra)
+    monkeypatch.delenv("TRAKT_CLIENT_ID")
     p = _ingest_process(dict(os.environ)); out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-3000:]
     (got, twice), (want, _) = _pages(s), _pages(clean)
@@ -262,3 +266,24 @@ def test_definitions_validate(tmp_path):
     r = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-m", "trakt_nb.ops.dagster"], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "DAGSTER_HOME": str(tmp_path)})
     assert r.returncode == 0 and "Validation successful" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+
+
+def test_freshness_sensor_flags_a_day_not_done_by_its_deadline_once(tmp_path, monkeypatch):
+    "A day past its deadline without a succeeded run is flagged as a failed done_by_deadline check (ERROR), once; a done day never."
+    from trakt_nb.ops import dagster as tdg
+    from trakt_nb.ops.slo import freshness_deadline
+    s = small_settings(tmp_path, monkeypatch)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    failed, done = today - dt.timedelta(days=5), today - dt.timedelta(days=4)
+    for d, status in ((failed, "failed"), (done, "succeeded")):
+        (s.storage.reports_dir / d.isoformat()).mkdir(parents=True)
+        (s.storage.reports_dir / d.isoformat() / "run.json").write_text(json.dumps({"run_date": d.isoformat(), "status": status}))
+    res = tdg.freshness_sensor(dg.build_sensor_context(cursor=None))
+    flagged = {e.metadata["day"].value: e for e in res.asset_events}
+    assert failed.isoformat() in flagged and done.isoformat() not in flagged
+    assert str(today) not in flagged  # today's deadline is tomorrow
+    e = flagged[failed.isoformat()]
+    assert (e.check_name, e.passed, e.severity, e.asset_key.to_user_string()) == ("done_by_deadline", False, dg.AssetCheckSeverity.ERROR, "day_run")
+    assert f"{freshness_deadline(s, failed):%Y-%m-%d %H:%M}" in e.description
+    again = tdg.freshness_sensor(dg.build_sensor_context(cursor=res.cursor))
+    assert isinstance(again, dg.SkipReason)  # flagged once

@@ -140,17 +140,17 @@ def test_failing_data_test_fails_its_check_with_the_message(both, monkeypatch, t
     assert all(c.passed for n, c in ev.items() if n != "breadth_at_most_one")  # the other tests still pass
 
 
-@pytest.mark.slow
-def test_backfill_skips_done_days(both, monkeypatch):
-    "In a backfill a day already done is skipped (as `trakt-nb backfill` skips it): nothing runs, its record is untouched."
-    runner, dag, _, tmp = both
-    small_settings(tmp / "dagster", monkeypatch)
-    run_json = dag.storage.reports_dir / DAY.isoformat() / "run.json"
-    before = run_json.stat().st_mtime
+def test_backfill_skips_done_days(tmp_path, monkeypatch):
+    "In a backfill a day whose recorded run succeeded is skipped (as `trakt-nb backfill` skips it): nothing runs, nothing is written."
+    s = small_settings(tmp_path, monkeypatch)
+    run_json = s.storage.reports_dir / DAY.isoformat() / "run.json"
+    run_json.parent.mkdir(parents=True)
+    run_json.write_text(json.dumps({"run_date": DAY.isoformat(), "status": "succeeded"}))
     result = materialize_day(all_defs(), tags={"dagster/backfill": "test"})
     assert result.success and result.get_asset_materialization_events() == []
-    assert any("already done" in str(e.message) for e in result.all_events)
-    assert run_json.stat().st_mtime == before
+    skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert {"model", "breadth_vs_intensity", "half_life_and_hold_up", "day_run"} <= skipped
+    assert not s.storage.warehouse.exists() and sorted(p.name for p in run_json.parent.iterdir()) == ["run.json"]
 
 
 def test_live_source_rule_for_past_days(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb notebooks/pipeline/*.ipynb)
 .PHONY: setup dev-setup test-setup java browser run test lab bench check-sync check-clean check-imports clean-notebooks export
 
 # `make run` installs only what the daily run needs; the checks (nbdev, pytest, Chromium driver) and the
-# lakehouse/Spark extras come with `make test` (and JupyterLab with `make lab`)
+# lakehouse/Spark/Dagster extras come with `make test` (and JupyterLab with `make lab`)
 # packages are installed with uv (about 4x faster than pip from a cold cache: bench/README.md, "Set-up"), compiled
 # to bytecode at install: imports then never compile sources, even where PYTHONDONTWRITEBYTECODE is set
 UV := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
@@ -30,8 +30,8 @@ $(DEV_STAMP): $(STAMP)
 	@touch $(DEV_STAMP)
 
 $(TEST_STAMP): $(DEV_STAMP)
-	@echo "installing the lakehouse and Spark extras for their tests into $(VENV)…"
-	@$(UV) -e ".[dev,lake,spark]"
+	@echo "installing the lakehouse, Spark and Dagster extras for their tests into $(VENV)…"
+	@$(UV) -e ".[dev,lake,spark,dagster]"
 	@touch $(TEST_STAMP)
 
 setup: $(STAMP)

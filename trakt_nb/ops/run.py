@@ -22,7 +22,8 @@ from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
 __all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'notebook_body', 'render_notebook', 'StepKernel',
-           'StepResult', 'RunResult', 'StepFailed', 'run_day', 'write_index', 'backfill']
+           'StepResult', 'RunResult', 'StepFailed', 'run_day', 'execute_step', 'step_error', 'finish_run',
+           'write_index', 'done_days', 'backfill']
 
 # %% ../../notebooks/45_run.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -164,11 +165,33 @@ def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     try: return table_exists(con, "bronze", "trakt_pages") and con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [run_date]).fetchone()[0] > 0
     finally: con.close()
 
-# %% ../../notebooks/45_run.ipynb #e6b6307e
-def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:
+# %% ../../notebooks/45_run.ipynb #e5ec57e9
+def execute_step(s: Settings, run_date: dt.date, name: str, out: Path, km: StepKernel | None = None) -> tuple:
+    "Step `name` into `out/name.ipynb`, in `km` (a kernel started ahead) or else a kernel of its own started in the pipeline folder; either is shut down before this returns: (error or None, seconds, start)."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import DeadKernelError
+    t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
+    try:
+        pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
+                            kernel_name="python3", progress_bar=False, log_output=False,
+                            request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
+                            **({"km": km} if km is not None else {"cwd": str(PIPELINE_DIR), "extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}))  # (see StepKernel)
+    except PapermillExecutionError as e: err = e
+    except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
+        err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
+    finally:
+        if km is not None: km.stop()
+    return err, round(time.monotonic() - t1, 3), step_start
+
+# %% ../../notebooks/45_run.ipynb #57e9e770
+def step_error(name: str, err) -> str:
+    "The sentence of a failed step: its notebook, and the cell and exception (or that its kernel died)."
+    return (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
+            f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
+
+# %% ../../notebooks/45_run.ipynb #e6b6307e
+def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:
     where = f"the replay API (seed {s.replay.seed})" if s.run.source == "replay" and not s.replay.url else (s.replay.url or s.trakt.base_url)
     echo(f"run {run_date} from {where} into {s.storage.warehouse}")
     out = s.storage.reports_dir / run_date.isoformat()
@@ -183,18 +206,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         for p in created: shutil.rmtree(p, ignore_errors=True)  # no other run can be using them: this one holds the run lock
         return UserError(message)
     kernels: dict[str, StepKernel] = {}  # started ahead, each stopped when its step ends (or the run does)
-    def execute(name: str) -> tuple:
-        "Step `name` in its own kernel, stopped before this returns: (error or None, seconds, start)."
-        t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
-        try:
-            pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
-                                kernel_name="python3", progress_bar=False, log_output=False, km=kernels[name],
-                                request_save_on_cell_execute=False)  # written once at the end (or on failure), not after every cell
-        except PapermillExecutionError as e: err = e
-        except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
-            err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
-        finally: kernels.pop(name).stop()
-        return err, round(time.monotonic() - t1, 3), step_start
+    def execute(name: str) -> tuple: return execute_step(s, run_date, name, out, km=kernels.pop(name))
     try:
         i, stages = 0, step_stages(steps)
         for k, stage in enumerate(stages):
@@ -216,26 +228,13 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
                     res.steps.append(StepResult(name, "succeeded", seconds, started_at=step_start))
                     if name == "20_model": res.steps.append(_quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
                 else:
-                    msg = (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
-                           f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
-                    res.steps.append(StepResult(name, "failed", seconds, msg, started_at=step_start))
+                    res.steps.append(StepResult(name, "failed", seconds, step_error(name, err), started_at=step_start))
                     res.status = "failed"
             if res.status == "failed": break
     finally:
         render.shutdown(wait=False)
         for km in kernels.values(): km.stop()  # the next stage's, after a failure or an interrupt
-    if res.status != "failed": res.status = "failed" if any(st.status == "failed" for st in res.steps) else "succeeded"
-    deadline = freshness_deadline(s, run_date)
-    res.deadline, res.completeness = deadline.isoformat(timespec="seconds"), completeness_of(s, run_date)
-    def stamp():  # a run is finished when its gold and its pages are written
-        finished = _utcnow()
-        res.finished_at, res.duration_s = finished.isoformat(timespec="seconds"), round(time.monotonic() - t0, 3)
-        res.fresh = res.status == "succeeded" and finished <= deadline
-    stamp(); _render_pages(s, out, res, bodies); stamp()
-    _write_text(out / "run.json", json.dumps(res.as_dict(), indent=2))
-    _observe(s, out, res, echo)
-    write_index(s)
-    if res.status == "succeeded": _refresh_latest(s)
+    finish_run(s, out, res, t0, bodies, echo)
     if stopped is not None:  # a rate-limit wait beyond the ceiling, or the API unreachable: try again later (exit 75), not a failure to fix
         from trakt_nb.land.ingest import RunStopped
         raise RunStopped(stopped)
@@ -243,6 +242,25 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         bad = next(st for st in res.steps if st.status == "failed")
         where = out / ("health.html" if bad.name == "quality" else bad.name + ".ipynb")
         raise StepFailed(f"{bad.error}; see {where}, fix it and run the same command again to resume.")
+    return res
+
+# %% ../../notebooks/45_run.ipynb #f1a15e00
+def finish_run(s: Settings, out: Path, res: RunResult, t0: float | None = None, bodies: dict | None = None, echo=print) -> RunResult:
+    "Judge a day's run once its steps are over (status, freshness, completeness), then write what it leaves: pages, run.json, manifest, metrics, lineage, health page, index and `latest`."
+    if res.status != "failed": res.status = "failed" if any(st.status == "failed" for st in res.steps) else "succeeded"
+    run_date, started = dt.date.fromisoformat(res.run_date), dt.datetime.fromisoformat(res.started_at)
+    deadline = freshness_deadline(s, run_date)
+    res.deadline, res.completeness = deadline.isoformat(timespec="seconds"), completeness_of(s, run_date)
+    def stamp():  # a run is finished when its gold and its pages are written
+        finished = _utcnow()
+        res.finished_at = finished.isoformat(timespec="seconds")
+        res.duration_s = round(time.monotonic() - t0 if t0 is not None else (finished - started).total_seconds(), 3)
+        res.fresh = res.status == "succeeded" and finished <= deadline
+    stamp(); _render_pages(s, out, res, bodies); stamp()
+    _write_text(out / "run.json", json.dumps(res.as_dict(), indent=2))
+    _observe(s, out, res, echo)
+    write_index(s)
+    if res.status == "succeeded": _refresh_latest(s)
     return res
 
 # %% ../../notebooks/45_run.ipynb #8e7f34f7
@@ -274,12 +292,12 @@ def _stop_names() -> set[str]:
     return _kind_names(RunStopped)
 
 # %% ../../notebooks/45_run.ipynb #00e7b1c4
-def _quality_step(s: Settings, run_date: dt.date) -> StepResult:
-    "The data tests of the day (stored in quality.test_results); errors fail the run once its reports are written."
+def _quality_step(s: Settings, run_date: dt.date, results: list | None = None) -> StepResult:
+    "The data tests of the day (stored in quality.test_results; or their `results`, already run); errors fail the run once its reports are written."
     from trakt_nb.model.quality import check_day, failures
     t1, start = time.monotonic(), _utcnow().isoformat(timespec="seconds")
     try:
-        bad = failures(check_day(s, run_date, run_id=run_date.isoformat()), "error")
+        bad = failures(check_day(s, run_date, run_id=run_date.isoformat()) if results is None else results, "error")
         err = ("data tests failed: " + "; ".join(f"{r.test} ({r.message})" for r in bad[:5]))[:600] if bad else ""
     except Exception as e:
         bad, err = [e], f"data tests could not run ({type(e).__name__}: {e})"[:600]
@@ -386,12 +404,17 @@ def _refresh_latest(s: Settings):
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
 
+# %% ../../notebooks/45_run.ipynb #d0e1da75
+def done_days(s: Settings) -> set[str]:
+    "The run dates whose recorded run succeeded: what a backfill skips."
+    return {r["run_date"] for r in _runs(s) if r["status"] == "succeeded"}
+
 # %% ../../notebooks/45_run.ipynb #ac92d524
 def backfill(s: Settings, start: dt.date, end: dt.date, echo=print) -> list[RunResult]:
     "Run every day from `start` to `end` (inclusive) that has not succeeded yet."
     if end < start: raise UserError(f"The backfill ends ({end}) before it starts ({start}); swap --start and --end.")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    done = {r["run_date"] for r in _runs(s) if r["status"] == "succeeded"}
+    done = done_days(s)
     out = []
     for i, d in enumerate(days, 1):
         if d.isoformat() in done: echo(f"backfill {i}/{len(days)} {d}: already done"); continue

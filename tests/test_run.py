@@ -12,7 +12,8 @@ import pytest
 
 from trakt_nb.land.bronze import connect
 from trakt_nb.config import UserError, load_settings
-from trakt_nb.ops.run import STEPS, StepFailed, backfill, run_day
+from trakt_nb.ops.run import StepFailed, backfill, run_day
+from trakt_nb.ops.steps import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "marker-secret-5c1e7a90"

@@ -22,10 +22,10 @@ from ..land.bronze import connect, last_runs, table_exists, warehouse_lock
 from ..land.ingest import preflight
 from ..model.quality import TestResult, TestSpec, load_tests
 from .observe import quality_rows
-from .run import (REPORTS, STEPS, RunResult, StepResult, done_days, execute_step, finish_run, step_error,
-                  _day_has_pages, _quality_step, _stop_names, _user_error_names)
+from .run import (RunResult, StepResult, done_days, finish_run, _day_has_pages, _quality_step, _stop_names, _user_error_names)
+from .steps import REPORTS, STEPS, execute_step, step_error
 from .slo import completeness_of, freshness_deadline, read_runs
-from .cli import TRAKT_FIRST_DAY
+from .commands import TRAKT_FIRST_DAY
 
 # %% ../../notebooks/55_dagster.ipynb #dbfa5958
 GROUP = "trakt_nb"

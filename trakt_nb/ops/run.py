@@ -15,36 +15,14 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import trakt_nb
-from jupyter_client.manager import KernelManager
 from ..config import Settings, UserError, get_logger
 from .pages import page, render
+from .steps import PIPELINE_DIR, REPORTS, STEPS, StepKernel, execute_step, step_error, step_stages
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'notebook_body', 'render_notebook', 'StepKernel',
-           'StepResult', 'RunResult', 'StepFailed', 'run_day', 'execute_step', 'step_error', 'finish_run',
-           'write_index', 'done_days', 'backfill']
-
-# %% ../../notebooks/45_run.ipynb #b54f0d8f
-PIPELINE_DIR = trakt_nb.config.resource("pipeline")
-STEPS = ("10_ingest", "20_model", "30_quadrants", "31_half_life")  # the data tests run as a step of their own after 20_model
-REPORTS = {"30_quadrants": "Breadth vs Intensity", "31_half_life": "Attention half-life and hold-up"}
-
-# %% ../../notebooks/45_run.ipynb #4b490796
-def step_parameters(s: Settings, run_date: dt.date, step: str) -> dict:
-    "The papermill parameters of one step (no secrets, only what the notebook declares)."
-    p = {"run_date": run_date.isoformat(), "settings_path": str(s.path or ""), "warehouse": str(s.storage.warehouse)}
-    if step == "10_ingest": p["source"] = s.run.source
-    return p
-
-# %% ../../notebooks/45_run.ipynb #3d56b485
-def step_stages(steps: tuple) -> list[list[str]]:
-    "The steps in order, grouped into what runs at the same time: the reports together (they only read the day's gold), every other step alone."
-    stages: list[list[str]] = []
-    for name in steps:
-        if name in REPORTS and stages and all(n in REPORTS for n in stages[-1]): stages[-1].append(name)
-        else: stages.append([name])
-    return stages
+__all__ = ['notebook_body', 'render_notebook', 'StepResult', 'RunResult', 'StepFailed', 'run_day', 'finish_run', 'write_index',
+           'done_days', 'backfill']
 
 # %% ../../notebooks/45_run.ipynb #d1f992d5
 def notebook_body(nb_path: Path) -> tuple[str, str]:
@@ -64,23 +42,6 @@ def render_notebook(nb_path: Path, title: str, facts: dict, nav: list[tuple[str,
     "An executed notebook as a page (inputs hidden)."
     body, head = notebook_body(nb_path)
     return page(title, body, facts, nav, head)
-
-# %% ../../notebooks/45_run.ipynb #e4109a55
-class StepKernel(KernelManager):
-    "A step's kernel, started now in `cwd` for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
-    def __init__(self, cwd: Path):
-        super().__init__(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")  # the client nbclient drives
-        self.clients = []
-        self.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
-    def client(self, **kw):
-        self.clients.append(super().client(**kw))  # papermill's: it leaves open the client of a kernel it did not start
-        return self.clients[-1]
-    def stop(self):
-        "Shut the kernel down (gracefully, as papermill's engine does) and close the clients' channels; a kernel already dead is only cleaned up."
-        try: self.shutdown_kernel(now=not self.is_alive())
-        finally:
-            for kc in self.clients: kc.stop_channels()
-
 
 # %% ../../notebooks/45_run.ipynb #3f0e7f65
 @dataclass
@@ -164,31 +125,6 @@ def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
     con = connect(s, read_only=True)
     try: return table_exists(con, "bronze", "trakt_pages") and con.execute("SELECT count(*) FROM bronze.trakt_pages WHERE run_date = $1", [run_date]).fetchone()[0] > 0
     finally: con.close()
-
-# %% ../../notebooks/45_run.ipynb #e5ec57e9
-def execute_step(s: Settings, run_date: dt.date, name: str, out: Path, km: StepKernel | None = None) -> tuple:
-    "Step `name` into `out/name.ipynb`, in `km` (a kernel started ahead) or else a kernel of its own started in the pipeline folder; either is shut down before this returns: (error or None, seconds, start)."
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-    from nbclient.exceptions import DeadKernelError
-    t1, step_start, err = time.monotonic(), _utcnow().isoformat(timespec="seconds"), None
-    try:
-        pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
-                            kernel_name="python3", progress_bar=False, log_output=False,
-                            request_save_on_cell_execute=False,  # written once at the end (or on failure), not after every cell
-                            **({"km": km} if km is not None else {"cwd": str(PIPELINE_DIR), "extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}))  # (see StepKernel)
-    except PapermillExecutionError as e: err = e
-    except DeadKernelError:  # killed from outside (the OOM killer, say): a failed step, not a traceback
-        err = PapermillExecutionError(-1, None, "", "DeadKernelError", "its kernel died (killed; out of memory?)", [])
-    finally:
-        if km is not None: km.stop()
-    return err, round(time.monotonic() - t1, 3), step_start
-
-# %% ../../notebooks/45_run.ipynb #57e9e770
-def step_error(name: str, err) -> str:
-    "The sentence of a failed step: its notebook, and the cell and exception (or that its kernel died)."
-    return (f"step {name} failed: {err.evalue}" if err.ename == "DeadKernelError" else
-            f"step {name} failed in cell {err.cell_index + 1} ({err.ename}: {str(err.evalue).splitlines()[0][:300] if err.evalue else ''})")
 
 # %% ../../notebooks/45_run.ipynb #e6b6307e
 def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool = False) -> RunResult:

@@ -17,7 +17,8 @@ from ibis import _
 from ..config import Settings, UserError, get_logger
 from ..land.bronze import connect, table_exists, warehouse_lock
 from ..land.lake import BRONZE_PAGES, Lake, open_lake, publish_bronze, published_load_id, _sql_literal
-from .backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
+from ..land.store import cache_table, table_from_arrow, table_from_files, to_arrow
+from .backend import compute_backend, stop_backend
 from ..land.contracts import EVENT_COLUMNS
 from .silver import (comment_contract, contract_signature, day_versions, dim_title, flatten_comments,
                              rating_dist, rating_source, title_contract, _current, _version_key)

@@ -142,9 +142,9 @@ def _set_state(self: DuckFileStore, name: str, state: dict | None):
     "Record `state` as the table's row of `<layer>.load_state` (a warehouse's older columns there stay, unused)."
     if state is None: return
     layer, t = _parts(name)
-    self.con.execute(f"CREATE TABLE IF NOT EXISTS {layer}.load_state (model VARCHAR PRIMARY KEY, state VARCHAR, updated_at TIMESTAMPTZ)")
-    for c, ty in (("state", "VARCHAR"), ("updated_at", "TIMESTAMPTZ")): self.con.execute(f"ALTER TABLE {layer}.load_state ADD COLUMN IF NOT EXISTS {c} {ty}")
-    self.con.execute(f"INSERT OR REPLACE INTO {layer}.load_state (model, state, updated_at) VALUES ($1, $2, now())", [t, json.dumps(_stamp(state))])
+    self.con.execute(f"CREATE TABLE IF NOT EXISTS {layer}.load_state (model VARCHAR PRIMARY KEY, state VARCHAR)")
+    self.con.execute(f"ALTER TABLE {layer}.load_state ADD COLUMN IF NOT EXISTS state VARCHAR")
+    self.con.execute(f"INSERT OR REPLACE INTO {layer}.load_state (model, state) VALUES ($1, $2)", [t, json.dumps(_stamp(state))])
 
 DuckFileStore._set_state = _set_state
 

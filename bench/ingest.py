@@ -161,8 +161,9 @@ def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = Tr
     t0, c0 = time.perf_counter(), _cpu()
     summ = ingest(s, DAY, in_process=in_process, progress=False)
     if silver:  # like for like with dlt's typed, flattened table: bronze plus the typed comment events
+        from trakt_nb.land.store import DuckFileStore
         from trakt_nb.model.silver import build_silver
-        con = connect(s); build_silver(con); con.close()
+        con = connect(s); build_silver(DuckFileStore(con)); con.close()
     secs, cpu = time.perf_counter() - t0, _cpu() - c0
     con = connect(s, read_only=True)
     by_kind = dict(con.execute("""SELECT resource_kind, count(*) FROM bronze.trakt_pages GROUP BY 1""").fetchall())

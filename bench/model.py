@@ -8,7 +8,7 @@ reruns skip generation (its time is printed apart and is not part of any figure)
 
 Each measurement runs in a child process of its own on a fresh copy of that file (copying is not timed) and reports
 its wall time and peak RSS (VmHWM of the child):
-  ibis full        build_silver(full_refresh=True) + build_gold(D)                 (the project's code)
+  ibis full        build_silver(full_refresh=True) + mark_gone + build_gold(D), on the file's store (the project's code)
   sql full         the same silver and gold tables written by hand in DuckDB SQL     (same decay fit, fit_titles)
   ibis full D+1    full refresh over all five loads + build_gold(D+1)
   ibis incr D+1    after silver/gold for D (untimed): build_silver incremental on load 5 + build_gold(D+1)
@@ -456,7 +456,9 @@ def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
     warnings.filterwarnings("ignore")
     from trakt_nb.land.bronze import connect
     from trakt_nb.config import load_settings
-    from trakt_nb.model.build import build_gold
+    from trakt_nb.land.store import DuckFileStore
+    from trakt_nb.model.build import build_gold, mark_gone
+    from trakt_nb.model.lake_build import confirmed_gone
     from trakt_nb.model.silver import build_silver
     import trakt_nb.model.half_life as ghl
     settings = load_settings()
@@ -476,9 +478,11 @@ def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
         t1, c1 = time.perf_counter(), time.process_time()
         hand_gold(con, as_of, settings.metrics)
     else:
-        silver = build_silver(con, full_refresh=(kind == "ibis"))
+        store = DuckFileStore(con)
+        silver = build_silver(store, full_refresh=(kind == "ibis"))
+        mark_gone(store, confirmed_gone(con))
         t1, c1 = time.perf_counter(), time.process_time()
-        build_gold(con, as_of, settings)
+        build_gold(store, as_of, settings)
     t2, c2 = time.perf_counter(), time.process_time()
     con.close()
     return {"seconds": t2 - t0, "silver_s": t1 - t0, "gold_s": t2 - t1, "gold_cpu_s": c2 - c1, **fit, "peak_mb": _peak_mb(), "start_mb": base}

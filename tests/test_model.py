@@ -18,6 +18,7 @@ from trakt_nb.model import build as model
 from trakt_nb.model.marts import MARTS
 from trakt_nb.model.gold_tables import GOLD_TABLES
 from trakt_nb.model.build import build_gold, build_model
+from trakt_nb.land.store import DuckFileStore
 from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
 from trakt_nb.source.replay_as_of import likes_as_of
 
@@ -95,7 +96,7 @@ def test_incremental_equals_full_refresh(dates):
         try:
             for t in EVENT_TABLES:
                 pd.testing.assert_frame_equal(silver[t], _df(con, f"SELECT * FROM silver.{t} ORDER BY ALL"), obj=f"silver.{t} {dates}")
-            for d in dates[:-1]: build_gold(con, d, s)
+            for d in dates[:-1]: build_gold(DuckFileStore(con), d, s)
             for (n, d), before in gold.items():
                 if n == "mart_title_rating_trend" and before.empty: continue  # no snapshot yet: nothing to compare
                 _assert_gold_equal(before, _gold(con, n, d), f"gold.{n} as of {d} ({dates})")
@@ -226,7 +227,7 @@ def test_gold_for_a_day_is_reproducible_later(two_days):
         for n in MARTS:  # as stored, after D2's run
             if n == "mart_title_rating_trend" and gold_d1[n].empty: continue
             _assert_gold_equal(gold_d1[n], _gold(con, n, D1), f"stored gold.{n} as of {D1}")
-        counts = build_gold(con, D1, s)  # recomputed now
+        counts = build_gold(DuckFileStore(con), D1, s)  # recomputed now
         assert counts["mart_title_quadrant"] == len(gold_d1["mart_title_quadrant"])
         for n in MARTS:
             if n == "mart_title_rating_trend" and gold_d1[n].empty: continue

@@ -12,6 +12,7 @@ from trakt_nb.config import UserError
 from trakt_nb.land.contracts import SCHEMAS_DIR, check_items, load_contracts
 from trakt_nb.land.promotion import drift_report, promote, promote_from_drift
 from trakt_nb.land.ingest import ingest
+from trakt_nb.land.store import DuckFileStore
 from trakt_nb.model.silver import build_silver
 
 ITEMS = """SELECT unnest(from_json(payload, '["json"]')) AS item, run_date, schema_version FROM bronze.trakt_pages
@@ -62,14 +63,14 @@ def _bronze_counts(con) -> tuple:
 
 def test_promotion_backfills_silver_from_stored_pages(work, no_network):
     s, con, schemas = work
-    build_silver(con, schemas_dir=schemas)
+    build_silver(DuckFileStore(con), schemas_dir=schemas)
     assert "sentiment" not in con.sql("SELECT * FROM silver.stg_trakt__comment_event").columns  # drift alone: ignored
     bronze_before = _bronze_counts(con)
 
     path = promote_from_drift(con, "comment", "$.sentiment", schemas)
     assert path == schemas / "comment" / "v2.json"
     assert load_contracts(schemas).version("comment") == 2 and load_contracts().version("comment") == 1
-    out = build_silver(con, schemas_dir=schemas)
+    out = build_silver(DuckFileStore(con), schemas_dir=schemas)
     assert out["rebuilt"] and out["loads"][0] == 1
 
     carrying = con.execute(f"SELECT count(DISTINCT item->>'id') FROM ({ITEMS}) WHERE json_exists(item, '$.sentiment')").fetchone()[0]
@@ -83,7 +84,7 @@ def test_promotion_backfills_silver_from_stored_pages(work, no_network):
     assert wrong == 0  # every comment's value is the stored payload's
 
     promote("comment", "user.karma", schemas_dir=schemas, con=con)
-    build_silver(con, schemas_dir=schemas)
+    build_silver(DuckFileStore(con), schemas_dir=schemas)
     karma = con.execute("SELECT count(user_karma), count(sentiment), typeof(any_value(user_karma)) FROM silver.stg_trakt__comment_event").fetchone()
     assert karma == (carrying, carrying, "BIGINT")
     assert con.execute("SELECT count(sentiment) FROM silver.stg_trakt__comment_event_history").fetchone()[0] >= carrying
@@ -121,7 +122,7 @@ def test_promoted_schema_validates_stored_payloads_and_the_next_run(work, monkey
     assert any("sentiment" not in i for i in items) and any("sentiment" in i for i in items)
     assert {p for p, _ in res.drift} == {"$.user.karma"}  # sentiment is no longer drift
 
-    build_silver(con, schemas_dir=schemas)
+    build_silver(DuckFileStore(con), schemas_dir=schemas)
     before = con.execute("SELECT count(sentiment) FROM silver.stg_trakt__comment_event").fetchone()[0]
     con.close()
     monkeypatch.setattr("trakt_nb.land.ingest.load_contracts", lambda *a, **kw: load_contracts(schemas))
@@ -131,7 +132,7 @@ def test_promoted_schema_validates_stored_payloads_and_the_next_run(work, monkey
         versions = dict(con.execute("SELECT run_date, list_distinct(list(schema_version)) FROM bronze.trakt_pages "
                                     "WHERE resource_kind = 'comments' GROUP BY 1").fetchall())
         assert versions == {D: [1], D + dt.timedelta(days=1): [2]}
-        out = build_silver(con, schemas_dir=schemas)
+        out = build_silver(DuckFileStore(con), schemas_dir=schemas)
         assert "rebuilt" not in out and out["history"] > 0  # same columns: incremental
         after = con.execute("SELECT count(sentiment) FROM silver.stg_trakt__comment_event").fetchone()[0]
         carrying = con.execute(f"SELECT count(DISTINCT item->>'id') FROM ({ITEMS}) WHERE json_exists(item, '$.sentiment')").fetchone()[0]

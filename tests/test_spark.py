@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from ibis import _
 
-from trakt_nb.model.backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
+from trakt_nb.land.store import cache_table, table_from_arrow, table_from_files, to_arrow
+from trakt_nb.model.backend import compute_backend, stop_backend
 from trakt_nb.land.bronze import connect
 from trakt_nb.config import load_settings
 from trakt_nb.land.contracts import EVENT_COLUMNS

@@ -10,57 +10,50 @@ import time
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 from ibis import _
 
 from ..config import Settings, UserError, get_logger
-from ..land.bronze import connect, table_exists, transaction, warehouse_lock
-from .silver import build_silver, comment_events_as_of
-from .engagement import GOLD_EVENT_COLUMNS, daily_engagement, engagement_changes
-from .marts import MARTS, ModelSummary, gold_marts, half_life_of
-from .lake_build import build_lake_model
+from ..land.bronze import connect, warehouse_lock
+from ..land.lake import BRONZE_PAGES, open_lake, publish_bronze
+from ..land.store import DuckFileStore, LakeStore, Store, to_arrow
+from .backend import compute_backend, stop_backend
+from .silver import DELETED, LAST_LOAD_ID, SILVER, WRITTEN_AT, build_silver, comment_events_as_of
+from .engagement import GOLD_EVENT_COLUMNS, apply_engagement_changes, daily_engagement, engagement_changes
+from .marts import ModelSummary, gold_marts, half_life_of
+from .lake_build import GOLD_FACT, confirmed_gone, serve_lake
 from .semantic import create_metric_views
 
 # %% auto #0
-__all__ = ['FACT', 'fact_since', 'build_gold', 'build_model']
-
-# %% ../../notebooks/26_model.ipynb #11904f45
-def _replace_as_of(b, con, name: str, expr, as_of: dt.date) -> int:
-    "Store `expr` as the rows of `gold.<name>` for `as_of` (replacing that date's rows only); a mart whose columns changed is started again."
-    if table_exists(con, "gold", name) and list(b.table(name, database="gold").columns) != list(expr.columns):
-        con.execute(f"DROP TABLE gold.{name}")  # a new definition: rows of earlier as-ofs under the old one would not compare
-    if not table_exists(con, "gold", name): b.create_table(name, expr, database="gold")
-    else:
-        con.execute(f"DELETE FROM gold.{name} WHERE as_of_date = $1", [as_of])
-        b.insert(name, expr, database="gold")
-    return con.execute(f"SELECT count(*) FROM gold.{name} WHERE as_of_date = $1", [as_of]).fetchone()[0]
+__all__ = ['FACT', 'AS_OF', 'SILVER_LOAD', 'SILVER_WRITTEN', 'fact_since', 'build_gold', 'mark_gone', 'build_model']
 
 # %% ../../notebooks/26_model.ipynb #58375321
-FACT = "fct_title_daily_engagement"
-
-# %% ../../notebooks/26_model.ipynb #a480a698
-def _ensure_gold(con):
-    con.execute("CREATE SCHEMA IF NOT EXISTS gold")
-    con.execute("CREATE TABLE IF NOT EXISTS gold.load_state (model VARCHAR PRIMARY KEY, as_of_date DATE, silver_load_id BIGINT, silver_updated_at TIMESTAMPTZ)")
+FACT = GOLD_FACT.removeprefix("gold.")
+AS_OF, SILVER_LOAD, SILVER_WRITTEN = "trakt_nb.as_of_date", "trakt_nb.silver_load_id", "trakt_nb.silver_written_at"  # the fact's state
 
 # %% ../../notebooks/26_model.ipynb #3b42fb11
-def _silver_mark(con) -> tuple | None:
-    "Silver's comment load state (last load, when): what the stored fact was computed from."
-    if not table_exists(con, "silver", "load_state"): return None
-    return con.execute("SELECT last_load_id, updated_at FROM silver.load_state WHERE model = 'comment_event'").fetchone()
+def _silver_mark(store: Store) -> tuple | None:
+    "The silver history's state (last load, when written): what the stored fact was computed from."
+    st = store.state(SILVER["history"])
+    return (int(st[LAST_LOAD_ID]), st.get(WRITTEN_AT, "")) if LAST_LOAD_ID in st else None
+
+# %% ../../notebooks/26_model.ipynb #ea98d859
+def _scalar(expr: ir.Scalar):
+    "The value of a scalar expression, on any backend."
+    return to_arrow(expr.name("v").as_table()).column(0)[0].as_py()
 
 # %% ../../notebooks/26_model.ipynb #e1fe1227
-def fact_since(con, as_of: dt.date) -> dt.date | None:
+def fact_since(store: Store, as_of: dt.date) -> dt.date | None:
     "The as-of date of the stored fact when it can be brought up to `as_of` incrementally (else None: rebuild it)."
-    if not (table_exists(con, "gold", FACT) and table_exists(con, "gold", "load_state")): return None
-    state, mark = con.execute(f"SELECT as_of_date, silver_load_id, silver_updated_at FROM gold.load_state WHERE model = '{FACT}'").fetchone(), _silver_mark(con)
-    if state is None or mark is None or state[0] > as_of: return None
-    since, load_id, updated = state
-    if con.execute(f"SELECT count(DISTINCT as_of_date) = 1 AND min(as_of_date) = $1 FROM gold.{FACT}", [since]).fetchone()[0] is not True: return None
-    if tuple(mark) == (load_id, updated): return since  # silver unchanged since the fact was computed
+    state, mark = store.state(GOLD_FACT) if store.exists(GOLD_FACT) else {}, _silver_mark(store)
+    if AS_OF not in state or mark is None: return None
+    since, load_id, written = dt.date.fromisoformat(state[AS_OF]), int(state[SILVER_LOAD]), state[SILVER_WRITTEN]
+    if since > as_of or to_arrow(store.table(GOLD_FACT).select("as_of_date").distinct()).column(0).to_pylist() != [since]: return None
+    if mark == (load_id, written): return since  # silver unchanged since the fact was computed
     if mark[0] <= load_id: return None  # silver was rebuilt
     # comment pages loaded since then must all be of later run dates: their versions are then seen after `since`
-    first = con.execute("SELECT min(run_date) FROM bronze.trakt_pages WHERE load_id > $1 AND load_id <= $2 AND resource_kind IN ('comments', 'replies')",
-                        [load_id, mark[0]]).fetchone()[0]
+    pages = store.table(BRONZE_PAGES, [("load_id", ">", load_id), ("load_id", "<=", mark[0])])
+    first = _scalar(pages.filter(pages.resource_kind.isin(["comments", "replies"])).run_date.min())
     return since if first is None or first > since else None
 
 # %% ../../notebooks/26_model.ipynb #944631a9
@@ -68,72 +61,137 @@ def _created_since(history: ir.Table, day: dt.date) -> ir.Table:
     "The versions of every comment with a version created on or after `day`."
     return history.semi_join(history.filter(_.created_date >= day).select("comment_id").distinct(), "comment_id")
 
+# %% ../../notebooks/26_model.ipynb #c4e4ff27
+def _live_history(store: Store, as_of: dt.date) -> ir.Table:
+    "The comment versions gold reads (no texts), without the comments confirmed gone by `as_of`."
+    history = store.table(SILVER["history"]).select(GOLD_EVENT_COLUMNS)
+    if not store.exists(DELETED): return history
+    gone = store.table(DELETED)
+    return history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
+
+# %% ../../notebooks/26_model.ipynb #3ccca4c7
+def _incremental_since(store: Store, as_of: dt.date) -> dt.date | None:
+    "`fact_since`, unless a deletion confirmed since the stored fact changes title-days the incremental path does not revisit."
+    since = fact_since(store, as_of)
+    if since is None or not store.exists(DELETED): return since
+    gone = store.table(DELETED)
+    return None if _scalar(gone.filter((gone.confirmed_date > since) & (gone.confirmed_date <= as_of)).count()) else since
+
+# %% ../../notebooks/26_model.ipynb #99c80e8c
+def _engagement(store: Store, history: ir.Table, since: dt.date | None, as_of: dt.date, m) -> tuple[ir.Table, ir.Table]:
+    "The engagement as of `as_of` and the comment events the marts read: in full, or the stored fact's changes since `since` applied."
+    if since is None:
+        events = store.cache("_gold_events", comment_events_as_of(history, as_of))
+        return store.cache("_gold_engagement", daily_engagement(events, as_of)), events
+    prev = store.table(GOLD_FACT).drop("as_of_date")
+    changes = store.cache("_gold_changes", engagement_changes(prev, history, since, as_of))
+    eng = store.cache("_gold_engagement", apply_engagement_changes(prev, changes))
+    recent = as_of - dt.timedelta(days=7 + m.quadrant_window_days - 1)  # the comments of the quadrant's windows
+    return eng, store.cache("_gold_events", comment_events_as_of(_created_since(history, recent), as_of))
+
 # %% ../../notebooks/26_model.ipynb #af523fd9
-def build_gold(con, as_of: dt.date, s: Settings) -> dict[str, int]:
+def build_gold(store: Store, as_of: dt.date, s: Settings) -> dict[str, int]:
     "Compute and store every gold table as of `as_of` (the fact incrementally when it can be); rows written per table."
-    m, b = s.metrics, ibis.duckdb.from_connection(con)
-    _ensure_gold(con)
-    history = b.table("stg_trakt__comment_event_history", database="silver").select(GOLD_EVENT_COLUMNS)
-    if table_exists(con, "silver", "stg_trakt__comment_deleted"):  # a comment confirmed gone by the as-of day is not live
-        gone = b.table("stg_trakt__comment_deleted", database="silver")
-        history = history.anti_join(gone.filter(gone.confirmed_date <= as_of).select("comment_id"), "comment_id")
-    since = fact_since(con, as_of)
-    if since is not None and table_exists(con, "silver", "stg_trakt__comment_deleted") and con.execute(
-            "SELECT count(*) FROM silver.stg_trakt__comment_deleted WHERE confirmed_date > $1 AND confirmed_date <= $2", [since, as_of]).fetchone()[0]:
-        since = None  # a deletion confirmed since the stored fact changes title-days the incremental path does not revisit: rebuild the fact
-    newest = con.execute(f"SELECT max(as_of_date) FROM gold.{FACT}").fetchone()[0] if table_exists(con, "gold", FACT) else None
-    write_fact, mark = newest is None or newest <= as_of, _silver_mark(con)
-    rows, temps = {}, ("_gold_events", "_gold_engagement", "_gold_changes", "_gold_half_life")
+    m, history, since = s.metrics, _live_history(store, as_of), _incremental_since(store, as_of)
+    newest, mark, rows = _scalar(store.table(GOLD_FACT).as_of_date.max()) if store.exists(GOLD_FACT) else None, _silver_mark(store), {}
     try:
-        if since is None:
-            events = b.create_table("_gold_events", comment_events_as_of(history, as_of), temp=True, overwrite=True)
-            eng = b.create_table("_gold_engagement", daily_engagement(events, as_of), temp=True, overwrite=True)
-        else:  # only the title-days whose comments changed since the stored fact, and the comments of the quadrant's windows
-            prev = b.table(FACT, database="gold").drop("as_of_date")
-            b.create_table("_gold_changes", engagement_changes(prev, history, since, as_of), temp=True, overwrite=True)
-            recent = as_of - dt.timedelta(days=7 + m.quadrant_window_days - 1)
-            events = b.create_table("_gold_events", comment_events_as_of(_created_since(history, recent), as_of), temp=True, overwrite=True)
-        with transaction(con):
-            if since is not None:
-                on = " AND ".join(f"f.{c} = c.{c}" for c in ("title_kind", "title_id_trakt", "day"))
-                con.execute(f"DELETE FROM gold.{FACT} f USING _gold_changes c WHERE {on}")
-                con.execute(f"INSERT INTO gold.{FACT} BY NAME SELECT *, $1::DATE AS as_of_date FROM _gold_changes WHERE comments IS NOT NULL", [as_of])
-                con.execute(f"UPDATE gold.{FACT} SET as_of_date = $1 WHERE as_of_date <> $1", [as_of])
-                eng = b.table(FACT, database="gold").drop("as_of_date")
-            elif write_fact:
-                b.create_table(FACT, eng.mutate(as_of_date=ibis.literal(as_of, type="date")), database="gold", overwrite=True)
-            if (since is not None or write_fact) and mark is not None:
-                con.execute("INSERT OR REPLACE INTO gold.load_state VALUES ($1, $2, $3, $4)", [FACT, as_of, *mark])
-            releases = b.table("dim_title", database="silver") if table_exists(con, "silver", "dim_title") else None
-            hl = b.create_table("_gold_half_life", half_life_of(history, releases, as_of, m), temp=True, overwrite=True)
-            marts = gold_marts(eng, events, hl, b.table("stg_trakt__rating_dist", database="silver"), as_of, m)
-            for name, expr in marts.items(): rows[name] = _replace_as_of(b, con, name, expr, as_of)
-            rows[FACT] = con.execute(f"SELECT count(*) FROM gold.{FACT}").fetchone()[0]
-    finally:
-        for t in temps: con.execute(f"DROP TABLE IF EXISTS {t}")
+        eng, events = _engagement(store, history, since, as_of, m)
+        with store.transaction():
+            if since is not None or newest is None or newest <= as_of:  # the fact keeps the newest as-of date only
+                state = None if mark is None else {AS_OF: as_of.isoformat(), SILVER_LOAD: mark[0], SILVER_WRITTEN: mark[1]}
+                store.write(GOLD_FACT, eng.mutate(as_of_date=ibis.literal(as_of, type="date")), state)
+            releases = store.table(SILVER["dim_title"]) if store.exists(SILVER["dim_title"]) else None
+            hl = store.cache("_gold_half_life", half_life_of(history, releases, as_of, m))
+            for name, expr in gold_marts(eng, events, hl, store.table(SILVER["rating_dist"]), as_of, m).items():
+                rows[name] = store.replace(f"gold.{name}", expr, "as_of_date", as_of)
+            rows[FACT] = _scalar(store.table(GOLD_FACT).count())
+    finally: store.release()
     return rows
+
+# %% ../../notebooks/26_model.ipynb #3414b84e
+_DELETED_SCHEMA = pa.schema([("comment_id", pa.int64()), ("parent_id", pa.int64()), ("title_kind", pa.string()),
+                             ("title_id_trakt", pa.int64()), ("last_seen_at", pa.timestamp("us", tz="UTC")),
+                             ("confirmed_at", pa.timestamp("us", tz="UTC")), ("confirmed_date", pa.date32())])
+
+# %% ../../notebooks/26_model.ipynb #1e1737f2
+def _gone_marks(history: ir.Table, gone: list[dict]) -> dict[int, set]:
+    "Comment id -> the (confirmed_at, confirmed_date) marks it has: its own, and those of the gone comments above it, at any depth."
+    marks: dict[int, set] = {}
+    for g in gone: marks.setdefault(g["comment_id"], set()).add((g["confirmed_at"], g["confirmed_date"]))
+    frontier = set(marks)
+    while frontier:  # the replies under a deleted comment go with it
+        kids = to_arrow(history.filter(history.parent_id.isin(sorted(frontier))).select("comment_id", "parent_id").distinct()).to_pylist()
+        frontier = set()
+        for k in kids:
+            new = marks[k["parent_id"]] - marks.get(k["comment_id"], set())
+            if new: marks.setdefault(k["comment_id"], set()).update(new); frontier.add(k["comment_id"])
+    return marks
+
+# %% ../../notebooks/26_model.ipynb #1d23b25c
+def _deleted_rows(history: ir.Table, marks: dict[int, set]) -> pa.Table:
+    "The rows of `stg_trakt__comment_deleted` for the marked comments not seen again after they were confirmed gone."
+    seen = to_arrow(history.filter(history.comment_id.isin(sorted(marks))).group_by("comment_id").aggregate(
+        parent_id=_.parent_id.max(), title_kind=_.title_kind.max(), title_id_trakt=_.title_id_trakt.max(),
+        last_seen_at=_.fetched_at.max())).to_pylist() if marks else []
+    rows = []
+    for r in seen:
+        ats, days = [a for a, _d in marks[r["comment_id"]] if a is not None], [d for _a, d in marks[r["comment_id"]] if d is not None]
+        if ats and r["last_seen_at"] is not None and r["last_seen_at"] <= min(ats):  # seen again after it was confirmed gone: it is back, and live
+            rows.append({**r, "confirmed_at": min(ats), "confirmed_date": min(days) if days else None})
+    return pa.Table.from_pylist(rows, schema=_DELETED_SCHEMA)
+
+# %% ../../notebooks/26_model.ipynb #4e31954f
+def mark_gone(store: Store, gone: list[dict]) -> int:
+    "`silver.stg_trakt__comment_deleted` from the ledger's confirmations `gone`; those comments leave `stg_trakt__comment_event`. Comments marked."
+    arrow = _deleted_rows(store.table(SILVER["history"]), _gone_marks(store.table(SILVER["history"]), gone))
+    if not store.exists(DELETED): store.write(DELETED, ibis.memtable(arrow))
+    elif arrow.num_rows: store.merge(DELETED, ibis.memtable(arrow), ["comment_id"])  # a row once marked stays
+    ids = to_arrow(store.table(DELETED).select("comment_id")).column(0).to_pylist()
+    live = to_arrow(store.table(SILVER["current"]).filter(_.comment_id.isin(ids)).select("comment_id")).column(0).to_pylist() if ids else []
+    store.delete_in(SILVER["current"], "comment_id", live)  # its state stays
+    return len(ids)
+
+# %% ../../notebooks/26_model.ipynb #8db70e45
+def _build(store: Store, s: Settings, run_date: dt.date, full_refresh: bool, gone: list[dict], where: str) -> ModelSummary:
+    "Silver and gold for `run_date` in `store` (`where` names it for an error)."
+    if not store.exists(BRONZE_PAGES): raise UserError(f"{where} has no bronze data; run `trakt-nb ingest --date {run_date}` first.")
+    summary = ModelSummary(run_date.isoformat())
+    summary.silver = build_silver(store, full_refresh=full_refresh)
+    if not store.exists(SILVER["history"]): raise UserError(f"Bronze holds no comments yet; run `trakt-nb ingest --date {run_date}` first.")
+    summary.silver["deleted"] = mark_gone(store, gone)
+    summary.gold = build_gold(store, run_date, s)
+    return summary
+
+# %% ../../notebooks/26_model.ipynb #73b2b085
+def _build_on_lake(s: Settings, run_date: dt.date, full_refresh: bool) -> ModelSummary:
+    "Publish what ingest left in the outbox, then build silver and gold in the lake on the `[model] backend`."
+    gone = []
+    if s.storage.warehouse.exists():
+        con = connect(s)
+        try: publish_bronze(s, con); gone = confirmed_gone(con)
+        finally: con.close()
+    lake = open_lake(s)
+    if not lake.exists(BRONZE_PAGES): raise UserError(f"The lake {lake.root} has no bronze data; run `trakt-nb ingest --date {run_date}` first.")
+    store = LakeStore(lake, compute_backend(s))
+    try: return _build(store, s, run_date, full_refresh, gone, f"The lake {lake.root}")
+    finally: stop_backend(store.b)
 
 # %% ../../notebooks/26_model.ipynb #99a54bad
 def build_model(s: Settings, run_date: dt.date, full_refresh: bool = False) -> ModelSummary:
-    "Silver, gold and metric views for `run_date`."
-    if s.storage.storage != "duckdb" or s.model.backend != "duckdb":  # lakehouse storage or another engine: see 28_lake_model
-        return build_lake_model(s, run_date, full_refresh)
-    t0 = time.monotonic()
-    if not s.storage.warehouse.exists():
+    "Silver, gold and metric views for `run_date`, in the warehouse file or the lake `[storage]` names."
+    t0, on_lake = time.monotonic(), s.storage.storage != "duckdb"
+    if not on_lake and s.model.backend != "duckdb":
+        raise UserError(f"[model] backend = {s.model.backend} reads lakehouse tables; set [storage] storage = iceberg or delta.")
+    if not on_lake and not s.storage.warehouse.exists():
         raise UserError(f"There is no warehouse at {s.storage.warehouse} yet; run `trakt-nb ingest --date {run_date}` first.")
     with warehouse_lock(s):
+        summary = _build_on_lake(s, run_date, full_refresh) if on_lake else None
         con = connect(s)
         try:
-            if not table_exists(con, "bronze", "trakt_pages"):
-                raise UserError(f"The warehouse {s.storage.warehouse} has no bronze data; run `trakt-nb ingest --date {run_date}` first.")
-            summary = ModelSummary(run_date.isoformat())
-            summary.silver = build_silver(con, full_refresh=full_refresh)
-            if not table_exists(con, "silver", "stg_trakt__comment_event_history"):
-                raise UserError(f"Bronze holds no comments yet; run `trakt-nb ingest --date {run_date}` first.")
-            summary.gold = build_gold(con, run_date, s)
+            if on_lake: serve_lake(con, open_lake(s))
+            else: summary = _build(DuckFileStore(con), s, run_date, full_refresh, confirmed_gone(con), f"The warehouse {s.storage.warehouse}")
             summary.views = len(create_metric_views(con))
-            summary.duration_s = round(time.monotonic() - t0, 3)
-            get_logger("trakt_nb.model.build").info("model_built", **summary.as_dict())
-            return summary
-        finally:
-            con.close()
+        finally: con.close()
+    summary.duration_s = round(time.monotonic() - t0, 3)
+    get_logger("trakt_nb.model.build").info("model_built", storage=s.storage.storage, backend=s.model.backend, **summary.as_dict())
+    return summary

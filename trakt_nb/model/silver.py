@@ -16,11 +16,14 @@ from ibis import _
 from ..config import UserError, get_logger
 from ..land.bronze import table_exists, transaction
 from ..land.contracts import EVENT_COLUMNS, latest_contract, promoted_fields, reserved_columns
+from ..land.lake import BRONZE_PAGES
+from ..land.store import Store
 
 # %% auto #0
-__all__ = ['UTC_TS', 'RATING_SOURCES', 'SILVER_TABLES', 'flatten_comments', 'word_count', 'latest_version', 'day_versions',
-           'end_of_day', 'comment_events_as_of', 'rating_dist', 'rating_source', 'dim_title', 'comment_contract',
-           'title_contract', 'contract_signature', 'build_silver', 'mark_deleted']
+__all__ = ['UTC_TS', 'RATING_SOURCES', 'SILVER', 'DELETED', 'LAST_LOAD_ID', 'CONTRACT', 'WRITTEN_AT', 'flatten_comments',
+           'word_count', 'latest_version', 'day_versions', 'end_of_day', 'comment_events_as_of', 'rating_dist',
+           'rating_source', 'dim_title', 'comment_contract', 'title_contract', 'contract_signature', 'build_silver',
+           'mark_deleted', 'version_key', 'comment_current']
 
 # %% ../../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -225,8 +228,10 @@ def dim_title(pages: ir.Table, promoted: list[dict] = ()) -> ir.Table:
     return j.mutate(tmdb_known=j.tmdb_known.fill_null(False))
 
 # %% ../../notebooks/10_silver.ipynb #c20417a4
-SILVER_TABLES = ("stg_trakt__comment_event", "stg_trakt__comment_event_history", "stg_trakt__rating_dist", "stg_trakt__rating_source",
-                 "dim_title", "load_state")
+SILVER = {"history": "silver.stg_trakt__comment_event_history", "current": "silver.stg_trakt__comment_event",
+          "rating_dist": "silver.stg_trakt__rating_dist", "rating_source": "silver.stg_trakt__rating_source", "dim_title": "silver.dim_title"}
+DELETED = "silver.stg_trakt__comment_deleted"
+LAST_LOAD_ID, CONTRACT, WRITTEN_AT = "trakt_nb.last_load_id", "trakt_nb.contract", "trakt_nb.written_at"  # a table's state
 
 # %% ../../notebooks/10_silver.ipynb #c4fa2f26
 def comment_contract(schemas_dir=None) -> list[dict]:
@@ -267,71 +272,78 @@ def title_contract(schemas_dir=None) -> list[dict]:
 
 # %% ../../notebooks/10_silver.ipynb #8498175f
 def contract_signature(fields: list[dict]) -> str:
-    "What `silver.load_state` records of the extracted columns: a change means a full rebuild."
+    "What each silver table's state records of the extracted columns: a change means a full rebuild."
     return ",".join(f"{f['silver_column']}:{f['json_type']}{'<' + f['item_type'] + '>' if f.get('item_type') else ''}:{f['json_path']}" for f in fields)
 
-# %% ../../notebooks/10_silver.ipynb #6c60a02c
-def _ensure_schema(con):
-    con.execute("CREATE SCHEMA IF NOT EXISTS silver")
-    con.execute("CREATE TABLE IF NOT EXISTS silver.load_state (model VARCHAR PRIMARY KEY, last_load_id BIGINT, updated_at TIMESTAMPTZ)")
-    con.execute("ALTER TABLE silver.load_state ADD COLUMN IF NOT EXISTS contract VARCHAR")
+# %% ../../notebooks/10_silver.ipynb #360c8e30
+def _since(store: Store, name: str, sig: str, full_refresh: bool) -> int | None:
+    "The load_id table `name` has taken in, or None when it must be rebuilt from all of bronze (new, `full_refresh`, other columns)."
+    st = store.state(name)
+    if full_refresh or not store.exists(name) or LAST_LOAD_ID not in st or st.get(CONTRACT, "") != sig: return None
+    return int(st[LAST_LOAD_ID])
 
-# %% ../../notebooks/10_silver.ipynb #ca22cd0c
-def _load_state(con, model: str) -> tuple[int, str] | None:
-    r = con.execute("SELECT last_load_id, coalesce(contract, '') FROM silver.load_state WHERE model = $1", [model]).fetchone()
-    return (int(r[0]), r[1]) if r else None
+# %% ../../notebooks/10_silver.ipynb #d647fc6a
+def _bronze(store: Store, since: int | None, top: int) -> ir.Table:
+    "The bronze pages of the loads above `since` (None: all) up to `top`."
+    return store.table(BRONZE_PAGES, [("load_id", ">", since or 0), ("load_id", "<=", top)])
 
-# %% ../../notebooks/10_silver.ipynb #4ad44491
-def build_silver(con, full_refresh: bool = False, schemas_dir=None) -> dict:
-    "Bring silver up to date with bronze; returns rows touched per table (and `rebuilt` when the column list changed)."
-    log = get_logger("trakt_nb.model.silver")
-    _ensure_schema(con)
-    fields = comment_contract(schemas_dir)
-    columns, sig = EVENT_COLUMNS + [f["silver_column"] for f in fields], contract_signature(fields)
-    state = _load_state(con, "comment_event")
-    rebuilt = None
-    if not full_refresh and state is not None and state[1] != sig:
-        full_refresh, rebuilt = True, f"comment columns changed ({state[1] or 'none promoted'} -> {sig or 'none promoted'})"
-        log.info("silver_contract_changed", before=state[1], after=sig)
-    if full_refresh:
-        for t in SILVER_TABLES[:-1]: con.execute(f"DROP TABLE IF EXISTS silver.{t}")
-        con.execute("DELETE FROM silver.load_state")
-        state = None
-    b = ibis.duckdb.from_connection(con)
-    pages = b.table("trakt_pages", database="bronze")
-    since, top = state[0] if state else 0, con.execute("SELECT coalesce(max(load_id), 0) FROM bronze.trakt_pages").fetchone()[0]
-    out = {"loads": [since + 1, top] if top > since else [], "history": 0, "current": 0}
-    if rebuilt: out["rebuilt"] = rebuilt
-    if top > since and not table_exists(con, "silver", "stg_trakt__comment_event_history"):
-        # first build or full refresh: nothing to merge into, so history is written straight from bronze and current from it
-        batch = day_versions(flatten_comments(pages.filter((_.load_id > since) & (_.load_id <= top)), fields), columns)
-        with transaction(con):
-            b.create_table("stg_trakt__comment_event_history", batch.select(_version_key(batch), *columns), database="silver")
-            hist = b.table("stg_trakt__comment_event_history", database="silver")
-            out["history"] = hist.count().execute()
-            out["current"] = _merge_current(b, con, hist, columns)
-            con.execute("INSERT OR REPLACE INTO silver.load_state (model, last_load_id, updated_at, contract) VALUES ('comment_event', $1, now(), $2)",
-                        [top, sig])
-    elif top > since:
-        batch = day_versions(flatten_comments(pages.filter((_.load_id > since) & (_.load_id <= top)), fields), columns)
-        batch = b.create_table("_silver_batch", batch.mutate(version_key=_version_key(batch)), temp=True, overwrite=True)
-        try:
-            with transaction(con):
-                _merge_history(b, con, batch, columns)
-                out["history"] = batch.count().execute()
-                out["current"] = _merge_current(b, con, batch, columns)
-                con.execute("INSERT OR REPLACE INTO silver.load_state (model, last_load_id, updated_at, contract) VALUES ('comment_event', $1, now(), $2)",
-                            [top, sig])
-        finally:
-            con.execute("DROP TABLE IF EXISTS _silver_batch")
-    b.create_table("stg_trakt__rating_dist", rating_dist(pages), database="silver", overwrite=True)
-    b.create_table("stg_trakt__rating_source", rating_source(pages), database="silver", overwrite=True)
-    b.create_table("dim_title", dim_title(pages, title_contract(schemas_dir)), database="silver", overwrite=True)
-    out["rating_dist"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_dist").fetchone()[0]
-    out["rating_source"] = con.execute("SELECT count(*) FROM silver.stg_trakt__rating_source").fetchone()[0]
-    out["dim_title"] = con.execute("SELECT count(*) FROM silver.dim_title").fetchone()[0]
-    out["deleted"] = mark_deleted(con)
-    log.info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
+# %% ../../notebooks/10_silver.ipynb #686e1863
+def _versions(store: Store, since: int | None, top: int, fields: list[dict], columns: list[str], done: dict) -> ir.Table:
+    "The comment day versions (with their key) of the loads above `since`, computed once per `since` (`done` keeps them)."
+    if since not in done:
+        v = day_versions(flatten_comments(_bronze(store, since, top), fields), columns)
+        v = v.select(version_key(v), *columns)
+        done[since] = v if since is None else store.cache(f"_silver_batch_{since}", v)  # a whole history is not cached: it is written once
+    return done[since]
+
+# %% ../../notebooks/10_silver.ipynb #5cae14ed
+def _merge_current(store: Store, versions: ir.Table, columns: list[str], rebuild: bool, state: dict) -> int:
+    "Merge the versions' newest of each comment into the current table (first/last seen widened over the stored row); comments merged."
+    cand = comment_current(versions, columns)
+    if rebuild: return store.write(SILVER["current"], cand, state)
+    cur = store.table(SILVER["current"]).select(*columns, "first_seen_at", "last_seen_at").cast(cand.schema())
+    merged = comment_current(cand.union(cur.semi_join(cand, "comment_id")), columns, first="first_seen_at", last="last_seen_at")
+    return store.merge(SILVER["current"], merged, ["comment_id"], state)
+
+# %% ../../notebooks/10_silver.ipynb #58270da0
+_SNAPSHOT_KEYS = {"rating_dist": ["title_kind", "title_id_trakt", "snapshot_date"], "rating_source": ["title_kind", "title_id_trakt", "snapshot_date", "source"]}
+
+# %% ../../notebooks/10_silver.ipynb #857642f5
+def _merge_table(store: Store, key: str, since: int | None, top: int, state: dict, ctx: dict) -> int:
+    "Bring silver table `key` up to `top` from the loads above `since` (None: rebuild it); rows merged."
+    name = SILVER[key]
+    if key == "history":
+        v = _versions(store, since, top, ctx["fields"], ctx["columns"], ctx["versions"])
+        if since is not None: return store.merge(name, v, ["version_key"], state)
+        n = store.write(name, v, state)
+        ctx["versions"][None] = store.table(name)  # the current table reads the stored history: the pages are parsed once
+        return n
+    if key == "current": return _merge_current(store, _versions(store, since, top, ctx["fields"], ctx["columns"], ctx["versions"]), ctx["columns"], since is None, state)
+    if key == "dim_title":  # a title's latest summary and TMDb pages, from all of bronze
+        return store.write(name, dim_title(_bronze(store, None, top).filter(_.resource_kind.isin(["summary", "tmdb"])), ctx["title_fields"]), state)
+    rows = {"rating_dist": rating_dist, "rating_source": rating_source}[key](_bronze(store, since, top))
+    return store.write(name, rows, state) if since is None else store.merge(name, rows, _SNAPSHOT_KEYS[key], state)
+
+# %% ../../notebooks/10_silver.ipynb #48ac63dd
+def build_silver(store: Store, full_refresh: bool = False, schemas_dir=None) -> dict:
+    "Bring silver up to date with bronze, each table from the loads it has not taken in; rows merged per table (and `rebuilt` when the comment columns changed)."
+    fields, title_fields = comment_contract(schemas_dir), title_contract(schemas_dir)
+    ctx = {"fields": fields, "title_fields": title_fields, "columns": EVENT_COLUMNS + [f["silver_column"] for f in fields], "versions": {}}
+    sig, top, was = contract_signature(fields), store.loaded(), store.state(SILVER["history"]).get(CONTRACT)
+    out = {"loads": [], **{k: 0 for k in SILVER}}
+    if not full_refresh and was is not None and was != sig:
+        out["rebuilt"] = f"comment columns changed ({was or 'none promoted'} -> {sig or 'none promoted'})"
+        get_logger("trakt_nb.model.silver").info("silver_contract_changed", before=was, after=sig)
+    try:
+        for key, name in SILVER.items():
+            tsig = contract_signature(title_fields) if key == "dim_title" else sig  # a promoted title field rebuilds dim_title
+            since = _since(store, name, tsig, full_refresh)
+            if (since or 0) >= top: continue  # nothing new (or no bronze at all)
+            if key == "history": out["loads"] = [(since or 0) + 1, top]
+            state = {LAST_LOAD_ID: top, CONTRACT: tsig, WRITTEN_AT: dt.datetime.now(dt.timezone.utc).isoformat()}
+            out[key] = _merge_table(store, key, since, top, state, ctx)
+    finally: store.release()
+    get_logger("trakt_nb.model.silver").info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
     return out
 
 # %% ../../notebooks/10_silver.ipynb #ad410580
@@ -356,45 +368,14 @@ def mark_deleted(con) -> int:
     return con.execute("SELECT count(*) FROM silver.stg_trakt__comment_deleted").fetchone()[0]
 
 # %% ../../notebooks/10_silver.ipynb #1854bb57
-def _version_key(t: ir.Table) -> ir.StringValue:
+def version_key(t: ir.Table) -> ir.StringValue:
     "The key of a day version: comment id and seen date."
     return (t.comment_id.cast("string") + ":" + t.seen_date.cast("string")).name("version_key")
 
-# %% ../../notebooks/10_silver.ipynb #150c3ab0
-def _replace_rows(con, table: str, source: str, key: str, columns: list[str]) -> None:
-    "Upsert `source` into `table` on `key` as a delete and an append, not an UPDATE (see below)."
-    cols = ", ".join(f'"{c}"' for c in columns)
-    con.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM {source})')
-    con.execute(f"INSERT INTO {table} BY NAME SELECT {cols} FROM {source}")
-
-# %% ../../notebooks/10_silver.ipynb #f8020960
-def _merge_history(b, con, batch: ir.Table, columns: list[str]):
-    if not table_exists(con, "silver", "stg_trakt__comment_event_history"):
-        b.create_table("stg_trakt__comment_event_history", batch.select("version_key", *columns), database="silver")
-        return
-    _replace_rows(con, "silver.stg_trakt__comment_event_history", batch.get_name(), "version_key", ["version_key", *columns])
-
 # %% ../../notebooks/10_silver.ipynb #04ddf86f
-def _current(versions: ir.Table, columns: list[str], first: str = "fetched_at", last: str = "fetched_at") -> ir.Table:
+def comment_current(versions: ir.Table, columns: list[str], first: str = "fetched_at", last: str = "fetched_at") -> ir.Table:
     "Each comment's newest version, with the first and last time any of its versions was seen (one window pass)."
     w = ibis.window(group_by="comment_id")
     rank = ibis.row_number().over(group_by="comment_id", order_by=_newest_first())
     return (versions.mutate(first_seen_at=versions[first].min().over(w), last_seen_at=versions[last].max().over(w), _rank=rank)
                     .filter(_._rank == 0).select(*columns, "first_seen_at", "last_seen_at"))
-
-# %% ../../notebooks/10_silver.ipynb #5ea1a769
-def _merge_current(b, con, batch: ir.Table, columns: list[str]) -> int:
-    "Merge the batch into the current table; returns how many comments it touched."
-    if not table_exists(con, "silver", "stg_trakt__comment_event"):
-        b.create_table("stg_trakt__comment_event", _current(batch, columns), database="silver")
-        return con.execute("SELECT count(*) FROM silver.stg_trakt__comment_event").fetchone()[0]
-    cand = _current(batch, columns)
-    cur = b.table("stg_trakt__comment_event", database="silver")
-    both = cand.union(cur.semi_join(cand, "comment_id").select(*columns, "first_seen_at", "last_seen_at"))
-    merged = _current(both, columns, first="first_seen_at", last="last_seen_at")
-    merged = b.create_table("_silver_merged", merged, temp=True, overwrite=True)
-    try:
-        _replace_rows(con, "silver.stg_trakt__comment_event", "_silver_merged", "comment_id", [*columns, "first_seen_at", "last_seen_at"])
-        return merged.count().execute()
-    finally:
-        con.execute("DROP TABLE IF EXISTS _silver_merged")

@@ -13,10 +13,12 @@ import numpy as np
 import orjson
 import pytest
 
-from trakt_nb.land.bronze import connect, get_state
+from trakt_nb.land.bronze import connect
+from trakt_nb.land.ledger import get_state
 from trakt_nb.ops.cli import main
 from trakt_nb.config import load_settings
-from trakt_nb.land.ingest import crawl_connection, end_of_day, ingest
+from trakt_nb.land.ingest import crawl_connection, ingest
+from trakt_nb.land.ledger import end_of_day
 from trakt_nb.source.replay_api import ReplayAPI
 from trakt_nb.source.replay_world import WorldSpec, get_world, ground_truth, to_epoch
 

@@ -13,7 +13,8 @@ import ibis.expr.types as ir
 from ibis import _
 
 from ..config import Settings, UserError, get_logger
-from ..land.bronze import connect, table_exists, transaction, warehouse_lock
+from ..land.bronze import connect, table_exists, transaction
+from ..land.lock import warehouse_lock
 from .silver import build_silver, comment_events_as_of
 from .engagement import GOLD_EVENT_COLUMNS, daily_engagement, engagement_changes
 from .marts import MARTS, ModelSummary, gold_marts, half_life_of

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from ibis import _
 
 from ..config import Settings, UserError, get_logger
-from ..land.bronze import connect, table_exists, warehouse_lock
+from ..land.bronze import connect, table_exists
+from ..land.lock import warehouse_lock
 from ..land.lake import BRONZE_PAGES, Lake, open_lake, publish_bronze, published_load_id, _sql_literal
 from .backend import cache_table, compute_backend, stop_backend, table_from_arrow, table_from_files, to_arrow
 from ..land.contracts import EVENT_COLUMNS

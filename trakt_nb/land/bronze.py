@@ -18,9 +18,10 @@ import pyarrow as pa
 from ..config import Settings, UserError, get_logger
 
 # %% auto #0
-__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES',
-           'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'write_seal', 'sealed',
-           'verify_warehouse', 'connect', 'bronze_arrow', 'ensure_bronze', 'transaction', 'table_exists']
+__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES', 'UNIT_KEYS',
+           'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged',
+           'write_seal', 'sealed', 'verify_warehouse', 'connect', 'unit_key', 'bronze_arrow', 'ensure_bronze',
+           'migrate_bronze', 'transaction', 'table_exists']
 
 # %% ../../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -135,6 +136,8 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
         except duckdb.Error as e: raise _open_error(path, e) from None
         if had_wal: _check_wal(con, wal)
         if check: get_logger("trakt_nb.land.bronze").info("warehouse_verified", path=str(path), **verify_warehouse(con, path))
+        if not read_only and con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'bronze'").fetchone()[0]:
+            migrate_bronze(con)  # a warehouse an earlier version wrote gets the columns declared since (below)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con
@@ -168,7 +171,8 @@ BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column 
     "ingest_ledger": {
         "run_date": ("DATE NOT NULL", pa.date32()), "unit_key": ("VARCHAR NOT NULL", _S), "title_kind": ("VARCHAR", _S),
         "title_id_trakt": ("BIGINT", pa.int64()), "resource_kind": ("VARCHAR", _S), "page": ("INTEGER", pa.int32()),
-        "state": ("VARCHAR NOT NULL", _S), "attempts": ("INTEGER NOT NULL", pa.int32()), "detail": ("JSON", _S),
+        "unit_kind": ("VARCHAR", _S), "comment_id": ("BIGINT", pa.int64()), "sort": ("VARCHAR", _S), "trigger_page": ("INTEGER", pa.int32()),
+        "confirmed_at": ("TIMESTAMPTZ", _TS), "state": ("VARCHAR NOT NULL", _S), "attempts": ("INTEGER NOT NULL", pa.int32()), "detail": ("JSON", _S),
         "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
     "runs": {
         "run_id": ("VARCHAR", _S), "run_date": ("DATE NOT NULL", pa.date32()), "source": ("VARCHAR", _S),
@@ -176,6 +180,27 @@ BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column 
     "state": {"key": ("VARCHAR", _S), "value": ("JSON", _S), "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
 }
 _BRONZE_KEYS = {"schema_drift": ("resource", "json_path", "json_type"), "ingest_ledger": ("run_date", "unit_key"), "runs": ("run_id",), "state": ("key",)}
+
+# %% ../../notebooks/07_bronze.ipynb #610ba50b
+UNIT_KEYS = {  # each ledger unit kind and the key it is stored under; the key's parts are typed columns of the ledger
+    "summary": "{title_kind}:{title_id_trakt}:summary", "tmdb": "{title_kind}:{title_id_trakt}:tmdb",
+    "ratings": "{title_kind}:{title_id_trakt}:ratings", "trending": "trending:{title_kind}",
+    "comments_reread": "{title_kind}:{title_id_trakt}:comments:reread:{trigger_page}:{page}",
+    "comments_verify": "{title_kind}:{title_id_trakt}:comments:verify:{page}",
+    "comments_recheck": "{title_kind}:{title_id_trakt}:comments:recheck:{page}",
+    "comments_done": "{title_kind}:{title_id_trakt}:comments:done", "comments_full": "{title_kind}:{title_id_trakt}:comments:full",
+    "comments_page": "{title_kind}:{title_id_trakt}:comments:{sort}:{page}",  # after the other comments kinds: its sort matches any word
+    "comment_deleted": "comment:{comment_id}:deleted",
+    "replies_done": "comment:{comment_id}:replies:done", "replies_page": "comment:{comment_id}:replies:{page}",
+}
+UNIT_KINDS = tuple(UNIT_KEYS)
+
+# %% ../../notebooks/07_bronze.ipynb #c1e50fb8
+def unit_key(kind: str, **parts) -> str:
+    "The ledger key of a unit of `kind` from its typed parts, e.g. `unit_key('replies_page', comment_id=7, page=2)`."
+    if kind not in UNIT_KEYS: raise ValueError(f"unit kind {kind!r} is not one of {UNIT_KINDS}")
+    try: return UNIT_KEYS[kind].format(**parts)
+    except KeyError as e: raise ValueError(f"a {kind} unit needs its {e.args[0]}") from None
 
 # %% ../../notebooks/07_bronze.ipynb #9e79bd55
 def bronze_arrow(table: str, drop: tuple = ()) -> pa.Schema:
@@ -193,8 +218,37 @@ BRONZE_DDL = ["CREATE SCHEMA IF NOT EXISTS bronze", *map(_bronze_ddl, BRONZE_TAB
 
 # %% ../../notebooks/07_bronze.ipynb #854efb94
 def ensure_bronze(con: duckdb.DuckDBPyConnection):
-    "Create schema `bronze` and its tables if they do not exist (idempotent)."
+    "Create schema `bronze` and its tables if they do not exist, and bring older ones to the declared columns (idempotent)."
     for stmt in BRONZE_DDL: con.execute(stmt)
+    return migrate_bronze(con)
+
+# %% ../../notebooks/07_bronze.ipynb #66706da8
+_UNIT_PARTS = {"title_kind": "(movie|show)", "sort": "([a-z_]+)"}  # every other part is a number
+
+def _backfill_ledger(con: duckdb.DuckDBPyConnection):
+    "Fill the typed columns of ledger units recorded before they existed, from their keys (each kind in `UNIT_KEYS` order)."
+    cols = BRONZE_TABLES["ingest_ledger"]
+    for kind, template in UNIT_KEYS.items():
+        parts = re.findall(r"{(\w+)}", template)
+        pattern = "^" + re.sub(r"{(\w+)}", lambda m: _UNIT_PARTS.get(m[1], "([0-9]+)"), template) + "$"
+        sets = [f"unit_kind = '{kind}'"] + [f"{p} = coalesce({p}, regexp_extract(unit_key, '{pattern}', {i})::{cols[p][0].split()[0]})"
+                                            for i, p in enumerate(parts, 1)]
+        con.execute(f"UPDATE bronze.ingest_ledger SET {', '.join(sets)} WHERE unit_kind IS NULL AND regexp_full_match(unit_key, '{pattern}')")
+    con.execute("""UPDATE bronze.ingest_ledger SET confirmed_at = (detail->>'confirmed_at')::TIMESTAMPTZ
+                   WHERE unit_kind = 'comment_deleted' AND confirmed_at IS NULL""")
+
+# %% ../../notebooks/07_bronze.ipynb #e84f1cd8
+def migrate_bronze(con: duckdb.DuckDBPyConnection):
+    "Give the bronze tables of an older warehouse the declared columns they lack, and fill the ledger's typed columns from its keys."
+    have = set(con.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'bronze'").fetchall())
+    tables = {t for t, _ in have}
+    missing = [(t, c, sql.replace(" NOT NULL", "")) for t, cols in BRONZE_TABLES.items() if t in tables
+               for c, (sql, _) in cols.items() if (t, c) not in have]
+    if not missing: return con
+    with transaction(con):
+        for t, c, sql in missing: con.execute(f"ALTER TABLE bronze.{t} ADD COLUMN {c} {sql}")
+        if any(t == "ingest_ledger" for t, _, _ in missing): _backfill_ledger(con)
+    get_logger("trakt_nb.land.bronze").info("bronze_migrated", columns=[f"{t}.{c}" for t, c, _ in missing])
     return con
 
 # %% ../../notebooks/07_bronze.ipynb #fdcd86d5

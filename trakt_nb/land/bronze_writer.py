@@ -16,7 +16,7 @@ import orjson
 import pyarrow as pa
 
 from ..config import redact, secret_values
-from .bronze import (PAGE_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE_MAX_BYTES, RESOURCE_KINDS, TITLE_KINDS, LEDGER_STATES,
+from .bronze import (BRONZE_TABLES, PAGE_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE_MAX_BYTES, RESOURCE_KINDS, TITLE_KINDS, UNIT_KINDS, LEDGER_STATES,
                                   _as_date, _as_utc, _now, bronze_arrow, transaction)
 from .ledger import set_state
 
@@ -40,6 +40,8 @@ def _check_kinds(row: Mapping, what: str):
         raise ValueError(f"{what}: resource_kind {rk!r} is not one of {RESOURCE_KINDS}")
     if (tk := row.get("title_kind")) is not None and tk not in TITLE_KINDS:
         raise ValueError(f"{what}: title_kind {tk!r} is not one of {TITLE_KINDS}")
+    if (uk := row.get("unit_kind")) is not None and uk not in UNIT_KINDS:
+        raise ValueError(f"{what}: unit_kind {uk!r} is not one of {UNIT_KINDS}")
 
 # %% ../../notebooks/07a_writer.ipynb #775d0e66
 _PAGES_ARROW = bronze_arrow("trakt_pages", drop=("load_id",))  # the flush gives the batch its load_id
@@ -88,15 +90,13 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     return r
 
 # %% ../../notebooks/07a_writer.ipynb #ee7ee512
-_LEDGER_UPSERT = """
+_UNIT_COLUMNS = tuple(c for c in BRONZE_TABLES["ingest_ledger"] if c not in ("run_date", "unit_key", "state", "attempts", "detail", "updated_at"))
+_LEDGER_UPSERT = f"""
 INSERT INTO bronze.ingest_ledger BY NAME SELECT * FROM _bronze_ledger_batch
 ON CONFLICT (run_date, unit_key) DO UPDATE SET
     state = CASE WHEN ingest_ledger.state = 'done' THEN 'done' ELSE excluded.state END,
     attempts = ingest_ledger.attempts + excluded.attempts,
-    title_kind = coalesce(excluded.title_kind, ingest_ledger.title_kind),
-    title_id_trakt = coalesce(excluded.title_id_trakt, ingest_ledger.title_id_trakt),
-    resource_kind = coalesce(excluded.resource_kind, ingest_ledger.resource_kind),
-    page = coalesce(excluded.page, ingest_ledger.page),
+    {', '.join(f'{c} = coalesce(excluded.{c}, ingest_ledger.{c})' for c in _UNIT_COLUMNS)},
     detail = coalesce(excluded.detail, ingest_ledger.detail),
     updated_at = excluded.updated_at"""
 _DRIFT_UPSERT = """
@@ -126,7 +126,7 @@ class BronzeWriter:
 
     def _unit(self, unit, row: Mapping, state: str) -> dict:
         if isinstance(unit, str): unit = {"unit_key": unit}
-        _check_keys(unit, ("unit_key", "title_kind", "title_id_trakt", "resource_kind", "page", "detail", "state"), "unit")
+        _check_keys(unit, ("unit_key", *_UNIT_COLUMNS, "detail", "state"), "unit")
         key = unit.get("unit_key")
         if not key or not isinstance(key, str): raise ValueError(f"unit needs a unit_key string, got {unit!r}")
         state = unit.get("state") or state
@@ -134,7 +134,7 @@ class BronzeWriter:
         _check_kinds(unit, "unit")
         e = {"run_date": self.run_date, "unit_key": key, "state": state, "attempts": 0 if state == "planned" else 1,
              "detail": None if unit.get("detail") is None else orjson.dumps(unit["detail"]).decode(), "updated_at": _now()}
-        for c in ("title_kind", "title_id_trakt", "resource_kind", "page"): e[c] = unit.get(c, row.get(c))
+        for c in _UNIT_COLUMNS: e[c] = unit.get(c, row.get(c) if c in ("title_kind", "title_id_trakt", "resource_kind", "page") else None)
         return e
 
     def _merge_ledger(self, e: dict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 
+from .bronze import unit_key
 from .titles import TitleRef
 from .crawl import Crawl, TitleProgress, to_epoch_iso, _page_detail, _reply_counters, _mark, _utcnow
 
@@ -18,8 +19,8 @@ __all__ = ['crawl_comments', 'crawl_replies']
 async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleProgress:
     "Crawl one title's top-level comments for the day; returns its progress."
     s, sort = cr.s, "newest"
-    prev_day, prev = cr.last_done("comments:done", ref)
-    last_full, _ = cr.last_done("comments:full", ref)
+    prev_day, prev = cr.last_done("comments_done", ref)
+    last_full, _ = cr.last_done("comments_full", ref)
     deep_due = last_full is None or (cr.run_date - last_full).days >= s.run.deep_refresh_days
     mode = "full" if (full or prev_day is None or deep_due) else "incremental"
     cutoff = None if mode == "full" else prev["max_created_epoch"] - s.run.lookback_days * 86400
@@ -31,10 +32,9 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
     candidates: dict[int, int] = {}
     max_created = prev.get("max_created")
     while True:
-        key = f"{ref.key}:comments:{sort}:{page}"
-        d = cr.done.get(key)
+        u = cr.unit("comments_page", ref, "comments", page, sort=sort)
+        d = cr.done.get(u["unit_key"])
         if d is None:
-            u = cr.unit(key, ref, "comments", page)
             resp, body = await cr.fetch(path, {"page": page, "limit": limit}, "comments", ref, u)
             if resp is None: break
             if resp.status == 404: cr.log.warning("title_gone", title=ref.key); break
@@ -72,8 +72,8 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
     detail = {"mode": mode, "pages_announced": tp.pages_announced, "pages_valid": tp.pages_valid,
               "max_created": max_created, "max_created_epoch": to_epoch_iso(max_created) if max_created else (prev.get("max_created_epoch") or 0)}
     if tp.pages_valid >= tp.pages_announced:  # only a complete crawl moves the watermark
-        _mark(cr, f"{ref.key}:comments:done", ref, detail)
-        if mode == "full": _mark(cr, f"{ref.key}:comments:full", ref, detail)
+        _mark(cr, "comments_done", ref, detail)
+        if mode == "full": _mark(cr, "comments_full", ref, detail)
     return tp
 
 # %% ../../notebooks/08c_comments.ipynb #bc82c057
@@ -84,10 +84,9 @@ async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: 
     # further up (the window grows by what the count fell), onto the pages read next: reading backwards never leaves them behind
     lo, latest, q, n, ok = (page - 1) * limit - deficit, count, page - 1, 0, 0
     while q >= 1:
-        key = f"{ref.key}:comments:reread:{page}:{q}"
-        d = cr.done.get(key)
+        u = cr.unit("comments_reread", ref, "comments", q, trigger_page=page)
+        d = cr.done.get(u["unit_key"])
         if d is None:
-            u = cr.unit(key, ref, "comments", q)
             resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort) if body is not None and resp.ok else None
             d = _page_detail(resp, items, body) if resp is not None else {}
@@ -100,7 +99,7 @@ async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: 
 
 # %% ../../notebooks/08c_comments.ipynb #3523d334
 async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: str, pages: int, candidates: dict) -> int:
-    "After a listing shrank mid-crawl: mark the comments seen today that are gone for good (ledger `comment:ID:deleted`, with when last seen)."
+    "After a listing shrank mid-crawl: mark the comments seen today that are gone for good (ledger unit `comment_deleted`, with when last seen)."
     cr.w.flush()  # today's pages of the title, to know every comment seen
     seen = dict(cr.con.execute("""SELECT id, strftime(max(fetched_at), '%Y-%m-%dT%H:%M:%S.%fZ') FROM (
                                     SELECT unnest(json_extract(payload, '$[*].id'))::BIGINT AS id, fetched_at FROM bronze.trakt_pages
@@ -108,10 +107,9 @@ async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort
                                [cr.run_date, ref.kind, ref.trakt]).fetchall())
     listed = set()
     for q in range(pages, 0, -1):  # backwards: a deletion meanwhile moves comments onto the pages still to read
-        key = f"{ref.key}:comments:verify:{q}"
-        d = cr.done.get(key)
+        u = cr.unit("comments_verify", ref, "comments", q)
+        d = cr.done.get(u["unit_key"])
         if d is None:
-            u = cr.unit(key, ref, "comments", q)
             resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
             if resp is None or not resp.ok or not isinstance(body, list): return 0  # cannot tell what is gone: mark nothing
             u["detail"] = {"ids": [o["id"] for o in body if isinstance(o, dict) and type(o.get("id")) is int]}
@@ -121,11 +119,11 @@ async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort
         candidates.update(_reply_counters(d))
     gone = 0
     for cid in sorted(set(seen) - listed):  # seen today, no longer listed: deleted, or moved past the pages read — ask for it
-        key = f"comment:{cid}:deleted"
-        if key not in cr.done:
-            resp, _ = await cr.fetch(f"/comments/{cid}", None, "comments", ref, cr.unit(key, ref, "comments"))
+        u = cr.unit("comment_deleted", ref, "comments", comment_id=cid)
+        if u["unit_key"] not in cr.done:
+            resp, _ = await cr.fetch(f"/comments/{cid}", None, "comments", ref, u)
             if resp is None or resp.status != 404: continue
-            cr.w.mark_done(cr.unit(key, ref, "comments", None, {"last_seen": seen[cid], "confirmed_at": _utcnow().isoformat()}))
+            cr.w.mark_done({**u, "detail": {"last_seen": seen[cid]}, "confirmed_at": _utcnow()})
         gone += 1
     return gone
 
@@ -133,11 +131,10 @@ async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort
 async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by: int, candidates: dict, tp: TitleProgress):
     "Read the top pages again after comments arrived mid-crawl (they count as announced pages of the crawl)."
     for p in range(1, max(1, math.ceil(grew_by / limit)) + 1):
-        key = f"{ref.key}:comments:recheck:{p}"
+        u = cr.unit("comments_recheck", ref, "comments", p)
         tp.pages_announced += 1
-        d = cr.done.get(key)
+        d = cr.done.get(u["unit_key"])
         if d is None:
-            u = cr.unit(key, ref, "comments", p)
             resp, body = await cr.fetch(path, {"page": p, "limit": limit}, "comments", ref, u)
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=p, sort="newest") if body is not None and resp.ok else None
             d = _page_detail(resp, items, body) if resp is not None else {}
@@ -156,20 +153,18 @@ async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp
 def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
     "Reply counters of the replies in a thread finished earlier today, from its pages' ledger details (no call)."
     nested, page = {}, 1
-    while (d := cr.done.get(f"comment:{cid}:replies:{page}")) is not None:
+    while (d := cr.done.get(unit_key("replies_page", comment_id=cid, page=page))) is not None:
         nested.update(_reply_counters(d)); page += 1
     return nested  # a run killed after this thread's done mark, before the threads below it, resumes them from here
 
 # %% ../../notebooks/08c_comments.ipynb #f85e6390
 async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgress) -> dict[int, int]:
-    done_key = f"comment:{cid}:replies:done"
-    if done_key in cr.done: return _nested_of_done(cr, cid)
+    if unit_key("replies_done", comment_id=cid) in cr.done: return _nested_of_done(cr, cid)
     page, nested, complete = 1, {}, True
     while True:
-        key = f"comment:{cid}:replies:{page}"
-        d = cr.done.get(key)
+        u = cr.unit("replies_page", ref, "replies", page, comment_id=cid)
+        d = cr.done.get(u["unit_key"])
         if d is None:
-            u = cr.unit(key, ref, "replies", page)
             resp, body = await cr.fetch(f"/comments/{cid}/replies", {"page": page, "limit": cr.s.client.comments_limit}, "replies", ref, u)
             tp.reply_calls += 1
             if resp is None or resp.status == 404: complete = resp is not None; break
@@ -182,5 +177,5 @@ async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgr
         page += 1
     if complete:
         cr.known_replies[cid] = count
-        _mark(cr, done_key, ref, {"replies": count})
+        _mark(cr, "replies_done", ref, {"replies": count}, comment_id=cid)
     return nested

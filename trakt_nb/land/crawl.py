@@ -15,6 +15,7 @@ import orjson
 from ..config import Settings, get_logger, tmdb_token
 from ..source.client import TraktClient, InvalidBody, RetriesExhausted, ResponseTooLarge, Response
 from .contracts import load_contracts, check_items, check_object, quarantine_text
+from .bronze import unit_key
 from .bronze_writer import BronzeWriter
 from .titles import TitleRef
 
@@ -76,20 +77,22 @@ class Crawl:
 
     def _known_replies(self) -> dict[int, int]:
         "Last reply count fetched per comment on an earlier day (a resumed run's own threads are known by their done marks)."
-        rows = self.con.execute("""SELECT split_part(unit_key, ':', 2)::BIGINT AS cid, arg_max(detail->>'replies', run_date)::BIGINT
-                                   FROM bronze.ingest_ledger WHERE state = 'done' AND unit_key LIKE 'comment:%:replies:done'
-                                   AND run_date < $1 GROUP BY cid""", [self.run_date]).fetchall()
+        rows = self.con.execute("""SELECT comment_id, arg_max(detail->>'replies', run_date)::BIGINT FROM bronze.ingest_ledger
+                                   WHERE state = 'done' AND unit_kind = 'replies_done' AND run_date < $1 GROUP BY comment_id""",
+                                [self.run_date]).fetchall()
         return {int(c): int(n) for c, n in rows}
 
-    def last_done(self, unit_suffix: str, ref: TitleRef) -> tuple[dt.date | None, dict]:
-        "The latest earlier run date (and detail) on which a title's unit was done."
-        r = self.con.execute("""SELECT run_date, detail FROM bronze.ingest_ledger WHERE state = 'done' AND unit_key = $1
-                                AND run_date < $2 ORDER BY run_date DESC LIMIT 1""", [f"{ref.key}:{unit_suffix}", self.run_date]).fetchone()
+    def last_done(self, kind: str, ref: TitleRef) -> tuple[dt.date | None, dict]:
+        "The latest earlier run date (and detail) on which a title's unit of `kind` was done."
+        r = self.con.execute("""SELECT run_date, detail FROM bronze.ingest_ledger WHERE state = 'done' AND unit_kind = $1 AND title_kind = $2
+                                AND title_id_trakt = $3 AND run_date < $4 ORDER BY run_date DESC LIMIT 1""",
+                             [kind, ref.kind, ref.trakt, self.run_date]).fetchone()
         return (r[0], orjson.loads(r[1]) if r[1] else {}) if r else (None, {})
 
-    def unit(self, key: str, ref: TitleRef | None, resource: str, page: int | None = None, detail: dict | None = None) -> dict:
-        return {"unit_key": key, "title_kind": ref.kind if ref else None, "title_id_trakt": ref.trakt if ref else None,
-                "resource_kind": resource, "page": page, "detail": detail}
+    def unit(self, kind: str, ref: TitleRef | None, resource: str, page: int | None = None, detail: dict | None = None, **parts) -> dict:
+        "A ledger unit of `kind`: its typed parts (the title's from `ref`) and the key they make."
+        typed = {"title_kind": ref.kind if ref else None, "title_id_trakt": ref.trakt if ref else None, "page": page, **parts}
+        return {"unit_key": unit_key(kind, **typed), "unit_kind": kind, **typed, "resource_kind": resource, "detail": detail}
 
     def quarantine(self, resp: Response | None, resource: str, ref: TitleRef | None, reason: str, errors: list[str], payload,
                    unit: dict | None = None, page: int | None = None, path: str | None = None):
@@ -152,23 +155,21 @@ async def crawl_title_meta(cr: Crawl, ref: TitleRef, summary: tuple[Response, di
     s, kind = cr.s, ref.kind
     last, _ = cr.last_done("summary", ref)
     due = last is None or (cr.run_date - last).days >= s.run.summary_refresh_days
-    key = f"{ref.key}:summary"
-    if due and key not in cr.done:
-        u = cr.unit(key, ref, "summary")
+    u = cr.unit("summary", ref, "summary")
+    if due and u["unit_key"] not in cr.done:
         resp, body = summary if summary else await cr.fetch(f"/{kind}s/{ref.trakt}", {"extended": "full"}, "summary", ref, u)
         if body is not None and resp.ok: cr.land(resp, body, "summary", kind, ref, u, many=False)
         tmdb_id = (body or {}).get("ids", {}).get("tmdb") if isinstance(body, dict) else ref.tmdb
-        if tmdb_id and cr.tmdb_on and f"{ref.key}:tmdb" not in cr.done:
-            u = cr.unit(f"{ref.key}:tmdb", ref, "tmdb")
+        u = cr.unit("tmdb", ref, "tmdb")
+        if tmdb_id and cr.tmdb_on and u["unit_key"] not in cr.done:
             path = f"/{'movie' if kind == 'movie' else 'tv'}/{tmdb_id}"
             resp, body = await cr.fetch(path, None, "tmdb", ref, u, api="tmdb")
             if resp is not None and resp.status == 404 and isinstance(body, dict):
                 cr.w.add_page(page_row(resp, "tmdb", ref, resp.content, None), {**u, "detail": {"known": False}}, json_checked=True)
             elif body is not None and resp.ok:
                 cr.land(resp, body, "tmdb", "tmdb_movie" if kind == "movie" else "tmdb_tv", ref, u, many=False)
-    key = f"{ref.key}:ratings"
-    if key not in cr.done:
-        u = cr.unit(key, ref, "ratings")
+    u = cr.unit("ratings", ref, "ratings")
+    if u["unit_key"] not in cr.done:
         resp, body = await cr.fetch(f"/{kind}s/{ref.trakt}/ratings", None, "ratings", ref, u)
         if body is not None and resp.ok: cr.land(resp, body, "ratings", "ratings", ref, u, many=False)
 
@@ -198,6 +199,6 @@ def _reply_counters(d: dict) -> dict[int, int]:
     return {int(k): v for k, v in (d.get("replies") or {}).items()}
 
 # %% ../../notebooks/08b_crawl.ipynb #cb1d4861
-def _mark(cr: Crawl, key: str, ref: TitleRef, detail: dict):
+def _mark(cr: Crawl, kind: str, ref: TitleRef, detail: dict, **parts):
     "Record a unit done that has no page of its own (a crawl's completion)."
-    cr.w.mark_done(cr.unit(key, ref, "comments", None, detail))
+    cr.w.mark_done(cr.unit(kind, ref, "comments", None, detail, **parts))

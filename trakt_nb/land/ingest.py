@@ -121,7 +121,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 writer = BronzeWriter(con, run_id, run_date, batch_pages=s.storage.write_batch_pages)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
                 for kind, resp, body in trending_pages:
-                    u = cr.unit(f"trending:{kind}", None, "trending")
+                    u = cr.unit("trending", None, "trending", title_kind=kind)
                     if isinstance(resp, Exception):
                         r = getattr(resp, "response", None)
                         cr.quarantine(r, "trending", None, "invalid_json" if isinstance(resp, InvalidBody) else "http_error", [str(resp)],

@@ -89,9 +89,10 @@ def missing_pages(con, run_date: dt.date) -> list[dict]:
                            FROM bronze.ingest_ledger l WHERE l.run_date = $1 AND (l.state = 'failed'
                            OR (l.state = 'done' AND json_extract_string(l.detail, '$.valid') = 'false'))
                            -- a listing or thread crawled whole since needs none of its failed pages (e.g. a re-read the fresh counts did not call for)
-                           AND NOT EXISTS (SELECT 1 FROM bronze.ingest_ledger d WHERE d.run_date = l.run_date AND d.state = 'done' AND d.unit_key =
-                                CASE WHEN l.unit_key LIKE '%:comments:%' THEN split_part(l.unit_key, ':comments:', 1) || ':comments:done'
-                                     WHEN l.unit_key LIKE 'comment:%:replies:%' THEN 'comment:' || split_part(l.unit_key, ':', 2) || ':replies:done' END)
+                           AND NOT EXISTS (SELECT 1 FROM bronze.ingest_ledger d WHERE d.run_date = l.run_date AND d.state = 'done' AND
+                                CASE WHEN l.unit_kind IN ('comments_page', 'comments_reread', 'comments_verify', 'comments_recheck')
+                                     THEN d.unit_kind = 'comments_done' AND d.title_kind = l.title_kind AND d.title_id_trakt = l.title_id_trakt
+                                     WHEN l.unit_kind = 'replies_page' THEN d.unit_kind = 'replies_done' AND d.comment_id = l.comment_id END)
                            ORDER BY l.unit_key""",
                         [run_date]).fetchall()
     return [{"unit_key": k, "state": st, "reason": r if st == "failed" else "invalid_schema"} for k, st, r in rows]

@@ -343,8 +343,8 @@ def mark_deleted(con) -> int:
     with transaction(con):
         con.execute("""INSERT OR REPLACE INTO silver.stg_trakt__comment_deleted
             WITH RECURSIVE gone(comment_id, confirmed_at, confirmed_date) AS (  -- confirmed_date: the run date whose crawl found it gone
-                SELECT split_part(unit_key, ':', 2)::BIGINT, (detail->>'confirmed_at')::TIMESTAMPTZ, run_date FROM bronze.ingest_ledger
-                WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'
+                SELECT comment_id, confirmed_at, run_date FROM bronze.ingest_ledger
+                WHERE state = 'done' AND unit_kind = 'comment_deleted'
                 UNION  -- the replies under a deleted comment go with it
                 SELECT DISTINCT h.comment_id, g.confirmed_at, g.confirmed_date FROM silver.stg_trakt__comment_event_history h
                 JOIN gone g ON h.parent_id = g.comment_id)

@@ -77,7 +77,7 @@ def _settings(cfg: dict, wd: Path, url: str = "", http_transport: str = "aiohttp
 
 
 def _app(cfg: dict, as_of: dt.date):
-    from trakt_nb.land.ingest import end_of_day
+    from trakt_nb.land.ledger import end_of_day
     from trakt_nb.source.replay_api import ReplayAPI
     from trakt_nb.source.replay_world import get_world
     return ReplayAPI(get_world(_spec(cfg)), as_of=end_of_day(as_of), rate_limit_calls=10**9, rate_limit_period_s=1)
@@ -149,11 +149,11 @@ def _ingest_paths(cfg: dict) -> list[str]:
 
 def v_ingest(cfg: dict, wd: Path, url: str, in_process: bool, replies: bool = True, silver: bool = False,
              http_transport: str = "aiohttp") -> dict:
-    import trakt_nb.land.ingest
+    import trakt_nb.land.comments
     from trakt_nb.land.ingest import ingest
     if not replies:  # diagnostic only: the same crawl with reply threads skipped, to compare comment pages with comment pages
         async def no_replies(*a, **k): return None
-        trakt_nb.land.ingest.crawl_replies = no_replies
+        trakt_nb.land.comments.crawl_replies = no_replies
     from trakt_nb.source.replay_world import get_world
     from trakt_nb.land.bronze import connect
     s = _settings(cfg, wd, "" if in_process else url, http_transport)
@@ -367,7 +367,9 @@ def incremental(cfg: dict, wd: Path, url: str) -> dict:
     "Ingest D in full, then D+1 (replay as of D+1), and compare D+1's calls with the lower bound."
     import numpy as np
     from trakt_nb.land.bronze import connect
-    from trakt_nb.land.ingest import ingest, end_of_day, to_epoch_iso
+    from trakt_nb.land.ingest import ingest
+    from trakt_nb.land.ledger import end_of_day
+    from trakt_nb.land.crawl import to_epoch_iso
     from trakt_nb.source.replay_world import get_world
     from trakt_nb.source.replay_as_of import replies_as_of, visible
     from trakt_nb.source.replay_listings import comment_listing, reply_listing
@@ -434,7 +436,7 @@ def main(argv=None):
     cfg["concurrency"], cfg["limit"] = a.concurrency, a.limit
     from trakt_nb.source.replay_world import World
     from trakt_nb.source.replay_listings import comment_listing
-    from trakt_nb.land.ingest import end_of_day
+    from trakt_nb.land.ledger import end_of_day
     w = World.build(_spec(cfg))
     tday = int(end_of_day(DAY).timestamp())
     cfg["listing"] = {f"{k}:{tid}": len(comment_listing(w, i, "newest", tday)) for i, (k, tid) in enumerate(cfg["titles"])}

@@ -11,8 +11,11 @@ import time
 import orjson
 import pytest
 
-from trakt_nb.land.bronze import (BronzeWriter, connect, done_units, ensure_bronze, get_state, ledger_summary, set_state,
-                             start_run, finish_run, last_runs, unit_state, warehouse_lock)
+from trakt_nb.land.bronze_writer import BronzeWriter
+from trakt_nb.land.bronze import connect, ensure_bronze
+from trakt_nb.land.ledger import (done_units, get_state, ledger_summary, set_state, start_run, finish_run, last_runs,
+                                  unit_state)
+from trakt_nb.land.lock import warehouse_lock
 from trakt_nb.config import UserError
 
 DAY = dt.date(2026, 5, 1)
@@ -158,7 +161,9 @@ WRITER = textwrap.dedent("""
     import sys, random
     sys.path.insert(0, sys.argv[3])
     from test_bronze import page_row, comments_payload, DAY
-    from trakt_nb.land.bronze import connect, ensure_bronze, BronzeWriter, done_units
+    from trakt_nb.land.bronze import connect, ensure_bronze
+    from trakt_nb.land.bronze_writer import BronzeWriter
+    from trakt_nb.land.ledger import done_units
     wh, n, batch = sys.argv[1], int(sys.argv[2]), 7
     con = ensure_bronze(connect(wh))
     done = done_units(con, DAY)
@@ -210,14 +215,14 @@ def test_sigkill_mid_batch_leaves_whole_batches_and_resumes(tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from trakt_nb.land.bronze import warehouse_lock
+    from trakt_nb.land.lock import warehouse_lock
     with warehouse_lock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(120)
 """)
 TAKER = textwrap.dedent("""
     import sys
-    from trakt_nb.land.bronze import warehouse_lock
+    from trakt_nb.land.lock import warehouse_lock
     with warehouse_lock(sys.argv[1], wait_s=float(sys.argv[2])):
         print("acquired", flush=True)
 """)

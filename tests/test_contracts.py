@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 import trakt_nb.land.contracts as contracts_mod
+import trakt_nb.land.typed as typed_mod
 from trakt_nb.land.contracts import (SCHEMAS_DIR, CheckResult, check_items, check_object, load_contracts,
                                 quarantine_text)
 
@@ -201,7 +202,7 @@ TWO = st.integers(0, 99).map("{:02d}".format)
 def test_fast_datetime_equals_reference_on_trakt_form(year, month, day, hour, minute, second, ms):
     "The C-parser shortcut for YYYY-MM-DDTHH:MM:SS.mmmZ accepts exactly what jsonschema's RFC 3339 check accepts."
     value = f"{year}-{month}-{day}T{hour}:{minute}:{second}.{ms:03d}Z"
-    assert contracts_mod._FAST_FORMATS["date-time"](value) == FormatChecker().conforms(value, "date-time"), value
+    assert typed_mod._FAST_FORMATS["date-time"](value) == FormatChecker().conforms(value, "date-time"), value
 
 
 @pytest.mark.parametrize("value", TRICKY_DATES)

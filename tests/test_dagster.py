@@ -18,7 +18,7 @@ dg = pytest.importorskip("dagster", reason="the dagster extra is not installed (
 
 from trakt_nb.config import load_settings
 from trakt_nb.land.bronze import connect
-from trakt_nb.land.ingest import end_of_day
+from trakt_nb.land.ledger import end_of_day
 from trakt_nb.ops.run import run_day
 
 from test_ingest import replay_app, state

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trakt_nb.land.bronze import connect, get_state
+from trakt_nb.land.bronze import connect
+from trakt_nb.land.ledger import get_state
 from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import ingest
 from trakt_nb.model.build import build_model

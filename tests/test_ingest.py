@@ -13,10 +13,12 @@ import numpy as np
 import orjson
 import pytest
 
-from trakt_nb.land.bronze import connect, get_state
+from trakt_nb.land.bronze import connect
+from trakt_nb.land.ledger import get_state
 from trakt_nb.ops.cli import main
 from trakt_nb.config import load_settings
-from trakt_nb.land.ingest import crawl_connection, end_of_day, ingest
+from trakt_nb.land.ingest import crawl_connection, ingest
+from trakt_nb.land.ledger import end_of_day
 from trakt_nb.source.replay_api import ReplayAPI
 from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
 from trakt_nb.source.replay_as_of import ground_truth
@@ -396,3 +398,38 @@ def test_crawl_connection_spaces_out_checkpoints_only_while_open(tmp_path):
     con = connect(s)  # the next connection to the file starts from DuckDB's default again
     try: assert con.execute(setting).fetchone()[0] == "16.0 MiB"
     finally: con.close()
+
+
+_OLD_LEDGER = """CREATE TABLE bronze.ingest_ledger (run_date DATE NOT NULL, unit_key VARCHAR NOT NULL, title_kind VARCHAR, title_id_trakt BIGINT,
+                 resource_kind VARCHAR, page INTEGER, state VARCHAR NOT NULL, attempts INTEGER NOT NULL, detail JSON,
+                 updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (run_date, unit_key))"""
+
+
+def test_a_ledger_of_the_old_layout_is_migrated_and_the_next_day_goes_on_incrementally(tmp_path):
+    "A ledger written before its typed columns (keys only, the deletion time in the detail) gets them, filled from the keys, when next opened for writing."
+    s = make_settings(tmp_path)
+    ingest(s, D, in_process=True, progress=False)
+    cols = "unit_key, unit_kind, title_kind, title_id_trakt, comment_id, sort, page, trigger_page, confirmed_at"
+    con = connect(s)
+    typed = con.execute(f"SELECT {cols} FROM bronze.ingest_ledger ORDER BY ALL").fetchall()
+    assert {r[1] for r in typed} >= {"summary", "ratings", "trending", "comments_page", "comments_done", "comments_full", "replies_page", "replies_done"}
+    # the layout before, as an earlier version wrote it: the ledger table without the typed columns
+    con.execute("""CREATE TABLE old AS SELECT run_date, unit_key, title_kind, title_id_trakt, resource_kind, page, state, attempts,
+                   CASE WHEN confirmed_at IS NULL THEN detail ELSE json_merge_patch(coalesce(detail, '{}'),
+                        json_object('confirmed_at', strftime(confirmed_at, '%Y-%m-%dT%H:%M:%S.%f+00:00'))) END AS detail, updated_at
+                   FROM bronze.ingest_ledger""")
+    con.execute("UPDATE old SET title_kind = NULL WHERE unit_key LIKE 'trending:%'")  # the trending units kept their kind in the key only
+    con.execute("DROP TABLE bronze.ingest_ledger")
+    con.execute(_OLD_LEDGER)
+    con.execute("INSERT INTO bronze.ingest_ledger SELECT * FROM old; DROP TABLE old")
+    con.close()
+    con = connect(s)  # opened for writing: migrated
+    assert con.execute(f"SELECT {cols} FROM bronze.ingest_ledger ORDER BY ALL").fetchall() == typed
+    con.close()
+    assert ingest(s, D, in_process=True, progress=False).status == "skipped"  # the day is still whole
+    ingest(s, D + DAY, in_process=True, progress=False)
+    con = connect(s, read_only=True)
+    modes = con.execute("""SELECT DISTINCT detail->>'mode' FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_kind = 'comments_done'""",
+                        [D + DAY]).fetchall()
+    con.close()
+    assert modes == [("incremental",)]  # the watermarks of the migrated day were found through the typed columns

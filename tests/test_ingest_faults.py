@@ -5,8 +5,10 @@ import httpx
 import pytest
 
 from test_ingest import D, bronze_ids, end_of_day, followed, make_settings, quarantined_ids, replay_app, state, truth, truth_ids
-from trakt_nb.land.bronze import connect, ensure_bronze, get_state, set_state
-from trakt_nb.land.ingest import RunStopped, ingest
+from trakt_nb.land.bronze import connect, ensure_bronze
+from trakt_nb.land.ledger import get_state, set_state
+from trakt_nb.land.titles import RunStopped
+from trakt_nb.land.ingest import ingest
 
 T0 = end_of_day(D)
 

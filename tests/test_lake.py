@@ -11,8 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from trakt_nb.land.bronze import BronzeWriter, connect, ensure_bronze
-from trakt_nb.land.ingest import end_of_day, ingest
+from trakt_nb.land.bronze_writer import BronzeWriter
+from trakt_nb.land.bronze import connect, ensure_bronze
+from trakt_nb.land.ledger import end_of_day
+from trakt_nb.land.ingest import ingest
 from trakt_nb.land.lake import BRONZE_PAGES, open_lake, publish_bronze, published_load_id
 from trakt_nb.model.marts import MARTS
 from trakt_nb.model.build import build_model

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from test_ingest import D, make_settings
-from trakt_nb.land.bronze import BronzeWriter, connect
+from trakt_nb.land.bronze_writer import BronzeWriter
+from trakt_nb.land.bronze import connect
 from trakt_nb.config import UserError
 from trakt_nb.land.contracts import SCHEMAS_DIR, check_items, load_contracts
 from trakt_nb.land.promotion import drift_report, promote, promote_from_drift
@@ -125,7 +126,7 @@ def test_promoted_schema_validates_stored_payloads_and_the_next_run(work, monkey
     build_silver(DuckFileStore(con), schemas_dir=schemas)
     before = con.execute("SELECT count(sentiment) FROM silver.stg_trakt__comment_event").fetchone()[0]
     con.close()
-    monkeypatch.setattr("trakt_nb.land.ingest.load_contracts", lambda *a, **kw: load_contracts(schemas))
+    monkeypatch.setattr("trakt_nb.land.crawl.load_contracts", lambda *a, **kw: load_contracts(schemas))
     assert ingest(s, D + dt.timedelta(days=1), in_process=True, progress=False).status == "succeeded"
     con = connect(s)
     try:

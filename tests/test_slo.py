@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from trakt_nb.land.bronze import connect, ensure_bronze, finish_run, start_run
+from trakt_nb.land.bronze import connect, ensure_bronze
+from trakt_nb.land.ledger import finish_run, start_run
 from trakt_nb.config import load_settings
 from trakt_nb.ops.slo import check, freshness_deadline, slo_status, slo_window, status_table, summary_line
 

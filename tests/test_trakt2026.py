@@ -183,7 +183,8 @@ def test_run_end_to_end_across_the_2026_switch(tmp_path):
 
 def test_a_day_without_pages_has_no_report(tmp_path):
     "The guard run_day applies after its ingest step: only a day bronze holds pages of gets model and reports."
-    from trakt_nb.land.bronze import BronzeWriter, connect, ensure_bronze
+    from trakt_nb.land.bronze_writer import BronzeWriter
+    from trakt_nb.land.bronze import connect, ensure_bronze
     from trakt_nb.ops.run import _day_has_pages
     s = load_settings(env={}).replace(storage={"warehouse": tmp_path / "w.duckdb", "state_dir": tmp_path})
     assert not _day_has_pages(s, D1)  # no warehouse yet

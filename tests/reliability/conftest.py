@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # test_run's helpers are imported, not copied
 
 from test_run import MARKER, secret_hits, tables_content  # noqa: E402
-from trakt_nb.land.bronze import connect, get_state  # noqa: E402
+from trakt_nb.land.bronze import connect  # noqa: E402
+from trakt_nb.land.ledger import get_state  # noqa: E402
 from trakt_nb.config import REPLAY_DEV_KEY, REPLAY_TMDB_TOKEN  # noqa: E402
 from trakt_nb.source.replay_api import ReplayAPI  # noqa: E402
 from trakt_nb.source.replay_serve import serve_in_thread  # noqa: E402

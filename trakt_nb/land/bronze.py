@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
-
 import duckdb
 import orjson
 import pyarrow as pa
 
-from ..config import Settings, UserError, get_logger, redact, secret_values
+from ..config import Settings, UserError, get_logger
 
 # %% auto #0
-__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES',
-           'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'write_seal', 'sealed',
-           'verify_warehouse', 'connect', 'bronze_arrow', 'ensure_bronze', 'transaction', 'BronzeWriter', 'done_units',
-           'unit_state', 'ledger_summary', 'start_run', 'finish_run', 'last_runs', 'table_exists', 'get_state',
-           'set_state', 'warehouse_lock']
+__all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES', 'UNIT_KEYS',
+           'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged',
+           'write_seal', 'sealed', 'verify_warehouse', 'connect', 'unit_key', 'bronze_arrow', 'ensure_bronze',
+           'migrate_bronze', 'transaction', 'table_exists']
 
 # %% ../../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -141,6 +136,8 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
         except duckdb.Error as e: raise _open_error(path, e) from None
         if had_wal: _check_wal(con, wal)
         if check: get_logger("trakt_nb.land.bronze").info("warehouse_verified", path=str(path), **verify_warehouse(con, path))
+        if not read_only and con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'bronze'").fetchone()[0]:
+            migrate_bronze(con)  # a warehouse an earlier version wrote gets the columns declared since (below)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con
@@ -174,7 +171,8 @@ BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column 
     "ingest_ledger": {
         "run_date": ("DATE NOT NULL", pa.date32()), "unit_key": ("VARCHAR NOT NULL", _S), "title_kind": ("VARCHAR", _S),
         "title_id_trakt": ("BIGINT", pa.int64()), "resource_kind": ("VARCHAR", _S), "page": ("INTEGER", pa.int32()),
-        "state": ("VARCHAR NOT NULL", _S), "attempts": ("INTEGER NOT NULL", pa.int32()), "detail": ("JSON", _S),
+        "unit_kind": ("VARCHAR", _S), "comment_id": ("BIGINT", pa.int64()), "sort": ("VARCHAR", _S), "trigger_page": ("INTEGER", pa.int32()),
+        "confirmed_at": ("TIMESTAMPTZ", _TS), "state": ("VARCHAR NOT NULL", _S), "attempts": ("INTEGER NOT NULL", pa.int32()), "detail": ("JSON", _S),
         "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
     "runs": {
         "run_id": ("VARCHAR", _S), "run_date": ("DATE NOT NULL", pa.date32()), "source": ("VARCHAR", _S),
@@ -182,6 +180,27 @@ BRONZE_TABLES: dict[str, dict[str, tuple[str, pa.DataType]]] = {  # each column 
     "state": {"key": ("VARCHAR", _S), "value": ("JSON", _S), "updated_at": ("TIMESTAMPTZ NOT NULL", _TS)},
 }
 _BRONZE_KEYS = {"schema_drift": ("resource", "json_path", "json_type"), "ingest_ledger": ("run_date", "unit_key"), "runs": ("run_id",), "state": ("key",)}
+
+# %% ../../notebooks/07_bronze.ipynb #610ba50b
+UNIT_KEYS = {  # each ledger unit kind and the key it is stored under; the key's parts are typed columns of the ledger
+    "summary": "{title_kind}:{title_id_trakt}:summary", "tmdb": "{title_kind}:{title_id_trakt}:tmdb",
+    "ratings": "{title_kind}:{title_id_trakt}:ratings", "trending": "trending:{title_kind}",
+    "comments_reread": "{title_kind}:{title_id_trakt}:comments:reread:{trigger_page}:{page}",
+    "comments_verify": "{title_kind}:{title_id_trakt}:comments:verify:{page}",
+    "comments_recheck": "{title_kind}:{title_id_trakt}:comments:recheck:{page}",
+    "comments_done": "{title_kind}:{title_id_trakt}:comments:done", "comments_full": "{title_kind}:{title_id_trakt}:comments:full",
+    "comments_page": "{title_kind}:{title_id_trakt}:comments:{sort}:{page}",  # after the other comments kinds: its sort matches any word
+    "comment_deleted": "comment:{comment_id}:deleted",
+    "replies_done": "comment:{comment_id}:replies:done", "replies_page": "comment:{comment_id}:replies:{page}",
+}
+UNIT_KINDS = tuple(UNIT_KEYS)
+
+# %% ../../notebooks/07_bronze.ipynb #c1e50fb8
+def unit_key(kind: str, **parts) -> str:
+    "The ledger key of a unit of `kind` from its typed parts, e.g. `unit_key('replies_page', comment_id=7, page=2)`."
+    if kind not in UNIT_KEYS: raise ValueError(f"unit kind {kind!r} is not one of {UNIT_KINDS}")
+    try: return UNIT_KEYS[kind].format(**parts)
+    except KeyError as e: raise ValueError(f"a {kind} unit needs its {e.args[0]}") from None
 
 # %% ../../notebooks/07_bronze.ipynb #9e79bd55
 def bronze_arrow(table: str, drop: tuple = ()) -> pa.Schema:
@@ -199,17 +218,43 @@ BRONZE_DDL = ["CREATE SCHEMA IF NOT EXISTS bronze", *map(_bronze_ddl, BRONZE_TAB
 
 # %% ../../notebooks/07_bronze.ipynb #854efb94
 def ensure_bronze(con: duckdb.DuckDBPyConnection):
-    "Create schema `bronze` and its tables if they do not exist (idempotent)."
+    "Create schema `bronze` and its tables if they do not exist, and bring older ones to the declared columns (idempotent)."
     for stmt in BRONZE_DDL: con.execute(stmt)
+    return migrate_bronze(con)
+
+# %% ../../notebooks/07_bronze.ipynb #66706da8
+_UNIT_PARTS = {"title_kind": "(movie|show)", "sort": "([a-z_]+)"}  # every other part is a number
+
+def _backfill_ledger(con: duckdb.DuckDBPyConnection):
+    "Fill the typed columns of ledger units recorded before they existed, from their keys (each kind in `UNIT_KEYS` order)."
+    cols = BRONZE_TABLES["ingest_ledger"]
+    for kind, template in UNIT_KEYS.items():
+        parts = re.findall(r"{(\w+)}", template)
+        pattern = "^" + re.sub(r"{(\w+)}", lambda m: _UNIT_PARTS.get(m[1], "([0-9]+)"), template) + "$"
+        sets = [f"unit_kind = '{kind}'"] + [f"{p} = coalesce({p}, regexp_extract(unit_key, '{pattern}', {i})::{cols[p][0].split()[0]})"
+                                            for i, p in enumerate(parts, 1)]
+        con.execute(f"UPDATE bronze.ingest_ledger SET {', '.join(sets)} WHERE unit_kind IS NULL AND regexp_full_match(unit_key, '{pattern}')")
+    con.execute("""UPDATE bronze.ingest_ledger SET confirmed_at = (detail->>'confirmed_at')::TIMESTAMPTZ
+                   WHERE unit_kind = 'comment_deleted' AND confirmed_at IS NULL""")
+
+# %% ../../notebooks/07_bronze.ipynb #e84f1cd8
+def migrate_bronze(con: duckdb.DuckDBPyConnection):
+    "Give the bronze tables of an older warehouse the declared columns they lack, and fill the ledger's typed columns from its keys."
+    have = set(con.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'bronze'").fetchall())
+    tables = {t for t, _ in have}
+    missing = [(t, c, sql.replace(" NOT NULL", "")) for t, cols in BRONZE_TABLES.items() if t in tables
+               for c, (sql, _) in cols.items() if (t, c) not in have]
+    if not missing: return con
+    with transaction(con):
+        for t, c, sql in missing: con.execute(f"ALTER TABLE bronze.{t} ADD COLUMN {c} {sql}")
+        if any(t == "ingest_ledger" for t, _, _ in missing): _backfill_ledger(con)
+    get_logger("trakt_nb.land.bronze").info("bronze_migrated", columns=[f"{t}.{c}" for t, c, _ in missing])
     return con
 
 # %% ../../notebooks/07_bronze.ipynb #fdcd86d5
 PAGE_COLUMNS = tuple(BRONZE_TABLES["trakt_pages"])
 QUARANTINE_COLUMNS = tuple(BRONZE_TABLES["quarantine"])
-
 _UTC = dt.timezone.utc
-_PAGES_ARROW = bronze_arrow("trakt_pages", drop=("load_id",))  # the flush gives the batch its load_id
-_QUARANTINE_ARROW, _LEDGER_ARROW, _DRIFT_ARROW = bronze_arrow("quarantine"), bronze_arrow("ingest_ledger"), bronze_arrow("schema_drift")
 
 # %% ../../notebooks/07_bronze.ipynb #8ced5ec2
 def _now() -> dt.datetime: return dt.datetime.now(_UTC)
@@ -227,90 +272,6 @@ def _as_utc(t) -> dt.datetime:
     if isinstance(t, str): t = dt.datetime.fromisoformat(t)
     return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
 
-# %% ../../notebooks/07_bronze.ipynb #979ee573
-def _payload_bytes(payload) -> bytes:
-    "The bytes of a payload given as bytes, text, or a JSON-serialisable object."
-    if isinstance(payload, (bytes, bytearray, memoryview)): return bytes(payload)
-    if isinstance(payload, str): return payload.encode("utf-8")
-    return orjson.dumps(payload)
-
-# %% ../../notebooks/07_bronze.ipynb #256a3276
-def _check_keys(row: Mapping, allowed: Iterable[str], what: str):
-    if extra := set(row) - set(allowed): raise ValueError(f"{what} has unknown keys {sorted(extra)}")
-
-# %% ../../notebooks/07_bronze.ipynb #1b06c6ac
-def _check_kinds(row: Mapping, what: str):
-    if (rk := row.get("resource_kind")) is not None and rk not in RESOURCE_KINDS:
-        raise ValueError(f"{what}: resource_kind {rk!r} is not one of {RESOURCE_KINDS}")
-    if (tk := row.get("title_kind")) is not None and tk not in TITLE_KINDS:
-        raise ValueError(f"{what}: title_kind {tk!r} is not one of {TITLE_KINDS}")
-
-# %% ../../notebooks/07_bronze.ipynb #2644573b
-def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], json_checked: bool = False) -> dict:
-    "A complete `trakt_pages` row (without load_id) from `row`, payload checked (unless the caller has parsed it) and hashed."
-    _check_keys(row, [c for c in PAGE_COLUMNS if c != "load_id"], "page row")
-    if row.get("resource_kind") is None: raise ValueError("page row needs a resource_kind")
-    if row.get("payload") is None: raise ValueError("page row needs a payload")
-    _check_kinds(row, "page row")
-    r = {c: row.get(c) for c in _PAGES_ARROW.names}
-    raw = _payload_bytes(row["payload"])
-    if not json_checked and isinstance(row["payload"], (bytes, bytearray, memoryview, str)):
-        try: orjson.loads(raw)
-        except orjson.JSONDecodeError as e: raise ValueError(f"page payload is not valid JSON ({e}); quarantine it with reason 'invalid_json'") from None
-    r["payload"] = redact(raw.decode("utf-8"), secrets)  # an API that echoes a key must not put it in the warehouse
-    r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
-    r["run_id"] = row.get("run_id") or run_id
-    r["run_date"] = _as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = _as_utc(row.get("fetched_at"))
-    if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
-    return r
-
-# %% ../../notebooks/07_bronze.ipynb #0b1f4651
-def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str]) -> dict:
-    "A complete `quarantine` row: payload cut to 1 MB (hash over all of it), errors as a JSON list."
-    _check_keys(row, QUARANTINE_COLUMNS, "quarantine row")
-    reason = row.get("reason")
-    if not isinstance(reason, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", reason):
-        raise ValueError(f"quarantine reason must be a short category like 'invalid_schema', got {reason!r}")
-    _check_kinds(row, "quarantine row")
-    r = {c: row.get(c) for c in _QUARANTINE_ARROW.names}
-    if row.get("payload") is not None:
-        raw = _payload_bytes(row["payload"])
-        r["payload"] = redact(raw[:QUARANTINE_MAX_BYTES].decode("utf-8", errors="replace"), secrets)  # error pages echo request headers
-        r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
-    errors = row.get("errors") or []
-    if isinstance(errors, str): errors = [errors]
-    r["errors"] = orjson.dumps([redact(str(x), secrets)[:2000] for x in list(errors)[:100]]).decode()
-    r["run_id"] = row.get("run_id") or run_id
-    r["run_date"] = _as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = _as_utc(row.get("fetched_at"))
-    if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
-    return r
-
-# %% ../../notebooks/07_bronze.ipynb #ee7ee512
-_LEDGER_UPSERT = """
-INSERT INTO bronze.ingest_ledger BY NAME SELECT * FROM _bronze_ledger_batch
-ON CONFLICT (run_date, unit_key) DO UPDATE SET
-    state = CASE WHEN ingest_ledger.state = 'done' THEN 'done' ELSE excluded.state END,
-    attempts = ingest_ledger.attempts + excluded.attempts,
-    title_kind = coalesce(excluded.title_kind, ingest_ledger.title_kind),
-    title_id_trakt = coalesce(excluded.title_id_trakt, ingest_ledger.title_id_trakt),
-    resource_kind = coalesce(excluded.resource_kind, ingest_ledger.resource_kind),
-    page = coalesce(excluded.page, ingest_ledger.page),
-    detail = coalesce(excluded.detail, ingest_ledger.detail),
-    updated_at = excluded.updated_at"""
-_DRIFT_UPSERT = """
-INSERT INTO bronze.schema_drift BY NAME SELECT * FROM _bronze_drift_batch
-ON CONFLICT (resource, json_path, json_type) DO UPDATE SET
-    count = schema_drift.count + excluded.count,
-    first_seen = least(schema_drift.first_seen, excluded.first_seen),
-    last_seen = greatest(schema_drift.last_seen, excluded.last_seen)"""
-_FLUSH_BYTES = 64 << 20
-
-# %% ../../notebooks/07_bronze.ipynb #3eba0d6a
-def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    return pa.table({n: pa.array([r[n] for r in rows], type=schema.field(n).type) for n in schema.names}, schema=schema)
-
 # %% ../../notebooks/07_bronze.ipynb #1d04050c
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection):
@@ -323,276 +284,13 @@ def transaction(con: duckdb.DuckDBPyConnection):
         raise
     con.commit()
 
-# %% ../../notebooks/07_bronze.ipynb #b774bf79
-class BronzeWriter:
-    "Buffers bronze rows and writes each batch, with its ledger entries, in one transaction."
-    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | str,
-                 batch_pages: int = 200,  # pages per transaction
-                 flush_every_s: float = 2.0):  # and at least this often, so a kill loses little
-        if batch_pages < 1: raise ValueError("batch_pages must be at least 1")
-        self.con, self.run_id, self.run_date, self.batch_pages = con, str(run_id), _as_date(run_date), batch_pages
-        self.flush_every_s, self._last_flush = flush_every_s, time.monotonic()
-        self._clear()
-        self.load_ids: list[int] = []  # load_id of every flush of this writer that wrote pages
-        self.stats = {"pages": 0, "quarantined": 0, "flushes": 0, "payload_bytes": 0}
-
-    def _unit(self, unit, row: Mapping, state: str) -> dict:
-        if isinstance(unit, str): unit = {"unit_key": unit}
-        _check_keys(unit, ("unit_key", "title_kind", "title_id_trakt", "resource_kind", "page", "detail", "state"), "unit")
-        key = unit.get("unit_key")
-        if not key or not isinstance(key, str): raise ValueError(f"unit needs a unit_key string, got {unit!r}")
-        state = unit.get("state") or state
-        if state not in LEDGER_STATES: raise ValueError(f"unit state {state!r} is not one of {LEDGER_STATES}")
-        _check_kinds(unit, "unit")
-        e = {"run_date": self.run_date, "unit_key": key, "state": state, "attempts": 0 if state == "planned" else 1,
-             "detail": None if unit.get("detail") is None else orjson.dumps(unit["detail"]).decode(), "updated_at": _now()}
-        for c in ("title_kind", "title_id_trakt", "resource_kind", "page"): e[c] = unit.get(c, row.get(c))
-        return e
-
-    def _merge_ledger(self, e: dict):
-        old = self._ledger.get(e["unit_key"])
-        if old is not None:
-            e["attempts"] += old["attempts"]
-            if old["state"] == "done": e["state"] = "done"
-            if e["detail"] is None: e["detail"] = old["detail"]
-        self._ledger[e["unit_key"]] = e
-
-    def _maybe_flush(self):
-        if (len(self._pages) + len(self._quarantine) >= self.batch_pages or self._bytes >= _FLUSH_BYTES
-                or time.monotonic() - self._last_flush >= self.flush_every_s): self.flush()
-
-    def add_page(self, row: Mapping, unit: Mapping | str,
-                 json_checked: bool = False):  # the caller has parsed the payload as JSON already: skip the writer's own parse
-        "Buffer one `trakt_pages` row and the ledger entry marking its unit done."
-        r = _page_row(row, self.run_id, self.run_date, secret_values(), json_checked)
-        e = self._unit(unit, r, "done")
-        r["unit_key"] = e["unit_key"]
-        self._pages.append(r); self._merge_ledger(e)
-        self._bytes += len(r["payload"])
-        self._maybe_flush()
-
-    def add_quarantine(self, row: Mapping, unit: Mapping | str | None = None):
-        "Buffer one quarantined response (and mark its unit failed, if given)."
-        r = _quarantine_row(row, self.run_id, self.run_date, secret_values())
-        if unit is not None:
-            e = self._unit(unit, r, "failed")
-            r["unit_key"] = e["unit_key"]
-            self._merge_ledger(e)
-        self._quarantine.append(r)
-        self._bytes += len(r["payload"] or "")
-        self._maybe_flush()
-
-    def add_drift(self, resource: str, counts: Mapping[tuple[str, str], int], seen_at: dt.datetime | None = None):
-        "Buffer drift counts: `{(json_path, json_type): n}` seen in `resource` at `seen_at`."
-        t = _as_utc(seen_at)
-        for (path, typ), n in counts.items():
-            if not n: continue
-            cur = self._drift.get((resource, path, typ))
-            if cur is None: self._drift[(resource, path, typ)] = [int(n), t, t]
-            else: cur[0] += int(n); cur[1] = min(cur[1], t); cur[2] = max(cur[2], t)
-
-    def plan(self, units: Iterable[Mapping | str]):
-        "Record units as planned (missing ones only: never touches done or failed) and flush."
-        seen = set()
-        for u in units:
-            e = self._unit(u, {}, "planned")
-            e["state"], e["attempts"] = "planned", 0
-            if e["unit_key"] not in seen: seen.add(e["unit_key"]); self._planned.append(e)
-        self.flush()
-
-    def mark_done(self, unit: Mapping | str):
-        "Buffer a ledger entry marking a unit done that has no page of its own (e.g. a finished crawl); it commits with the next batch."
-        self._merge_ledger(self._unit(unit, {}, "done"))
-
-    def add_state(self, key: str, value: Any):
-        "Buffer a `bronze.state` value; it commits with the next batch, together with the pages it was derived from."
-        try: orjson.dumps(value)
-        except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
-        self._state[key] = value
-
-    def _clear(self):
-        self._pages, self._quarantine, self._planned, self._bytes = [], [], [], 0
-        self._ledger: dict[str, dict] = {}
-        self._drift: dict[tuple, list] = {}
-        self._state: dict[str, Any] = {}
-
-    @property
-    def pending(self) -> int:
-        "Rows buffered and not yet written."
-        return len(self._pages) + len(self._quarantine) + len(self._planned) + len(self._ledger) + len(self._drift) + len(self._state)
-
-    def _write(self, name: str, rows: list[dict], schema: pa.Schema, sql: str, *params):
-        self.con.register(name, _table(rows, schema))
-        try: self.con.execute(sql, list(params) if params else None)
-        finally: self.con.unregister(name)
-
-    def flush(self) -> int | None:
-        "Write everything buffered in one transaction; return the load_id given to the pages (None if no pages)."
-        if not self.pending: return None
-        con, load_id = self.con, None
-        with transaction(con):
-            if self._pages:
-                load_id = con.sql("SELECT coalesce(max(load_id), 0) + 1 FROM bronze.trakt_pages").fetchone()[0]
-                self._write("_bronze_pages_batch", self._pages, _PAGES_ARROW,
-                            "INSERT INTO bronze.trakt_pages BY NAME SELECT *, $1::BIGINT AS load_id FROM _bronze_pages_batch", load_id)
-            if self._quarantine:
-                self._write("_bronze_quarantine_batch", self._quarantine, _QUARANTINE_ARROW,
-                            "INSERT INTO bronze.quarantine BY NAME SELECT * FROM _bronze_quarantine_batch")
-            if self._planned:
-                self._write("_bronze_ledger_batch", self._planned, _LEDGER_ARROW,
-                            "INSERT INTO bronze.ingest_ledger BY NAME SELECT * FROM _bronze_ledger_batch ON CONFLICT DO NOTHING")
-            if self._ledger: self._write("_bronze_ledger_batch", list(self._ledger.values()), _LEDGER_ARROW, _LEDGER_UPSERT)
-            if self._drift:
-                rows = [{"resource": k[0], "json_path": k[1], "json_type": k[2], "count": v[0], "first_seen": v[1], "last_seen": v[2]}
-                        for k, v in self._drift.items()]
-                self._write("_bronze_drift_batch", rows, _DRIFT_ARROW, _DRIFT_UPSERT)
-            for k, v in self._state.items(): set_state(con, k, v)
-        self.stats["pages"] += len(self._pages); self.stats["quarantined"] += len(self._quarantine)
-        self.stats["flushes"] += 1; self.stats["payload_bytes"] += self._bytes
-        if load_id is not None: self.load_ids.append(load_id)
-        self._last_flush = time.monotonic()
-        self._clear()
-        return load_id
-
-    def discard(self):
-        "Drop everything buffered without writing it."
-        self._clear()
-
-    def __enter__(self): return self
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None: self.flush()
-        else: self.discard()
-        return False
-
-# %% ../../notebooks/07_bronze.ipynb #4318b3af
-def done_units(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> set[str]:
-    "The unit keys of `run_date` whose state is done."
-    return {r[0] for r in con.execute("SELECT unit_key FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'",
-                                      [_as_date(run_date)]).fetchall()}
-
-# %% ../../notebooks/07_bronze.ipynb #87d947c7
-def unit_state(con: duckdb.DuckDBPyConnection, run_date: dt.date | str, unit_key: str) -> str | None:
-    "The ledger state of one unit (planned, done, failed), or None if unknown."
-    r = con.execute("SELECT state FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_key = $2", [_as_date(run_date), unit_key]).fetchone()
-    return r[0] if r else None
-
-# %% ../../notebooks/07_bronze.ipynb #838aff7b
-def ledger_summary(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> dict:
-    "Unit counts of `run_date`: total, per state, and per resource and state."
-    rows = con.execute("SELECT coalesce(resource_kind, '?'), state, count(*) FROM bronze.ingest_ledger WHERE run_date = $1 GROUP BY ALL ORDER BY ALL",
-                       [_as_date(run_date)]).fetchall()
-    out = {"total": 0, "by_state": {s: 0 for s in LEDGER_STATES}, "by_resource": {}}
-    for res, state, n in rows:
-        out["total"] += n
-        out["by_state"][state] = out["by_state"].get(state, 0) + n
-        out["by_resource"].setdefault(res, {})[state] = n
-    return out
-
 # %% ../../notebooks/07_bronze.ipynb #5e2bc1f0
 def _rows(con, sql: str, params=None) -> list[dict]:
     "Query results as dicts (via Arrow, so TIMESTAMPTZ needs no pytz)."
     return con.execute(sql, params).to_arrow_table().to_pylist()
-
-# %% ../../notebooks/07_bronze.ipynb #feb6966f
-def start_run(con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | str, source: str):
-    "Record that run `run_id` started (or resumed) now."
-    con.execute("""INSERT INTO bronze.runs (run_id, run_date, source, started_at, status) VALUES ($1, $2, $3, $4, 'running')
-                   ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, source = excluded.source""",
-                [run_id, _as_date(run_date), source, _now()])
-
-# %% ../../notebooks/07_bronze.ipynb #50384262
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, summary: Mapping | None = None):
-    "Record how run `run_id` ended: succeeded, failed or stopped, with a JSON summary."
-    if status not in RUN_STATUSES[1:]: raise ValueError(f"status {status!r} is not one of {RUN_STATUSES[1:]}")
-    n = con.execute("UPDATE bronze.runs SET status = $2, finished_at = $3, summary = $4 WHERE run_id = $1 RETURNING run_id",
-                    [run_id, status, _now(), orjson.dumps(summary or {}, default=str).decode()]).fetchall()
-    if not n: raise ValueError(f"there is no run {run_id!r} to finish; call start_run first")
-
-# %% ../../notebooks/07_bronze.ipynb #2ff70420
-def last_runs(con: duckdb.DuckDBPyConnection, n: int = 10) -> list[dict]:
-    "The `n` latest runs, newest first, summaries decoded."
-    rows = _rows(con, "SELECT * FROM bronze.runs ORDER BY started_at DESC, run_id DESC LIMIT $1", [n])
-    for r in rows: r["summary"] = orjson.loads(r["summary"]) if r["summary"] is not None else None
-    return rows
 
 # %% ../../notebooks/07_bronze.ipynb #95d49062
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     "Whether `schema.name` exists in the warehouse."
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
                             [schema, name]).fetchone()[0])
-
-def get_state(con: duckdb.DuckDBPyConnection, key: str, default: Any = None) -> Any:
-    "The value stored under `key`, or `default`."
-    r = con.execute("SELECT value FROM bronze.state WHERE key = $1", [key]).fetchone()
-    return default if r is None or r[0] is None else orjson.loads(r[0])
-
-def set_state(con: duckdb.DuckDBPyConnection, key: str, value: Any):
-    "Store a JSON-serialisable `value` under `key` (replacing any previous one)."
-    try: text = orjson.dumps(value).decode()
-    except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
-    con.execute("INSERT OR REPLACE INTO bronze.state (key, value, updated_at) VALUES ($1, $2, $3)", [key, text, _now()])
-
-# %% ../../notebooks/07_bronze.ipynb #8e7a9913
-def _lock_holder(fd: int, wait_s: float = 1.0) -> str | None:
-    "The pid the lock's holder wrote into the lock file; it writes it just after locking, so an empty file is re-read for a moment."
-    deadline = time.monotonic() + wait_s
-    while True:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        if pid.isdigit(): return pid
-        if time.monotonic() >= deadline: return None
-        time.sleep(0.02)
-
-# %% ../../notebooks/07_bronze.ipynb #fa5dfb78
-def _lock_unwritable(lock: Path, e: OSError):
-    "A read-only folder or a full disk, in one sentence, before anything is written."
-    raise UserError(f"Cannot write the lock file {lock} ({e.strerror}); make {lock.parent} writable or point [storage] warehouse "
-                    "at a writable folder.") from None
-
-# %% ../../notebooks/07_bronze.ipynb #68654583
-@contextlib.contextmanager
-def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or path); ":memory:" needs no lock
-                   wait_s: float = 0,  # how long to wait for another run to finish
-                   suffix: str = ".lock",  # the lock file is `<warehouse><suffix>` (the daily runner holds `.run.lock` as well)
-                  ) -> Iterator[Path | None]:
-    "Hold an exclusive OS lock on `<warehouse>.lock` while the block runs."
-    wh = _warehouse_path(path)
-    if wh is None:
-        yield None
-        return
-    lock = wh.with_name(wh.name + suffix)
-    try: lock.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e: _lock_unwritable(lock, e)
-    deadline = time.monotonic() + max(0.0, wait_s)
-    while True:
-        try: fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e: _lock_unwritable(lock, e)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = _lock_holder(fd)
-                        if holder is None:
-                            raise UserError(f"another trakt-nb run is writing {wh}; wait for it to finish or stop it, and run again to resume.") from None
-                        raise UserError(f"another trakt-nb run (pid {holder}) is writing {wh}; wait for it to finish "
-                                        f"or stop it (kill {holder}) and run again to resume.") from None
-                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        except BaseException:
-            os.close(fd); raise
-        try: current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError: current = False
-        if current: break
-        os.close(fd)  # the holder before us removed the file as it let go: lock the file that is there now
-    ok = False
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield lock
-        ok = True
-    finally:  # a writer that ended in an error (I/O, DuckDB, a damaged file refused, a stop) leaves no seal: the next one reads it all
-        if suffix == ".lock": write_seal(wh, ok)  # still held: no writer can come between the close and the mark
-        try: os.unlink(lock)  # still held, so no one else holds this file: no lock file stays behind
-        except FileNotFoundError: pass
-        os.close(fd)  # closing the only descriptor releases the flock

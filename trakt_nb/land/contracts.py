@@ -5,14 +5,13 @@
 # %% ../../notebooks/06_contracts.ipynb #1b2b1c4f
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Union
+from typing import Iterator
 
 import fastjsonschema
 import msgspec
@@ -21,217 +20,16 @@ from fastjsonschema import JsonSchemaValueException
 from ..config import UserError, resource  # first: it keeps jsonschema's slow IRI checker out (see 00_config)
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
+from .drift import _Shape, _build_shape, _walk, json_type
+from .typed import _FAST_FORMATS, typed_decoders
 
 # %% auto #0
-__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'EVENT_COLUMNS', 'json_type', 'typed_decoders', 'Contract',
-           'Contracts', 'load_contracts', 'latest_contract', 'CheckResult', 'check_items', 'check_object',
-           'quarantine_text', 'as_field_path', 'silver_column', 'promoted_fields', 'reserved_columns']
+__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'EVENT_COLUMNS', 'Contract', 'Contracts', 'load_contracts',
+           'latest_contract', 'CheckResult', 'check_items', 'check_object', 'quarantine_text', 'as_field_path',
+           'silver_column', 'promoted_fields', 'reserved_columns']
 
 # %% ../../notebooks/06_contracts.ipynb #1a896e08
 SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or resource("schemas"))
-
-# %% ../../notebooks/06_contracts.ipynb #92bf4164
-_JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
-               dict: "object", list: "array", tuple: "array"}
-
-def json_type(value: Any) -> str:
-    "The JSON type name of a decoded value (`'integer'`, `'null'`, …)."
-    t = _JSON_TYPES.get(type(value))
-    if t: return t
-    for py, name in _JSON_TYPES.items():
-        if isinstance(value, py): return name
-    return type(value).__name__
-
-# %% ../../notebooks/06_contracts.ipynb #da8f0af6
-def _format_fn(name: str):
-    func, raises = FormatChecker().checkers[name]
-    def check(value) -> bool:
-        try: return bool(func(value))
-        except raises: return False
-    return check
-
-_FAST_FORMATS = {name: _format_fn(name) for name in FormatChecker().checkers}
-
-# %% ../../notebooks/06_contracts.ipynb #6b80bc99
-_TRAKT_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-def _fast_datetime(reference):
-    "A `date-time` check equal to `reference`, faster on Trakt's own timestamp form."
-    def check(value: str) -> bool:
-        if _TRAKT_TIMESTAMP.fullmatch(value):
-            try: dt.datetime.fromisoformat(value); return True
-            except ValueError: return False
-        return reference(value)
-    return check
-
-_FAST_FORMATS["date-time"] = _fast_datetime(_format_fn("date-time"))
-
-# %% ../../notebooks/06_contracts.ipynb #953cce47
-@dataclass
-class _Shape:
-    "The declared keys of one object position in a schema, and the shapes below it."
-    path: str  # JSON path of this position, e.g. `$.user`
-    keys: frozenset | None = None  # declared keys; None: any key is fine here
-    props: dict = field(default_factory=dict)  # declared key -> _Shape of its value
-    items: _Shape | None = None  # shape of array items
-
-# %% ../../notebooks/06_contracts.ipynb #dfd97dfa
-def _ref_target(ref: str, root: dict):
-    "The node a local `$ref` (a JSON pointer into `root`) points to."
-    if not ref.startswith("#"): raise UserError(f"Schema {root.get('$id')} has a non-local $ref {ref!r}; copy the target into $defs.")
-    target = root
-    try:
-        for part in [p for p in ref[1:].split("/") if p]: target = target[part.replace("~1", "/").replace("~0", "~")]
-    except (KeyError, TypeError):
-        raise UserError(f"Schema {root.get('$id')} has a $ref {ref!r} that points nowhere; fix the reference.") from None
-    return target
-
-# %% ../../notebooks/06_contracts.ipynb #fd383a39
-def _deref(node, root: dict):
-    "`node` with local `$ref`s resolved (siblings of `$ref` kept)."
-    for _ in range(32):
-        if not (isinstance(node, dict) and "$ref" in node): return node
-        ref = node["$ref"]
-        node = {**_ref_target(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
-    raise UserError(f"Schema {root.get('$id')} has a $ref cycle through {ref!r}; break the cycle.")
-
-# %% ../../notebooks/06_contracts.ipynb #84c5d7a0
-def _branches(node, root: dict, depth: int = 0) -> list[dict]:
-    "`node` and, recursively, every `allOf`/`anyOf`/`oneOf` branch below it, dereferenced."
-    node = _deref(node, root)
-    if not isinstance(node, dict) or depth > 32: return []
-    out = [node]
-    for k in ("allOf", "anyOf", "oneOf"):
-        for b in node.get(k, []): out += _branches(b, root, depth + 1)
-    return out
-
-# %% ../../notebooks/06_contracts.ipynb #e27d9b35
-def _build_shape(node, root: dict, path: str = "$", depth: int = 0) -> _Shape | None:
-    "The drift shape of schema `node`, or None when nothing below it is walked."
-    if depth > 32: return None  # recursive schemas are walked to a fixed depth
-    node = _deref(node, root)
-    if not isinstance(node, dict): return None
-    props, items, open_ = {}, [], False
-    for p in _branches(node, root):
-        for k, sub in p.get("properties", {}).items(): props.setdefault(k, []).append(sub)
-        if isinstance(p.get("additionalProperties"), dict) or p.get("patternProperties"): open_ = True
-        if isinstance(p.get("items"), dict): items.append(p["items"])
-    shape = _Shape(path, frozenset(props) if props and not open_ else None)
-    for k, subs in props.items():
-        sub = _build_shape({"allOf": subs}, root, f"{path}.{k}", depth + 1)
-        if sub is not None: shape.props[k] = sub
-    if items: shape.items = _build_shape({"allOf": items}, root, f"{path}[*]", depth + 1)
-    if shape.keys is None and not shape.props and shape.items is None: return None
-    return shape
-
-# %% ../../notebooks/06_contracts.ipynb #2d6e4ce5
-def _leaves(path: str, value, out: list):
-    "Append (json_path, json_type) for every leaf of an undeclared value: its scalars, and its empty objects or arrays."
-    if isinstance(value, dict) and value:
-        for k in sorted(value): _leaves(f"{path}.{k}", value[k], out)
-    elif isinstance(value, list) and value:
-        for v in value: _leaves(f"{path}[*]", v, out)
-    else: out.append((path, json_type(value)))
-
-# %% ../../notebooks/06_contracts.ipynb #14ab3186
-def _walk(shape: _Shape, value, out: list):
-    "Append (json_path, json_type) for every leaf below an undeclared key in `value` (array items as `[*]`)."
-    if isinstance(value, dict):
-        keys = shape.keys
-        if keys is not None and not value.keys() <= keys:  # the subset test allocates nothing in the common case
-            for k in sorted(value.keys() - keys): _leaves(f"{shape.path}.{k}", value[k], out)
-        for k, sub in shape.props.items():
-            v = value.get(k)
-            if v is not None: _walk(sub, v, out)
-    elif isinstance(value, list) and shape.items is not None:
-        for v in value: _walk(shape.items, v, out)
-
-# %% ../../notebooks/06_contracts.ipynb #9ee4f8ed
-_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description", "x-version", "examples", "default",
-                          "deprecated", "readOnly", "writeOnly", "x-promoted"})
-_TYPED_KEYWORDS = frozenset({"type", "properties", "required", "items", "additionalProperties", "minimum", "maximum",
-                             "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "format",
-                             "minItems", "maxItems", "$ref"})
-_BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
-
-# %% ../../notebooks/06_contracts.ipynb #2fe1e382
-class _Untyped(Exception):
-    "A schema construct the typed path does not translate exactly."
-
-# %% ../../notebooks/06_contracts.ipynb #a08844f9
-def _meta(node: dict, keys: dict):
-    "msgspec `Meta` for the constraints of `node` named in `keys` (schema keyword -> Meta argument), or None."
-    kw = {arg: node[k] for k, arg in keys.items() if k in node}
-    for v in kw.values():
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)): raise _Untyped(f"constraint {v!r}")
-    return msgspec.Meta(**kw) if kw else None
-
-# %% ../../notebooks/06_contracts.ipynb #bd2f710b
-def _with(t, meta): return t if meta is None else Annotated[t, meta]
-
-# %% ../../notebooks/06_contracts.ipynb #6af8d8e9
-def _typed(node, root: dict, name: str, depth: int = 0) -> tuple[Any, str | None]:
-    "The msgspec type of schema `node`, and the `format` its strings must have (None: no check)."
-    if depth > 32: raise _Untyped("nested too deep")
-    if node is True or node == {}: return Any, None
-    if not isinstance(node, dict): raise _Untyped("a boolean schema")
-    if "$ref" in node:
-        if set(node) - _ANNOTATIONS - {"$ref"}: raise _Untyped("keywords beside $ref")
-        return _typed(_ref_target(node["$ref"], root), root, name, depth + 1)
-    if set(node) - _ANNOTATIONS - _TYPED_KEYWORDS: raise _Untyped(f"keywords {sorted(set(node) - _ANNOTATIONS - _TYPED_KEYWORDS)}")
-    kinds = node.get("type")
-    if kinds is None:  # constraints without a type apply to some types only
-        if set(node) - _ANNOTATIONS: raise _Untyped("constraints without a type")
-        return Any, None
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    members, fmt = [], None
-    for k in dict.fromkeys(kinds):
-        if k == "string":
-            members.append(_with(str, _meta(node, {"minLength": "min_length", "maxLength": "max_length", "pattern": "pattern"})))
-            if node.get("format") in _FAST_FORMATS: fmt = node["format"]  # formats jsonschema does not know are annotations
-        elif k == "integer": members.append(_with(int, _meta(node, _BOUNDS)))
-        elif k == "number": members.append(_with(float, _meta(node, _BOUNDS)))
-        elif k == "boolean": members.append(bool)
-        elif k == "null": members.append(None)
-        elif k == "array":
-            item, item_fmt = _typed(node.get("items", True), root, name + "Item", depth + 1)
-            if item_fmt: raise _Untyped("a format on array items")
-            members.append(_with(list[item], _meta(node, {"minItems": "min_length", "maxItems": "max_length"})))
-        elif k == "object":
-            free = not node.get("properties") and not node.get("required") and node.get("additionalProperties", True) is True
-            members.append(dict[str, Any] if free else _record(node, root, name, depth + 1))
-        else: raise _Untyped(f"type {k!r}")
-    return (members[0] if len(members) == 1 else Union[tuple(members)]), fmt
-
-# %% ../../notebooks/06_contracts.ipynb #00976b41
-def _record(node: dict, root: dict, name: str, depth: int):
-    "A msgspec Struct for an object schema: declared keys only, required ones without default, formats checked once built."
-    props, required = node.get("properties", {}), node.get("required", [])
-    if node.get("additionalProperties", True) not in (True, False): raise _Untyped("additionalProperties with a schema")
-    fields, rename, formats = [], {}, []
-    for i, key in enumerate(dict.fromkeys([*props, *required])):
-        t, fmt = _typed(props.get(key, True), root, f"{name}_{i}", depth)
-        f = f"f{i}"  # any key can be a JSON key; the Python names are f0, f1, …
-        rename[f] = key
-        if fmt: formats.append((f, key, fmt, _FAST_FORMATS[fmt]))
-        fields.append((f, t) if key in required else (f, t, None))
-    ns = {}
-    if formats:
-        def __post_init__(self):
-            for f, key, fmt, ok in formats:
-                v = getattr(self, f)
-                if type(v) is str and not ok(v): raise ValueError(f"{key}: {v!r} is not a {fmt!r}")
-        ns["__post_init__"] = __post_init__
-    return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True, rename=rename, namespace=ns)
-
-# %% ../../notebooks/06_contracts.ipynb #332dcddb
-def typed_decoders(schema: dict) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder] | None:
-    "Decoders for a page (a list) and for one object of `schema`; None when the schema uses what the typed path does not translate."
-    try:
-        t, fmt = _typed(schema, schema, "Record")
-        if fmt: raise _Untyped("a format at the top")
-        return msgspec.json.Decoder(list[t]), msgspec.json.Decoder(t)
-    except (_Untyped, UserError, TypeError, ValueError, re.error): return None
 
 # %% ../../notebooks/06_contracts.ipynb #b52c6b1c
 _MAX_MESSAGE = 240

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import Settings, UserError, get_logger
-from .bronze import PAGE_COLUMNS, connect, table_exists, transaction, warehouse_lock
+from .bronze import PAGE_COLUMNS, connect, table_exists, transaction
+from .lock import warehouse_lock
 
 # %% auto #0
 __all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'PUBLISH_CHUNK_BYTES', 'Lake', 'IcebergLake', 'DeltaLake',

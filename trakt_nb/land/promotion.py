@@ -15,9 +15,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..config import UserError
-from .contracts import (PROMOTABLE_TYPES, Contract, Contracts, _FIELD_PATH, _PATH_SEGMENT, _branches, _deref, _load_resource,
-                                _main_type, _read_schema, _ref_target, _short, as_field_path, json_type, load_contracts, promoted_fields,
+from .contracts import (PROMOTABLE_TYPES, Contract, Contracts, _FIELD_PATH, _PATH_SEGMENT, _load_resource,
+                                _main_type, _read_schema, _short, as_field_path, load_contracts, promoted_fields,
                                 reserved_columns, silver_column)
+from .drift import _branches, _deref, _ref_target, json_type
 
 # %% auto #0
 __all__ = ['DRIFT_REPORT_COLUMNS', 'COMMENT_PAGE_KINDS', 'promote', 'promote_from_drift', 'drift_report']

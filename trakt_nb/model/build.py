@@ -14,7 +14,8 @@ import pyarrow as pa
 from ibis import _
 
 from ..config import Settings, UserError, get_logger
-from ..land.bronze import connect, warehouse_lock
+from ..land.bronze import connect
+from ..land.lock import warehouse_lock
 from ..land.lake import BRONZE_PAGES, open_lake, publish_bronze
 from ..land.store import DuckFileStore, LakeStore, Store, to_arrow
 from .backend import compute_backend, stop_backend

@@ -20,9 +20,8 @@ __all__ = ['GOLD_FACT', 'confirmed_gone', 'serve_lake']
 def confirmed_gone(con) -> list[dict]:
     "The comments the crawl confirmed gone, from the ledger (it stays in the DuckDB file): id, when confirmed, on which run date."
     if not table_exists(con, "bronze", "ingest_ledger"): return []
-    return con.execute("""SELECT split_part(unit_key, ':', 2)::BIGINT AS comment_id, (detail->>'confirmed_at')::TIMESTAMPTZ AS confirmed_at,
-                                 run_date AS confirmed_date FROM bronze.ingest_ledger
-                          WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'""").to_arrow_table().to_pylist()
+    return con.execute("""SELECT comment_id, confirmed_at, run_date AS confirmed_date FROM bronze.ingest_ledger
+                          WHERE state = 'done' AND unit_kind = 'comment_deleted'""").to_arrow_table().to_pylist()
 
 # %% ../../notebooks/28_lake_model.ipynb #a78e1c6c
 GOLD_FACT = "gold.fct_title_daily_engagement"

@@ -371,7 +371,8 @@ def raise_for_errors(results: list[TestResult]):
 # %% ../../notebooks/32_quality.ipynb #6ec9449f
 def check_day(s: Settings, run_date: dt.date, run_id: str | None = None, **kw) -> list[TestResult]:
     "Run the data tests for `run_date` on the warehouse of `s` and store them under `run_id` (default: the date)."
-    from trakt_nb.land.bronze import connect, warehouse_lock
+    from trakt_nb.land.bronze import connect
+    from trakt_nb.land.lock import warehouse_lock
     with warehouse_lock(s):
         con = connect(s)
         try:

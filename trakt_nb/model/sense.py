@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import ibis
 import numpy as np
@@ -16,7 +15,7 @@ from scipy import stats
 from ..config import load_settings
 from .half_life import cohort_trend, half_life
 from .hold_up import long_tail_of
-from ..source.replay_world import DECAY_SHAPES, World, WorldSpec, to_epoch
+from ..source.replay_world import World, WorldSpec, to_epoch
 
 # %% auto #0
 __all__ = ['TARGETS', 'world_comments', 'decay_check', 'decay_figures', 'sense_worlds', 'check_targets']

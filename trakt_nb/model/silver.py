@@ -14,7 +14,6 @@ import ibis.expr.types as ir
 from ibis import _
 
 from ..config import UserError, get_logger
-from ..land.bronze import table_exists, transaction
 from ..land.contracts import EVENT_COLUMNS, latest_contract, promoted_fields, reserved_columns
 from ..land.lake import BRONZE_PAGES
 from ..land.store import Store
@@ -23,7 +22,7 @@ from ..land.store import Store
 __all__ = ['UTC_TS', 'RATING_SOURCES', 'SILVER', 'DELETED', 'LAST_LOAD_ID', 'CONTRACT', 'WRITTEN_AT', 'flatten_comments',
            'word_count', 'latest_version', 'day_versions', 'end_of_day', 'comment_events_as_of', 'rating_dist',
            'rating_source', 'dim_title', 'comment_contract', 'title_contract', 'contract_signature', 'build_silver',
-           'mark_deleted', 'version_key', 'comment_current']
+           'version_key', 'comment_current']
 
 # %% ../../notebooks/10_silver.ipynb #8af5eaf0
 UTC_TS = dt_.Timestamp(timezone="UTC")
@@ -174,7 +173,6 @@ def rating_dist(pages: ir.Table) -> ir.Table:
     r = _ratings_pages(pages)
     o = _from_json(r.payload, {**_PLAIN_RATINGS, "trakt": _PLAIN_RATINGS})
     t = o["trakt"]
-    pick = lambda f: ibis.coalesce(t[f], o[f])  # multi-source: under `trakt`; plain: at the top
     out = r.select(title_kind=r.title_kind, title_id_trakt=r.title_id_trakt, snapshot_date=r.run_date,
                    rating=ibis.coalesce(t["rating"], o["rating"]), votes=ibis.coalesce(t["votes"], o["votes"]),
                    **{f"dist_{k}": ibis.coalesce(t["distribution"][str(k)], o["distribution"][str(k)]) for k in range(1, 11)},
@@ -345,27 +343,6 @@ def build_silver(store: Store, full_refresh: bool = False, schemas_dir=None) -> 
     finally: store.release()
     get_logger("trakt_nb.model.silver").info("silver_built", **{k: v for k, v in out.items() if k != "loads"})
     return out
-
-# %% ../../notebooks/10_silver.ipynb #ad410580
-def mark_deleted(con) -> int:
-    "`silver.stg_trakt__comment_deleted`: comments the crawl confirmed gone (and replies under them), with when each was last seen; they leave `stg_trakt__comment_event`."
-    con.execute("""CREATE TABLE IF NOT EXISTS silver.stg_trakt__comment_deleted (comment_id BIGINT PRIMARY KEY, parent_id BIGINT,
-                   title_kind VARCHAR, title_id_trakt BIGINT, last_seen_at TIMESTAMPTZ, confirmed_at TIMESTAMPTZ, confirmed_date DATE)""")
-    if not (table_exists(con, "bronze", "ingest_ledger") and table_exists(con, "silver", "stg_trakt__comment_event_history")): return 0
-    with transaction(con):
-        con.execute("""INSERT OR REPLACE INTO silver.stg_trakt__comment_deleted
-            WITH RECURSIVE gone(comment_id, confirmed_at, confirmed_date) AS (  -- confirmed_date: the run date whose crawl found it gone
-                SELECT split_part(unit_key, ':', 2)::BIGINT, (detail->>'confirmed_at')::TIMESTAMPTZ, run_date FROM bronze.ingest_ledger
-                WHERE state = 'done' AND unit_key LIKE 'comment:%:deleted'
-                UNION  -- the replies under a deleted comment go with it
-                SELECT DISTINCT h.comment_id, g.confirmed_at, g.confirmed_date FROM silver.stg_trakt__comment_event_history h
-                JOIN gone g ON h.parent_id = g.comment_id)
-            SELECT h.comment_id, any_value(h.parent_id), any_value(h.title_kind), any_value(h.title_id_trakt), max(h.fetched_at),
-                   min(g.confirmed_at), min(g.confirmed_date)
-            FROM gone g JOIN silver.stg_trakt__comment_event_history h USING (comment_id) GROUP BY h.comment_id
-            HAVING max(h.fetched_at) <= min(g.confirmed_at)  -- seen again after it was confirmed gone: it is back, and live""")
-        con.execute("DELETE FROM silver.stg_trakt__comment_event WHERE comment_id IN (SELECT comment_id FROM silver.stg_trakt__comment_deleted)")
-    return con.execute("SELECT count(*) FROM silver.stg_trakt__comment_deleted").fetchone()[0]
 
 # %% ../../notebooks/10_silver.ipynb #1854bb57
 def version_key(t: ir.Table) -> ir.StringValue:

@@ -52,7 +52,8 @@ def metric_lines(width: int = 100) -> str:
 def cmd_titles(args, s: Settings) -> int:
     "The followed titles (fixed at the first run), and with the replay source the titles the replay world offers."
     import pandas as pd
-    from trakt_nb.land.bronze import connect, get_state, table_exists
+    from trakt_nb.land.bronze import connect, table_exists
+    from trakt_nb.land.ledger import get_state
     followed = None
     if s.storage.warehouse.exists():
         con = connect(s, read_only=True)
@@ -133,7 +134,7 @@ EXIT_CODES = {0: "done: every planned page of the day is held valid", EXIT_FAILE
 # %% ../../notebooks/49_commands.ipynb #2237a5dc
 def _incomplete(s: Settings, day: dt.date, command: str) -> int:
     "EXIT_INCOMPLETE with the sentence naming what is missing, or 0 when the day is whole."
-    from trakt_nb.land.ingest import day_incomplete
+    from trakt_nb.land.ledger import day_incomplete
     msg = day_incomplete(s, day, command)
     if msg is None: return 0
     print(f"trakt-nb: {msg}", file=sys.stderr)
@@ -148,7 +149,8 @@ def _with_source(args, s: Settings) -> Settings:
 # %% ../../notebooks/49_commands.ipynb #5a3088b2
 def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
-    from trakt_nb.land.ingest import ingest, RunStopped
+    from trakt_nb.land.ingest import ingest
+    from trakt_nb.land.titles import RunStopped
     s, day = _with_source(args, s), run_date_arg(args.date)
     try: summary = ingest(s, day, full=args.full, refresh=args.refresh, progress=_progress_bar(args.quiet))
     except RunStopped as e:
@@ -170,7 +172,7 @@ def _echo(msg: str): print(msg, file=sys.stderr, flush=True)
 def cmd_run(args, s: Settings) -> int:
     "Run the daily pipeline for one day: the pipeline notebooks under papermill, then the reports."
     from trakt_nb.ops.run import run_day, StepFailed
-    from trakt_nb.land.ingest import RunStopped
+    from trakt_nb.land.titles import RunStopped
     s, day = _with_source(args, s), run_date_arg(args.date)
     try: res = run_day(s, day, echo=_echo)
     except StepFailed as e:
@@ -185,7 +187,7 @@ def cmd_run(args, s: Settings) -> int:
 def cmd_backfill(args, s: Settings) -> int:
     "Run every day of a date range that has not succeeded yet, in order."
     from trakt_nb.ops.run import backfill, StepFailed
-    from trakt_nb.land.ingest import RunStopped
+    from trakt_nb.land.titles import RunStopped
     s = _with_source(args, s)
     start, end = run_date_arg(args.start), run_date_arg(args.end)
     try: runs = backfill(s, start, end, echo=_echo)

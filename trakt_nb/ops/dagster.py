@@ -18,7 +18,9 @@ from pathlib import Path
 import dagster as dg
 
 from ..config import Settings, UserError, load_settings, trakt_client_id
-from ..land.bronze import connect, last_runs, table_exists, warehouse_lock
+from ..land.bronze import connect, table_exists
+from ..land.ledger import last_runs
+from ..land.lock import warehouse_lock
 from ..land.ingest import preflight
 from ..model.quality import TestResult, TestSpec, load_tests
 from .observe import quality_rows

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import Settings, UserError, get_logger
-from ..land.bronze import connect, table_exists, transaction, warehouse_lock
+from ..land.bronze import connect, table_exists, transaction
+from ..land.lock import warehouse_lock
 
 # %% auto #0
 __all__ = ['without_user', 'forget_user', 'forget_day']

@@ -17,7 +17,7 @@ __all__ = ['run_facts', 'run_facts_line', 'table', 'report_tables', 'day_is_buil
 # %% ../../notebooks/40b_report.ipynb #56720cc9
 def run_facts(con, day: dt.date) -> dict:
     "Run date, newest comment seen (freshness) and page completeness (min, median over titles) of the run for `day`."
-    from trakt_nb.land.bronze import last_runs
+    from trakt_nb.land.ledger import last_runs
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     newest = con.execute("SELECT max(created_at) FROM silver.stg_trakt__comment_event_history WHERE seen_date <= $1 AND created_at < $2",
                          [day, end]).fetchone()[0]

@@ -80,7 +80,7 @@ def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
 # %% ../../notebooks/45_run.ipynb #ae9470af
 def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, backfill: bool = False) -> RunResult:
     "Run the pipeline notebooks for `run_date` into `reports/D/`, render pages, update the index."
-    from trakt_nb.land.bronze import warehouse_lock
+    from trakt_nb.land.lock import warehouse_lock
     from trakt_nb.config import trakt_client_id
     from trakt_nb.land.ingest import preflight
     trakt_client_id(s)  # live mode without a key: one sentence before anything is written
@@ -172,7 +172,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
         for km in kernels.values(): km.stop()  # the next stage's, after a failure or an interrupt
     finish_run(s, out, res, t0, bodies, echo)
     if stopped is not None:  # a rate-limit wait beyond the ceiling, or the API unreachable: try again later (exit 75), not a failure to fix
-        from trakt_nb.land.ingest import RunStopped
+        from trakt_nb.land.titles import RunStopped
         raise RunStopped(stopped)
     if res.status == "failed":
         bad = next(st for st in res.steps if st.status == "failed")
@@ -224,7 +224,7 @@ def _kind_names(base: type) -> set[str]:
 # %% ../../notebooks/45_run.ipynb #45cbcb6a
 def _stop_names() -> set[str]:
     "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
-    from trakt_nb.land.ingest import RunStopped
+    from trakt_nb.land.titles import RunStopped
     return _kind_names(RunStopped)
 
 # %% ../../notebooks/45_run.ipynb #00e7b1c4

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from ..config import Settings, UserError
-from ..land.bronze import connect, last_runs
+from ..land.bronze import connect
+from ..land.ledger import last_runs
 
 # %% auto #0
 __all__ = ['SHOWN', 'freshness_deadline', 'completeness_of', 'slo_window', 'read_runs', 'read_completeness', 'DayStatus',

@@ -90,13 +90,13 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
 def _model_step_doing(tmp_path, monkeypatch, code: str):
     "The runner's pipeline folder replaced by one holding a 20_model notebook whose one cell after the parameters is `code`."
     import nbformat
-    import trakt_nb.ops.run as runner
+    import trakt_nb.ops.steps as steps
     pipe = tmp_path / "pipeline"; pipe.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('run_date = ""\nsettings_path = ""\nwarehouse = ""', metadata={"tags": ["parameters"]}),
                                          nbformat.v4.new_code_cell(code)],
                                   metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
     nbformat.write(nb, str(pipe / "20_model.ipynb"))
-    monkeypatch.setattr(runner, "PIPELINE_DIR", pipe)
+    monkeypatch.setattr(steps, "PIPELINE_DIR", pipe)
 
 
 def test_failed_step_names_the_notebook_and_cell(tmp_path, monkeypatch):

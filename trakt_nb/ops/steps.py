@@ -39,11 +39,11 @@ def step_stages(steps: tuple) -> list[list[str]]:
 
 # %% ../../notebooks/44_steps.ipynb #e4109a55
 class StepKernel(KernelManager):
-    "A step's kernel, started now in `cwd` for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
-    def __init__(self, cwd: Path):
+    "A step's kernel, started now in `cwd` (the pipeline folder) for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
+    def __init__(self, cwd: Path | None = None):
         super().__init__(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")  # the client nbclient drives
         self.clients = []
-        self.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
+        self.start_kernel(cwd=str(cwd or PIPELINE_DIR), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
     def client(self, **kw):
         self.clients.append(super().client(**kw))  # papermill's: it leaves open the client of a kernel it did not start
         return self.clients[-1]

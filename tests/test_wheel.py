@@ -86,4 +86,4 @@ def test_installed_wheel_runs_the_day(tmp_path):
         con.close()
     assert len(followed) == 6 and placed == followed  # 3 movies and 3 shows from trending, each placed in the quadrant
     assert unchecked == 0 and quarantined == 0  # every page validated against the contracts the package carries
-    assert sorted(p.name for p in package.iterdir() if p.is_dir() and p.name != "__pycache__") == ["pipeline", "schemas", "templates"]  # what the wheel carries, nothing written there
+    assert sorted(p.name for p in package.iterdir() if p.is_dir() and p.name != "__pycache__") == ["land", "model", "ops", "pipeline", "schemas", "source", "templates"]  # what the wheel carries (the four layers and the data), nothing written there

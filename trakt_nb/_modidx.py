@@ -916,6 +916,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'trakt_nb.ops.steps.StepKernel.stop': ('steps.html#stepkernel.stop', 'trakt_nb/ops/steps.py'),
                                     'trakt_nb.ops.steps.execute_step': ('steps.html#execute_step', 'trakt_nb/ops/steps.py'),
                                     'trakt_nb.ops.steps.step_error': ('steps.html#step_error', 'trakt_nb/ops/steps.py'),
+                                    'trakt_nb.ops.steps.step_imports': ('steps.html#step_imports', 'trakt_nb/ops/steps.py'),
                                     'trakt_nb.ops.steps.step_parameters': ('steps.html#step_parameters', 'trakt_nb/ops/steps.py'),
                                     'trakt_nb.ops.steps.step_stages': ('steps.html#step_stages', 'trakt_nb/ops/steps.py')},
             'trakt_nb.ops.title_pages': { 'trakt_nb.ops.title_pages._gold_rows': ( 'title_pages.html#_gold_rows',

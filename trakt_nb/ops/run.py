@@ -17,7 +17,7 @@ from pathlib import Path
 import trakt_nb
 from ..config import Settings, UserError, get_logger
 from .pages import page, render
-from .steps import REPORTS, STEPS, StepKernel, execute_step, step_error, step_stages
+from .steps import REPORTS, STEPS, StepKernel, execute_step, step_error, step_imports, step_stages
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
@@ -146,7 +146,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
     try:
         i, stages = 0, step_stages(steps)
         for k, stage in enumerate(stages):
-            for name in (n for n in sum(stages[k:k + 2], []) if n not in kernels): kernels[name] = StepKernel()  # this stage's kernels, and the next one's to start while it runs
+            for name in (n for n in sum(stages[k:k + 2], []) if n not in kernels): kernels[name] = StepKernel(imports=step_imports(name))  # this stage's kernels, and the next one's to start while it runs
             for name in stage: i += 1; echo(f"[{i}/{len(steps)}] {name} …")
             if len(stage) == 1: ran = [execute(stage[0])]
             else:  # the reports only read the day's gold: each in its own kernel, at the same time

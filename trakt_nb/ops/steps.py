@@ -11,10 +11,12 @@ from pathlib import Path
 
 import trakt_nb
 from jupyter_client.manager import KernelManager
+from jupyter_client.session import Session
 from ..config import Settings
 
 # %% auto #0
-__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'StepKernel', 'execute_step', 'step_error']
+__all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'step_imports', 'StepKernel', 'execute_step',
+           'step_error']
 
 # %% ../../notebooks/44_steps.ipynb #b54f0d8f
 PIPELINE_DIR = trakt_nb.config.resource("pipeline")
@@ -37,13 +39,29 @@ def step_stages(steps: tuple) -> list[list[str]]:
         else: stages.append([name])
     return stages
 
+# %% ../../notebooks/44_steps.ipynb #5a7e1c01
+def step_imports(name: str) -> str:
+    "The top-level `import` statements of step `name`'s code cells, in order and each once: what a kernel started ahead can import before the step runs (a cell that is not plain Python is skipped)."
+    import ast, nbformat
+    found: dict[str, None] = {}
+    for cell in nbformat.read(PIPELINE_DIR / f"{name}.ipynb", as_version=4).cells:
+        if cell.cell_type != "code": continue
+        try: body = ast.parse(cell.source).body
+        except SyntaxError: continue  # IPython syntax (a magic): left to the step
+        found.update((ast.unparse(n), None) for n in body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return "\n".join(found)
+
 # %% ../../notebooks/44_steps.ipynb #e4109a55
 class StepKernel(KernelManager):
-    "A step's kernel, started now in `cwd` (the pipeline folder) for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
-    def __init__(self, cwd: Path | None = None):
+    "A step's kernel, started now in `cwd` (the pipeline folder), `imports` sent to it at once, for papermill to run the step in later (`km=`); `stop` ends it and the clients opened on it."
+    def __init__(self, cwd: Path | None = None, imports: str = ""):
         super().__init__(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")  # the client nbclient drives
         self.clients = []
         self.start_kernel(cwd=str(cwd or PIPELINE_DIR), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # quiet: no warning about its loopback ports, no log of the interrupt sent before a shutdown (a step's errors come back through papermill)
+        if imports:  # queued now, run by the kernel before anything papermill sends it later; an error is left for the step's own cell to raise
+            kc = self.client(session=Session(key=self.session.key, signature_scheme=self.session.signature_scheme))  # a session of its own: the kernel routes replies by session, and papermill's client uses the manager's
+            kc.start_channels()
+            kc.execute(imports, silent=True, store_history=False, stop_on_error=False)
     def client(self, **kw):
         self.clients.append(super().client(**kw))  # papermill's: it leaves open the client of a kernel it did not start
         return self.clients[-1]

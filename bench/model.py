@@ -318,7 +318,7 @@ FROM t LEFT JOIN pc USING (title_kind, title_id_trakt))"""
 def hand_gold(con, a: dt.date, m) -> None:
     "Every gold table as of `a` into schema `hand`, in plain DuckDB SQL (the decay fit and the trend regression are the project's scipy/statsmodels steps)."
     from scipy import stats
-    from trakt_nb.model.half_life import _HL_SCHEMA, cohort_trend, fit_titles
+    from trakt_nb.model.half_life import HALF_LIFE_SCHEMA, cohort_trend, fit_titles
     end = f"TIMESTAMPTZ '{a} 23:59:59+00'"
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE events AS
@@ -357,7 +357,7 @@ ORDER BY n.title_kind, n.title_id_trakt;
                         FROM hand.stg_trakt__comment_event_history WHERE NOT is_reply AND seen_date <= DATE '{a}' AND created_at <= {end}""").df()
     rel = con.sql("SELECT title_kind, title_id_trakt, release_date FROM hand.dim_title").df()
     fits = fit_titles(times, a, rel, min_comments=m.half_life_min_comments, min_days=m.half_life_min_days, p_threshold=m.half_life_p_threshold)
-    con.register("fits", pa.Table.from_pandas(fits, schema=_HL_SCHEMA, preserve_index=False))
+    con.register("fits", pa.Table.from_pandas(fits, schema=HALF_LIFE_SCHEMA, preserve_index=False))
     con.execute("CREATE OR REPLACE TABLE hand.mart_title_half_life AS SELECT * FROM fits ORDER BY title_kind, title_id_trakt")
     con.unregister("fits")
     md = m.cohort_min_observed_days

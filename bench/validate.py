@@ -155,7 +155,7 @@ def run(n: int = 100_000, page_size: int = 100, repeat: int = 3, repeat_slow: in
             gc.collect()
             t0 = time.perf_counter(); v = fn(); t = time.perf_counter() - t0
             row["seconds"], row["valid"] = min(row["seconds"], t), v
-    typed = sum(contracts_mod._typed_ok(contract, p, 0) for p in pages)
+    typed = sum(contracts_mod.typed_ok(contract, p, 0) for p in pages)
     return {"n": n, "pages": len(pages), "typed_pages": typed, "mb": sum(map(len, pages)) / 1e6, "rows": rows, "drift": drift}
 
 

@@ -101,7 +101,7 @@ def test_fast_path_agrees_with_jsonschema(edits):
 
 def _typed_ok(c, obj, which=1) -> bool:
     raw = orjson.dumps([obj] if which == 0 else obj)
-    return contracts_mod._typed_ok(c, raw, which)
+    return contracts_mod.typed_ok(c, raw, which)
 
 
 def _assert_typed_not_looser(c, obj):
@@ -202,7 +202,7 @@ TWO = st.integers(0, 99).map("{:02d}".format)
 def test_fast_datetime_equals_reference_on_trakt_form(year, month, day, hour, minute, second, ms):
     "The C-parser shortcut for YYYY-MM-DDTHH:MM:SS.mmmZ accepts exactly what jsonschema's RFC 3339 check accepts."
     value = f"{year}-{month}-{day}T{hour}:{minute}:{second}.{ms:03d}Z"
-    assert typed_mod._FAST_FORMATS["date-time"](value) == FormatChecker().conforms(value, "date-time"), value
+    assert typed_mod.FAST_FORMATS["date-time"](value) == FormatChecker().conforms(value, "date-time"), value
 
 
 @pytest.mark.parametrize("value", TRICKY_DATES)
@@ -282,7 +282,7 @@ def test_replay_world_payloads_are_valid():
     r = check_items(CONTRACTS["comment"], wire(rl.comment_objects(w, np.arange(w.n_comments), t)))
     assert r.invalid == [] and r.drift == {} and len(r.valid) == w.n_comments
     raw = orjson.dumps(rl.comment_objects(w, np.arange(w.n_comments), t), option=orjson.OPT_SERIALIZE_NUMPY)
-    assert contracts_mod._typed_ok(CONTRACTS["comment"], raw, 0)  # the crawl's pages pass in one typed decode
+    assert contracts_mod.typed_ok(CONTRACTS["comment"], raw, 0)  # the crawl's pages pass in one typed decode
     for i in range(len(w.titles)):
         kind = w.titles.kind.iloc[i]
         for extended in (False, True):

@@ -300,7 +300,7 @@ import os, signal, sys
 import trakt_nb.land.lake as lake
 from trakt_nb.config import load_settings
 def die(con, published): os.kill(os.getpid(), signal.SIGKILL)
-lake._prune_outbox = die
+lake.prune_outbox = die
 lake.publish_bronze(load_settings(sys.argv[1], env={}))
 """
 
@@ -371,11 +371,11 @@ import trakt_nb.land.lake as lake
 from trakt_nb.config import load_settings
 lake.PUBLISH_CHUNK_BYTES = 1  # one load per commit
 calls = []
-def outbox(con, lo, hi, _real=lake._outbox_pages):
+def outbox(con, lo, hi, _real=lake.outbox_pages):
     calls.append(hi)
     if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)
     return _real(con, lo, hi)
-lake._outbox_pages = outbox
+lake.outbox_pages = outbox
 lake.publish_bronze(load_settings(sys.argv[1], env={}))
 """
 

@@ -247,7 +247,7 @@ def test_off_spec_events_are_refused(wh, manifest):
 
 def test_a_failed_step_fails_its_jobs_and_stops_the_graph(wh, manifest):
     run = run_dict(failed_step="20_model")
-    events = lineage_events(wh, run, {**manifest, "steps": build_manifest.__globals__["_steps"](run)})
+    events = lineage_events(wh, run, {**manifest, "steps": build_manifest.__globals__["manifest_steps"](run)})
     for e in events: validate_event(e)
     jobs = _by_job(events)
     assert list(jobs) == ["ingest", "silver", "dims", "gold", "semantic_views"]
@@ -283,7 +283,7 @@ def test_health_body_is_escaped_and_fetches_nothing(wh, manifest):
     finally: con.close()
     assert {r["run_id"] for r in q} == {"q1"}
     run = run_dict(failed_step="31_half_life")
-    m = {**manifest, "status": "failed", "steps": build_manifest.__globals__["_steps"](run)}
+    m = {**manifest, "status": "failed", "steps": build_manifest.__globals__["manifest_steps"](run)}
     events = lineage_events(wh, run, m)
     body = health_body(m, q, SLO, events)
     assert "<script" not in body and "<img" not in body and remote_refs(body) == []

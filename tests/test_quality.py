@@ -9,7 +9,7 @@ import pytest
 from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import ingest
 from trakt_nb.model.build import build_model
-from trakt_nb.model.quality import QualityFailed, check_day, failures, raise_for_errors, run_quality, weekday_profile, _daily_counts, load_tests, _columns, _filters
+from trakt_nb.model.quality import QualityFailed, check_day, failures, raise_for_errors, run_quality, weekday_profile, counts_by_day, load_tests, table_columns, where_clause
 
 # seed 5 at 4,000 comments per title: about 100 new comments a day in late July 2026 over the followed titles, a window
 # without a revival starting or fading in it (clean days must score |z| < 3; earlier July has one fading, z = -4.1)
@@ -96,8 +96,8 @@ def test_weekend_swing_is_not_an_anomaly(built, tmp_path):
     s = _next_day(built, tmp_path)
     con = duckdb.connect(str(s.storage.warehouse), read_only=True)
     t = next(t for t in load_tests() if t.name == "new_comments_volume")
-    cols = _columns(con, t.table)
-    counts = _daily_counts(con, t, cols, *_filters(t, cols, NEXT), NEXT, FIRST)
+    cols = table_columns(con, t.table)
+    counts = counts_by_day(con, t, cols, *where_clause(t, cols, NEXT), NEXT, FIRST)
     prof = weekday_profile(counts, NEXT)
     assert min(prof[5], prof[6]) > max(prof[w] for w in range(5)) * 0.95, prof  # weekends above every weekday, within noise
     assert (prof[5] + prof[6]) / 2 > sum(prof[w] for w in range(5)) / 5 * 1.1, prof

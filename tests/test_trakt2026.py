@@ -185,18 +185,18 @@ def test_a_day_without_pages_has_no_report(tmp_path):
     "The guard run_day applies after its ingest step: only a day bronze holds pages of gets model and reports."
     from trakt_nb.land.bronze_writer import BronzeWriter
     from trakt_nb.land.bronze import connect, ensure_bronze
-    from trakt_nb.ops.run import _day_has_pages
+    from trakt_nb.ops.run import day_has_pages
     s = load_settings(env={}).replace(storage={"warehouse": tmp_path / "w.duckdb", "state_dir": tmp_path})
-    assert not _day_has_pages(s, D1)  # no warehouse yet
+    assert not day_has_pages(s, D1)  # no warehouse yet
     con = ensure_bronze(connect(s))
     con.close()
-    assert not _day_has_pages(s, D1)  # bronze, but no page of that day
+    assert not day_has_pages(s, D1)  # bronze, but no page of that day
     con = connect(s)
     with BronzeWriter(con, "r1", D1) as w:
         w.add_page({"resource_kind": "ratings", "title_kind": "movie", "title_id_trakt": 1, "http_status": 200,
                     "payload": json.dumps({"rating": 7.0, "votes": 1, "distribution": {str(i): int(i == 7) for i in range(1, 11)}})}, "u1")
     con.close()
-    assert _day_has_pages(s, D1) and not _day_has_pages(s, D2)
+    assert day_has_pages(s, D1) and not day_has_pages(s, D2)
 
 
 @pytest.mark.lakehouse

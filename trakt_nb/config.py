@@ -21,9 +21,9 @@ import structlog
 
 # %% auto #0
 __all__ = ['SCHEMA', 'ENV_PREFIX', 'ENV_OTHER', 'RESOURCES', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV',
-           'SECRET_PATTERNS', 'UserError', 'Key', 'parse_value', 'Section', 'Settings', 'source_path', 'find_settings',
-           'load_settings', 'checkout_root', 'resource', 'trakt_client_id', 'tmdb_token', 'secret_values', 'redact',
-           'redact_secrets', 'configure_logging', 'get_logger']
+           'SECRET_PATTERNS', 'UserError', 'utcnow', 'Key', 'parse_value', 'Section', 'Settings', 'source_path',
+           'find_settings', 'load_settings', 'checkout_root', 'resource', 'trakt_client_id', 'tmdb_token',
+           'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -31,6 +31,11 @@ if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", Non
 # %% ../notebooks/00_config.ipynb #990f83c6
 class UserError(Exception):
     "A mistake the user can fix; its message is one sentence naming the fix."
+
+# %% ../notebooks/00_config.ipynb #abf20327
+def utcnow() -> dt.datetime:
+    "The current time, UTC, timezone-aware."
+    return dt.datetime.now(dt.timezone.utc)
 
 # %% ../notebooks/00_config.ipynb #723d493f
 @dataclass(frozen=True)

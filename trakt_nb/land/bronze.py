@@ -15,13 +15,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ..config import Settings, UserError, get_logger
+from ..config import Settings, UserError, get_logger, utcnow
 
 # %% auto #0
 __all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES', 'UNIT_KEYS',
-           'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged',
-           'write_seal', 'sealed', 'verify_warehouse', 'connect', 'unit_key', 'bronze_arrow', 'ensure_bronze',
-           'migrate_bronze', 'transaction', 'table_exists']
+           'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'seal_path',
+           'write_seal', 'sealed', 'verify_warehouse', 'warehouse_path', 'connect', 'unit_key', 'bronze_arrow',
+           'ensure_bronze', 'migrate_bronze', 'as_date', 'as_utc', 'transaction', 'fetch_rows', 'table_exists']
 
 # %% ../../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -35,7 +35,9 @@ def damaged(path: Path, e: Exception) -> WarehouseDamaged:
                             "with `trakt-nb backfill --start FIRST-DAY --end LAST-DAY` — nothing was written to it.")
 
 # %% ../../notebooks/07_bronze.ipynb #a6f03f6a
-def _seal_path(path: Path) -> Path: return path.with_name(path.name + ".seal")
+def seal_path(path: Path) -> Path:
+    "The seal file kept beside the warehouse file `path`."
+    return path.with_name(path.name + ".seal")
 
 # %% ../../notebooks/07_bronze.ipynb #73ec2812
 def _file_mark(path: Path) -> dict:
@@ -46,7 +48,7 @@ def _file_mark(path: Path) -> dict:
 # %% ../../notebooks/07_bronze.ipynb #9f87456f
 def write_seal(path: Path, ok: bool = True):
     "After a writer let go of the warehouse: record its file mark (`ok`), or remove the mark so the next writer reads it all."
-    seal = _seal_path(path)
+    seal = seal_path(path)
     try:
         if not ok or not path.exists(): seal.unlink(missing_ok=True); return
         tmp = seal.with_name(seal.name + ".tmp")
@@ -61,7 +63,7 @@ def sealed(path: Path) -> bool:
     wal = path.with_name(path.name + ".wal")
     try:
         if wal.exists() and wal.stat().st_size > 0: return False
-        return orjson.loads(_seal_path(path).read_bytes()) == _file_mark(path)
+        return orjson.loads(seal_path(path).read_bytes()) == _file_mark(path)
     except (OSError, ValueError): return False
 
 # %% ../../notebooks/07_bronze.ipynb #7708fd2b
@@ -81,7 +83,7 @@ def verify_warehouse(con: duckdb.DuckDBPyConnection, path: Path) -> dict:
     return {"tables": len(tables), "mb": round(path.stat().st_size / 2**20, 1), "seconds": round(time.monotonic() - t0, 3)}
 
 # %% ../../notebooks/07_bronze.ipynb #834a864e
-def _warehouse_path(target) -> Path | None:
+def warehouse_path(target) -> Path | None:
     "The warehouse file named by `target`, or None for an in-memory database."
     if isinstance(target, Settings): target = target.storage.warehouse
     if target is None or str(target) == ":memory:": return None
@@ -121,7 +123,7 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
             read_only: bool = False,  # open an existing warehouse for reading only
            ) -> duckdb.DuckDBPyConnection:
     "Open the warehouse (creating its folder); the project's one connection factory."
-    path = _warehouse_path(target)
+    path = warehouse_path(target)
     if path is None: con = duckdb.connect(":memory:")
     else:
         if read_only and not path.exists():
@@ -256,19 +258,18 @@ PAGE_COLUMNS = tuple(BRONZE_TABLES["trakt_pages"])
 QUARANTINE_COLUMNS = tuple(BRONZE_TABLES["quarantine"])
 _UTC = dt.timezone.utc
 
-# %% ../../notebooks/07_bronze.ipynb #8ced5ec2
-def _now() -> dt.datetime: return dt.datetime.now(_UTC)
-
 # %% ../../notebooks/07_bronze.ipynb #621f3697
-def _as_date(d) -> dt.date:
+def as_date(d) -> dt.date:
+    "`d` (a date, a datetime or YYYY-MM-DD text) as a date; anything else is a `UserError`."
     if isinstance(d, dt.datetime): return d.date()
     if isinstance(d, dt.date): return d
     try: return dt.date.fromisoformat(str(d))
     except ValueError: raise UserError(f"{d!r} is not a date; write it as YYYY-MM-DD.") from None
 
 # %% ../../notebooks/07_bronze.ipynb #ce1e10dd
-def _as_utc(t) -> dt.datetime:
-    if t is None: return _now()
+def as_utc(t) -> dt.datetime:
+    "`t` (a datetime, ISO text, or None for now) as an aware UTC datetime; a naive time is taken as UTC."
+    if t is None: return utcnow()
     if isinstance(t, str): t = dt.datetime.fromisoformat(t)
     return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
 
@@ -285,7 +286,7 @@ def transaction(con: duckdb.DuckDBPyConnection):
     con.commit()
 
 # %% ../../notebooks/07_bronze.ipynb #5e2bc1f0
-def _rows(con, sql: str, params=None) -> list[dict]:
+def fetch_rows(con, sql: str, params=None) -> list[dict]:
     "Query results as dicts (via Arrow, so TIMESTAMPTZ needs no pytz)."
     return con.execute(sql, params).to_arrow_table().to_pylist()
 

@@ -15,9 +15,9 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ..config import redact, secret_values
+from ..config import redact, secret_values, utcnow
 from .bronze import (BRONZE_TABLES, PAGE_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE_MAX_BYTES, RESOURCE_KINDS, TITLE_KINDS, UNIT_KINDS, LEDGER_STATES,
-                                  _as_date, _as_utc, _now, bronze_arrow, transaction)
+                                  as_date, as_utc, bronze_arrow, transaction)
 from .ledger import set_state
 
 # %% auto #0
@@ -62,8 +62,8 @@ def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], 
     r["payload"] = redact(raw.decode("utf-8"), secrets)  # an API that echoes a key must not put it in the warehouse
     r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     r["run_id"] = row.get("run_id") or run_id
-    r["run_date"] = _as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = _as_utc(row.get("fetched_at"))
+    r["run_date"] = as_date(row.get("run_date") or run_date)
+    r["fetched_at"] = as_utc(row.get("fetched_at"))
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
@@ -84,8 +84,8 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     if isinstance(errors, str): errors = [errors]
     r["errors"] = orjson.dumps([redact(str(x), secrets)[:2000] for x in list(errors)[:100]]).decode()
     r["run_id"] = row.get("run_id") or run_id
-    r["run_date"] = _as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = _as_utc(row.get("fetched_at"))
+    r["run_date"] = as_date(row.get("run_date") or run_date)
+    r["fetched_at"] = as_utc(row.get("fetched_at"))
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
@@ -118,7 +118,7 @@ class BronzeWriter:
                  batch_pages: int = 200,  # pages per transaction
                  flush_every_s: float = 2.0):  # and at least this often, so a kill loses little
         if batch_pages < 1: raise ValueError("batch_pages must be at least 1")
-        self.con, self.run_id, self.run_date, self.batch_pages = con, str(run_id), _as_date(run_date), batch_pages
+        self.con, self.run_id, self.run_date, self.batch_pages = con, str(run_id), as_date(run_date), batch_pages
         self.flush_every_s, self._last_flush = flush_every_s, time.monotonic()
         self._clear()
         self.load_ids: list[int] = []  # load_id of every flush of this writer that wrote pages
@@ -133,7 +133,7 @@ class BronzeWriter:
         if state not in LEDGER_STATES: raise ValueError(f"unit state {state!r} is not one of {LEDGER_STATES}")
         _check_kinds(unit, "unit")
         e = {"run_date": self.run_date, "unit_key": key, "state": state, "attempts": 0 if state == "planned" else 1,
-             "detail": None if unit.get("detail") is None else orjson.dumps(unit["detail"]).decode(), "updated_at": _now()}
+             "detail": None if unit.get("detail") is None else orjson.dumps(unit["detail"]).decode(), "updated_at": utcnow()}
         for c in _UNIT_COLUMNS: e[c] = unit.get(c, row.get(c) if c in ("title_kind", "title_id_trakt", "resource_kind", "page") else None)
         return e
 
@@ -172,7 +172,7 @@ class BronzeWriter:
 
     def add_drift(self, resource: str, counts: Mapping[tuple[str, str], int], seen_at: dt.datetime | None = None):
         "Buffer drift counts: `{(json_path, json_type): n}` seen in `resource` at `seen_at`."
-        t = _as_utc(seen_at)
+        t = as_utc(seen_at)
         for (path, typ), n in counts.items():
             if not n: continue
             cur = self._drift.get((resource, path, typ))

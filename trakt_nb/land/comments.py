@@ -10,7 +10,8 @@ import math
 
 from .bronze import unit_key
 from .titles import TitleRef
-from .crawl import Crawl, TitleProgress, to_epoch_iso, _page_detail, _reply_counters, _mark, _utcnow
+from ..config import utcnow
+from .crawl import Crawl, TitleProgress, to_epoch_iso, page_detail, reply_counters, mark_unit_done
 
 # %% auto #0
 __all__ = ['crawl_comments', 'crawl_replies']
@@ -42,7 +43,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
             if body is not None and resp.ok:  # the ledger detail (counts, time range, reply counters) commits with the page
                 items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=page, sort=sort)
             tp.pages_fetched += 1
-            d = _page_detail(resp, items, body)
+            d = page_detail(resp, items, body)
         tp.pages_valid += bool(d.get("valid"))
         page_count = d.get("page_count") or page_count or 1
         if first_count is None: first_count = d.get("item_count")
@@ -52,7 +53,7 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
             n, ok = await _reread_before(cr, ref, path, limit, sort, page, last_count - d["item_count"], d["item_count"], candidates)
             reread[0] += n; reread[1] += ok
         last_count = d.get("item_count")
-        candidates.update(_reply_counters(d))
+        candidates.update(reply_counters(d))
         tp.comments_seen += d.get("n", 0)
         if d.get("max_created") and (max_created is None or d["max_created"] > max_created): max_created = d["max_created"]
         if d.get("n") == 0 and d.get("valid"): break  # an empty page ends the listing
@@ -72,8 +73,8 @@ async def crawl_comments(cr: Crawl, ref: TitleRef, full: bool = False) -> TitleP
     detail = {"mode": mode, "pages_announced": tp.pages_announced, "pages_valid": tp.pages_valid,
               "max_created": max_created, "max_created_epoch": to_epoch_iso(max_created) if max_created else (prev.get("max_created_epoch") or 0)}
     if tp.pages_valid >= tp.pages_announced:  # only a complete crawl moves the watermark
-        _mark(cr, "comments_done", ref, detail)
-        if mode == "full": _mark(cr, "comments_full", ref, detail)
+        mark_unit_done(cr, "comments_done", ref, detail)
+        if mode == "full": mark_unit_done(cr, "comments_full", ref, detail)
     return tp
 
 # %% ../../notebooks/08c_comments.ipynb #bc82c057
@@ -89,9 +90,9 @@ async def _reread_before(cr: Crawl, ref: TitleRef, path: str, limit: int, sort: 
         if d is None:
             resp, body = await cr.fetch(path, {"page": q, "limit": limit}, "comments", ref, u)
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort) if body is not None and resp.ok else None
-            d = _page_detail(resp, items, body) if resp is not None else {}
+            d = page_detail(resp, items, body) if resp is not None else {}
         n += 1; ok += bool(d.get("valid"))
-        candidates.update(_reply_counters(d))
+        candidates.update(reply_counters(d))
         if d.get("item_count") is not None and d["item_count"] < latest: lo -= latest - d["item_count"]; latest = d["item_count"]
         if (q - 1) * limit <= lo: break
         q -= 1
@@ -114,16 +115,16 @@ async def _confirm_deleted(cr: Crawl, ref: TitleRef, path: str, limit: int, sort
             if resp is None or not resp.ok or not isinstance(body, list): return 0  # cannot tell what is gone: mark nothing
             u["detail"] = {"ids": [o["id"] for o in body if isinstance(o, dict) and type(o.get("id")) is int]}
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=q, sort=sort)
-            d = {**_page_detail(resp, items, body), **u["detail"]}
+            d = {**page_detail(resp, items, body), **u["detail"]}
         listed.update(d.get("ids") or [])
-        candidates.update(_reply_counters(d))
+        candidates.update(reply_counters(d))
     gone = 0
     for cid in sorted(set(seen) - listed):  # seen today, no longer listed: deleted, or moved past the pages read — ask for it
         u = cr.unit("comment_deleted", ref, "comments", comment_id=cid)
         if u["unit_key"] not in cr.done:
             resp, _ = await cr.fetch(f"/comments/{cid}", None, "comments", ref, u)
             if resp is None or resp.status != 404: continue
-            cr.w.mark_done({**u, "detail": {"last_seen": seen[cid]}, "confirmed_at": _utcnow()})
+            cr.w.mark_done({**u, "detail": {"last_seen": seen[cid]}, "confirmed_at": utcnow()})
         gone += 1
     return gone
 
@@ -137,9 +138,9 @@ async def _recheck_top(cr: Crawl, ref: TitleRef, path: str, limit: int, grew_by:
         if d is None:
             resp, body = await cr.fetch(path, {"page": p, "limit": limit}, "comments", ref, u)
             items = cr.land(resp, body, "comments", "comment", ref, u, many=True, page=p, sort="newest") if body is not None and resp.ok else None
-            d = _page_detail(resp, items, body) if resp is not None else {}
+            d = page_detail(resp, items, body) if resp is not None else {}
         tp.pages_valid += bool(d.get("valid"))
-        candidates.update(_reply_counters(d))
+        candidates.update(reply_counters(d))
 
 # %% ../../notebooks/08c_comments.ipynb #7ee8c605
 async def crawl_replies(cr: Crawl, ref: TitleRef, candidates: dict[int, int], tp: TitleProgress, every: bool = False):
@@ -154,7 +155,7 @@ def _nested_of_done(cr: Crawl, cid: int) -> dict[int, int]:
     "Reply counters of the replies in a thread finished earlier today, from its pages' ledger details (no call)."
     nested, page = {}, 1
     while (d := cr.done.get(unit_key("replies_page", comment_id=cid, page=page))) is not None:
-        nested.update(_reply_counters(d)); page += 1
+        nested.update(reply_counters(d)); page += 1
     return nested  # a run killed after this thread's done mark, before the threads below it, resumes them from here
 
 # %% ../../notebooks/08c_comments.ipynb #f85e6390
@@ -169,13 +170,13 @@ async def _thread(cr: Crawl, ref: TitleRef, cid: int, count: int, tp: TitleProgr
             tp.reply_calls += 1
             if resp is None or resp.status == 404: complete = resp is not None; break
             items = cr.land(resp, body, "replies", "comment", ref, u, many=True, page=page, parent=cid) if body is not None and resp.ok else None
-            d = _page_detail(resp, items, body)
+            d = page_detail(resp, items, body)
         tp.pages_announced += 1; tp.pages_valid += bool(d.get("valid"))
         complete &= bool(d.get("valid"))
-        nested.update(_reply_counters(d))
+        nested.update(reply_counters(d))
         if d.get("n") == 0 or page >= (d.get("page_count") or 1): break
         page += 1
     if complete:
         cr.known_replies[cid] = count
-        _mark(cr, "replies_done", ref, {"replies": count}, comment_id=cid)
+        mark_unit_done(cr, "replies_done", ref, {"replies": count}, comment_id=cid)
     return nested

@@ -20,13 +20,14 @@ from fastjsonschema import JsonSchemaValueException
 from ..config import UserError, resource  # first: it keeps jsonschema's slow IRI checker out (see 00_config)
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
-from .drift import _Shape, _build_shape, _walk, json_type
-from .typed import _FAST_FORMATS, typed_decoders
+from .drift import DriftShape, build_shape, walk_undeclared, json_type
+from .typed import FAST_FORMATS, typed_decoders
 
 # %% auto #0
-__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PROMOTABLE_TYPES', 'EVENT_COLUMNS', 'Contract', 'Contracts', 'load_contracts',
-           'latest_contract', 'CheckResult', 'check_items', 'check_object', 'quarantine_text', 'as_field_path',
-           'silver_column', 'promoted_fields', 'reserved_columns']
+__all__ = ['SCHEMAS_DIR', 'MAX_QUARANTINE_BYTES', 'PATH_SEGMENT', 'FIELD_PATH', 'PROMOTABLE_TYPES', 'EVENT_COLUMNS', 'shorten',
+           'Contract', 'Contracts', 'read_schema_file', 'load_contracts', 'load_resource', 'latest_contract',
+           'CheckResult', 'typed_ok', 'check_items', 'check_object', 'quarantine_text', 'as_field_path',
+           'silver_column', 'main_type', 'promoted_fields', 'reserved_columns']
 
 # %% ../../notebooks/06_contracts.ipynb #1a896e08
 SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or resource("schemas"))
@@ -35,14 +36,15 @@ SCHEMAS_DIR = Path(os.environ.get("TRAKT_NB_SCHEMAS_DIR") or resource("schemas")
 _MAX_MESSAGE = 240
 
 # %% ../../notebooks/06_contracts.ipynb #cef6e533
-def _short(text: str, n: int = _MAX_MESSAGE) -> str:
+def shorten(text: str, n: int = _MAX_MESSAGE) -> str:
+    "`text` cut to at most `n` characters, ending in … when cut."
     return text if len(text) <= n else text[: n - 1] + "…"
 
 # %% ../../notebooks/06_contracts.ipynb #bec3bbeb
 def _message(e) -> str:
     "jsonschema's message, with patterns shown unescaped and the schema's description where it helps."
-    msg = _short(e.message)
-    if e.validator == "pattern": msg = f"{_short(repr(e.instance), 80)} does not match {e.validator_value}"
+    msg = shorten(e.message)
+    if e.validator == "pattern": msg = f"{shorten(repr(e.instance), 80)} does not match {e.validator_value}"
     desc = e.schema.get("description") if isinstance(e.schema, dict) else None
     if desc and e.validator in ("pattern", "format", "anyOf", "oneOf"): msg += f" ({desc})"
     return msg
@@ -69,15 +71,15 @@ class Contract:
 
     @cached_property
     def _fast(self):
-        return fastjsonschema.compile(self.schema, formats=_FAST_FORMATS, use_default=False)
+        return fastjsonschema.compile(self.schema, formats=FAST_FORMATS, use_default=False)
 
     @cached_property
     def _validator(self) -> Draft202012Validator:
         return Draft202012Validator(self.schema, format_checker=FormatChecker())
 
     @cached_property
-    def _shape(self) -> _Shape | None:
-        return _build_shape(self.schema, self.schema)
+    def _shape(self) -> DriftShape | None:
+        return build_shape(self.schema, self.schema)
 
     @cached_property
     def _typed(self):
@@ -97,7 +99,7 @@ class Contract:
     def drift(self, obj) -> list[tuple[str, str]]:
         "(json_path, json_type) of every key in `obj` that the schema does not declare."
         if self._shape is None: return []
-        out = []; _walk(self._shape, obj, out)
+        out = []; walk_undeclared(self._shape, obj, out)
         return list(dict.fromkeys(out))
 
     def __repr__(self): return f"Contract({self.schema_id})"
@@ -138,7 +140,7 @@ class Contracts:
     def __repr__(self): return "Contracts(" + ", ".join(f"{r}:v{max(v)}" for r, v in self._by.items()) + ")"
 
 # %% ../../notebooks/06_contracts.ipynb #3baa74ee
-def _read_schema(path: Path, resource: str, version: int) -> dict:
+def read_schema_file(path: Path, resource: str, version: int) -> dict:
     "Parse and check one schema file; every problem is a one-sentence `UserError`."
     try: schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -147,7 +149,7 @@ def _read_schema(path: Path, resource: str, version: int) -> dict:
         raise UserError(f"Schema file {path} must hold a JSON object; fix the file.")
     try: Draft202012Validator.check_schema(schema)
     except SchemaError as e:
-        raise UserError(f"Schema file {path} is not a valid JSON Schema ({_short(e.message, 120)} at {e.json_path}); fix the file.") from None
+        raise UserError(f"Schema file {path} is not a valid JSON Schema ({shorten(e.message, 120)} at {e.json_path}); fix the file.") from None
     want_id = f"trakt-nb:{resource}:v{version}"
     if schema.get("$id") != want_id or schema.get("x-version") != version:
         raise UserError(f"Schema file {path} must have \"$id\": \"{want_id}\" and \"x-version\": {version} to match its path; fix the file.")
@@ -166,12 +168,12 @@ def load_contracts(schemas_dir: Path | str | None = None) -> Contracts:
             m = _VERSION_FILE.fullmatch(f.name)
             if not m: raise UserError(f"Schema file {f} is not named v<N>.json; rename it (e.g. v1.json).")
             v = int(m.group(1))
-            by.setdefault(sub.name, {})[v] = Contract(sub.name, v, _read_schema(f, sub.name, v))
+            by.setdefault(sub.name, {})[v] = Contract(sub.name, v, read_schema_file(f, sub.name, v))
     if not by: raise UserError(f"Schemas folder {root} holds no <resource>/v<N>.json files; point schemas_dir at the project's schemas/.")
     return Contracts(by, root)
 
 # %% ../../notebooks/06_contracts.ipynb #dde18ee0
-def _load_resource(schemas_dir, resource: str) -> Contracts:
+def load_resource(schemas_dir, resource: str) -> Contracts:
     "The contracts of one resource only (reading every schema checks eight files against the metaschema)."
     root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
     known = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in _NOT_API and not p.name.startswith((".", "_"))) if root.is_dir() else []
@@ -181,14 +183,14 @@ def _load_resource(schemas_dir, resource: str) -> Contracts:
     for f in sorted((root / resource).glob("*.json")):
         m = _VERSION_FILE.fullmatch(f.name)
         if not m: raise UserError(f"Schema file {f} is not named v<N>.json; rename it (e.g. v1.json).")
-        by[int(m.group(1))] = Contract(resource, int(m.group(1)), _read_schema(f, resource, int(m.group(1))))
+        by[int(m.group(1))] = Contract(resource, int(m.group(1)), read_schema_file(f, resource, int(m.group(1))))
     if not by: raise UserError(f"Schemas folder {root / resource} holds no v<N>.json file; restore v1.json.")
     return Contracts({resource: by}, root)
 
 # %% ../../notebooks/06_contracts.ipynb #5c437ca1
 def latest_contract(resource: str, schemas_dir: Path | str | None = None) -> Contract:
     "The latest version of one resource's contract, reading only that resource's files."
-    return _load_resource(schemas_dir, resource)[resource]
+    return load_resource(schemas_dir, resource)[resource]
 
 # %% ../../notebooks/06_contracts.ipynb #db3067ed
 @dataclass
@@ -215,7 +217,7 @@ def _wrong_shape(contract: Contract, payload, want: str) -> CheckResult:
     return CheckResult(invalid=[(-1, payload, [f"$: expected {want} of {contract.resource}, got {json_type(payload)}"])])
 
 # %% ../../notebooks/06_contracts.ipynb #34d34b08
-def _typed_ok(contract: Contract, raw, which: int) -> bool:
+def typed_ok(contract: Contract, raw, which: int) -> bool:
     "True when the typed decoder accepts the JSON bytes `raw` (then they are valid and carry no drift)."
     if raw is None or contract._typed is None: return False
     try: contract._typed[which].decode(raw); return True
@@ -227,7 +229,7 @@ def check_items(contract: Contract, items: list,
                 ) -> CheckResult:
     "Check every item of a decoded list payload; valid items, explained failures and drift counts."
     if not isinstance(items, list): return _wrong_shape(contract, items, "a JSON array")
-    if _typed_ok(contract, raw, 0): return CheckResult(valid=list(items))
+    if typed_ok(contract, raw, 0): return CheckResult(valid=list(items))
     res = CheckResult()
     fast, shape, valid, drift = contract._fast, contract._shape, res.valid, res.drift
     for i, item in enumerate(items):
@@ -238,7 +240,7 @@ def check_items(contract: Contract, items: list,
                 res.invalid.append((i, item, errs)); continue
         valid.append(item)
         if shape is not None:
-            found = []; _walk(shape, item, found)
+            found = []; walk_undeclared(shape, item, found)
             for d in dict.fromkeys(found): drift[d] = drift.get(d, 0) + 1
     return res
 
@@ -248,7 +250,7 @@ def check_object(contract: Contract, obj: dict,
                  ) -> CheckResult:
     "Check a decoded single-object payload (ratings, movie, show, tmdb_*)."
     if not isinstance(obj, dict): return _wrong_shape(contract, obj, "a JSON object")
-    if _typed_ok(contract, raw, 1): return CheckResult(valid=[obj])
+    if typed_ok(contract, raw, 1): return CheckResult(valid=[obj])
     return check_items(contract, [obj])
 
 # %% ../../notebooks/06_contracts.ipynb #7f03668b
@@ -267,8 +269,8 @@ def quarantine_text(raw: bytes) -> str:
     return enc[:keep].decode("utf-8", errors="ignore") + mark
 
 # %% ../../notebooks/06_contracts.ipynb #d1451e1f
-_PATH_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_FIELD_PATH = re.compile(rf"\$(\.{_PATH_SEGMENT})+")
+PATH_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"  # one key of a promotable field path
+FIELD_PATH = re.compile(rf"\$(\.{PATH_SEGMENT})+")  # a promotable field path: `$.key.key…`
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PROMOTABLE_TYPES = ("string", "integer", "number", "boolean")
 
@@ -277,7 +279,7 @@ def as_field_path(path: str) -> str:
     "`path` as a JSON path of object keys (`user.karma` -> `$.user.karma`); a one-sentence `UserError` otherwise."
     p = (path or "").strip()
     if not p.startswith("$"): p = "$." + p.lstrip(".")
-    if not _FIELD_PATH.fullmatch(p):
+    if not FIELD_PATH.fullmatch(p):
         raise UserError(f"Field {path!r} is not a JSON path of object keys like $.sentiment or $.user.karma; "
                         "fields inside arrays cannot be promoted on their own: promote the array that holds them (e.g. $.images).")
     return p
@@ -301,7 +303,8 @@ def _scan(node, out: list):
         for v in node: _scan(v, out)
 
 # %% ../../notebooks/06_contracts.ipynb #425d95f0
-def _main_type(prop: dict) -> str:
+def main_type(prop: dict) -> str:
+    "The JSON type of a schema property: its `type`, or the first of its types that is not null (\"null\" when none)."
     t = prop.get("type")
     ts = [t] if isinstance(t, str) else list(t or [])
     return next((x for x in ts if x != "null"), "null")
@@ -311,10 +314,10 @@ def promoted_fields(contract: Contract | dict) -> list[dict]:
     "Every promoted field of a schema: json_path, json_type (arrays: also item_type), silver_column, since (oldest first)."
     schema = contract.schema if isinstance(contract, Contract) else contract
     nodes = []; _scan(schema, nodes)
-    out = [{"json_path": n["x-promoted"]["json_path"], "json_type": _main_type(n), "silver_column": n["x-promoted"]["silver_column"],
+    out = [{"json_path": n["x-promoted"]["json_path"], "json_type": main_type(n), "silver_column": n["x-promoted"]["silver_column"],
             "since": n["x-promoted"]["since"]} for n in nodes]
     for f, n in zip(out, nodes):
-        if f["json_type"] == "array": f["item_type"] = _main_type(n.get("items") or {})
+        if f["json_type"] == "array": f["item_type"] = main_type(n.get("items") or {})
     return sorted(out, key=lambda f: (f["since"], f["json_path"]))
 
 # %% ../../notebooks/06_contracts.ipynb #4f2790eb

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..config import Settings, get_logger, tmdb_token
+from ..config import Settings, get_logger, tmdb_token, utcnow
 from ..source.client import TraktClient, InvalidBody, RetriesExhausted, ResponseTooLarge, Response
 from .contracts import load_contracts, check_items, check_object, quarantine_text
 from .bronze import unit_key
@@ -20,18 +20,17 @@ from .bronze_writer import BronzeWriter
 from .titles import TitleRef
 
 # %% auto #0
-__all__ = ['page_row', 'TitleProgress', 'Crawl', 'crawl_title_meta', 'to_epoch_iso']
+__all__ = ['page_row', 'TitleProgress', 'Crawl', 'crawl_title_meta', 'to_epoch_iso', 'page_detail', 'reply_counters',
+           'mark_unit_done']
 
 # %% ../../notebooks/08b_crawl.ipynb #b5c7c160
-def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
-
 def page_row(resp: Response, resource: str, ref: TitleRef | None, payload, schema_version: int | None,
              page: int | None = None, parent: int | None = None, sort: str | None = None, delivered: int | None = None) -> dict:
     "A `bronze.trakt_pages` row for one response."
     return {"resource_kind": resource, "title_kind": ref.kind if ref else None, "title_id_trakt": ref.trakt if ref else None,
             "parent_comment_id": parent, "sort": sort, "page": page if page is not None else resp.page,
             "page_count": resp.page_count, "page_limit": resp.page_limit, "item_count": resp.item_count,
-            "items_delivered": delivered, "fetched_at": _utcnow(), "http_status": resp.status,
+            "items_delivered": delivered, "fetched_at": utcnow(), "http_status": resp.status,
             "request_path": resp.request_path, "schema_version": schema_version, "payload": payload}
 
 def _max_ts(items: list[dict], key: str) -> str | None:
@@ -99,7 +98,7 @@ class Crawl:
         "Put a response (or some of its items) aside with the reason."
         self.quarantined += 1
         raw = payload if isinstance(payload, (bytes, bytearray)) else orjson.dumps(payload)
-        self.w.add_quarantine({"fetched_at": _utcnow(), "resource_kind": resource, "title_kind": ref.kind if ref else None,
+        self.w.add_quarantine({"fetched_at": utcnow(), "resource_kind": resource, "title_kind": ref.kind if ref else None,
                                "title_id_trakt": ref.trakt if ref else None, "request_path": resp.request_path if resp else path,
                                "http_status": resp.status if resp else None, "page": page, "reason": reason, "errors": errors,
                                "payload": quarantine_text(raw), "schema_version": None}, unit)
@@ -142,7 +141,7 @@ class Crawl:
             self.quarantine(resp, resource, ref, "invalid_schema", [f"item {i}: {e}" for e in errs], item if i >= 0 else resp.content, None, page)
         valid = res.valid if many else res.valid[0]
         payload = resp.content if res.ok else orjson.dumps(valid)
-        detail = _page_detail(resp, valid, body) if resource in ("comments", "replies") else {"valid": res.ok}
+        detail = page_detail(resp, valid, body) if resource in ("comments", "replies") else {"valid": res.ok}
         if resource in ("comments", "replies") and ref is not None: self._count(ref, valid)
         unit = {**unit, "detail": {**(unit.get("detail") or {}), **detail}}
         self.w.add_page(page_row(resp, resource, ref, payload, contract.version, page=page, parent=parent, sort=sort,
@@ -179,7 +178,7 @@ def to_epoch_iso(iso: str) -> int:
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
 # %% ../../notebooks/08b_crawl.ipynb #37fcfab0
-def _page_detail(resp: Response, items: list | None, body) -> dict:
+def page_detail(resp: Response, items: list | None, body) -> dict:
     "What the ledger keeps about a comments page: counts, time range and reply counters."
     d = {"page_count": resp.page_count, "item_count": resp.item_count, "valid": items is not None and isinstance(body, list) and len(items) == len(body)}
     if items is not None:
@@ -194,11 +193,11 @@ def _page_detail(resp: Response, items: list | None, body) -> dict:
     return d
 
 # %% ../../notebooks/08b_crawl.ipynb #2cdd34e1
-def _reply_counters(d: dict) -> dict[int, int]:
+def reply_counters(d: dict) -> dict[int, int]:
     "Reply count per comment id, from a page's ledger detail (JSON keeps the ids as strings)."
     return {int(k): v for k, v in (d.get("replies") or {}).items()}
 
 # %% ../../notebooks/08b_crawl.ipynb #cb1d4861
-def _mark(cr: Crawl, kind: str, ref: TitleRef, detail: dict, **parts):
+def mark_unit_done(cr: Crawl, kind: str, ref: TitleRef, detail: dict, **parts):
     "Record a unit done that has no page of its own (a crawl's completion)."
     cr.w.mark_done(cr.unit(kind, ref, "comments", None, detail, **parts))

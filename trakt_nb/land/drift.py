@@ -11,7 +11,7 @@ from typing import Any
 from ..config import UserError
 
 # %% auto #0
-__all__ = ['json_type']
+__all__ = ['json_type', 'DriftShape', 'ref_target', 'deref', 'schema_branches', 'build_shape', 'walk_undeclared']
 
 # %% ../../notebooks/06a_drift.ipynb #92bf4164
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
@@ -27,15 +27,15 @@ def json_type(value: Any) -> str:
 
 # %% ../../notebooks/06a_drift.ipynb #953cce47
 @dataclass
-class _Shape:
+class DriftShape:
     "The declared keys of one object position in a schema, and the shapes below it."
     path: str  # JSON path of this position, e.g. `$.user`
     keys: frozenset | None = None  # declared keys; None: any key is fine here
-    props: dict = field(default_factory=dict)  # declared key -> _Shape of its value
-    items: _Shape | None = None  # shape of array items
+    props: dict = field(default_factory=dict)  # declared key -> DriftShape of its value
+    items: DriftShape | None = None  # shape of array items
 
 # %% ../../notebooks/06a_drift.ipynb #dfd97dfa
-def _ref_target(ref: str, root: dict):
+def ref_target(ref: str, root: dict):
     "The node a local `$ref` (a JSON pointer into `root`) points to."
     if not ref.startswith("#"): raise UserError(f"Schema {root.get('$id')} has a non-local $ref {ref!r}; copy the target into $defs.")
     target = root
@@ -46,40 +46,40 @@ def _ref_target(ref: str, root: dict):
     return target
 
 # %% ../../notebooks/06a_drift.ipynb #fd383a39
-def _deref(node, root: dict):
+def deref(node, root: dict):
     "`node` with local `$ref`s resolved (siblings of `$ref` kept)."
     for _ in range(32):
         if not (isinstance(node, dict) and "$ref" in node): return node
         ref = node["$ref"]
-        node = {**_ref_target(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
+        node = {**ref_target(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
     raise UserError(f"Schema {root.get('$id')} has a $ref cycle through {ref!r}; break the cycle.")
 
 # %% ../../notebooks/06a_drift.ipynb #84c5d7a0
-def _branches(node, root: dict, depth: int = 0) -> list[dict]:
+def schema_branches(node, root: dict, depth: int = 0) -> list[dict]:
     "`node` and, recursively, every `allOf`/`anyOf`/`oneOf` branch below it, dereferenced."
-    node = _deref(node, root)
+    node = deref(node, root)
     if not isinstance(node, dict) or depth > 32: return []
     out = [node]
     for k in ("allOf", "anyOf", "oneOf"):
-        for b in node.get(k, []): out += _branches(b, root, depth + 1)
+        for b in node.get(k, []): out += schema_branches(b, root, depth + 1)
     return out
 
 # %% ../../notebooks/06a_drift.ipynb #e27d9b35
-def _build_shape(node, root: dict, path: str = "$", depth: int = 0) -> _Shape | None:
+def build_shape(node, root: dict, path: str = "$", depth: int = 0) -> DriftShape | None:
     "The drift shape of schema `node`, or None when nothing below it is walked."
     if depth > 32: return None  # recursive schemas are walked to a fixed depth
-    node = _deref(node, root)
+    node = deref(node, root)
     if not isinstance(node, dict): return None
     props, items, open_ = {}, [], False
-    for p in _branches(node, root):
+    for p in schema_branches(node, root):
         for k, sub in p.get("properties", {}).items(): props.setdefault(k, []).append(sub)
         if isinstance(p.get("additionalProperties"), dict) or p.get("patternProperties"): open_ = True
         if isinstance(p.get("items"), dict): items.append(p["items"])
-    shape = _Shape(path, frozenset(props) if props and not open_ else None)
+    shape = DriftShape(path, frozenset(props) if props and not open_ else None)
     for k, subs in props.items():
-        sub = _build_shape({"allOf": subs}, root, f"{path}.{k}", depth + 1)
+        sub = build_shape({"allOf": subs}, root, f"{path}.{k}", depth + 1)
         if sub is not None: shape.props[k] = sub
-    if items: shape.items = _build_shape({"allOf": items}, root, f"{path}[*]", depth + 1)
+    if items: shape.items = build_shape({"allOf": items}, root, f"{path}[*]", depth + 1)
     if shape.keys is None and not shape.props and shape.items is None: return None
     return shape
 
@@ -93,7 +93,7 @@ def _leaves(path: str, value, out: list):
     else: out.append((path, json_type(value)))
 
 # %% ../../notebooks/06a_drift.ipynb #14ab3186
-def _walk(shape: _Shape, value, out: list):
+def walk_undeclared(shape: DriftShape, value, out: list):
     "Append (json_path, json_type) for every leaf below an undeclared key in `value` (array items as `[*]`)."
     if isinstance(value, dict):
         keys = shape.keys
@@ -101,6 +101,6 @@ def _walk(shape: _Shape, value, out: list):
             for k in sorted(value.keys() - keys): _leaves(f"{shape.path}.{k}", value[k], out)
         for k, sub in shape.props.items():
             v = value.get(k)
-            if v is not None: _walk(sub, v, out)
+            if v is not None: walk_undeclared(sub, v, out)
     elif isinstance(value, list) and shape.items is not None:
-        for v in value: _walk(shape.items, v, out)
+        for v in value: walk_undeclared(shape.items, v, out)

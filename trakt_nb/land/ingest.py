@@ -12,14 +12,14 @@ import time
 import uuid
 from dataclasses import dataclass, field, asdict
 
-from ..config import Settings, UserError
+from ..config import Settings, UserError, utcnow
 from ..source.client import TraktClient, InvalidBody, RateLimitedUntil
 from .bronze import connect, ensure_bronze, table_exists
 from .bronze_writer import BronzeWriter
-from .ledger import (start_run, finish_run, get_state, missing_pages, _already_done, _read_before_over)
+from .ledger import (start_run, finish_run, get_state, missing_pages, already_done, read_before_over)
 from .lock import warehouse_lock
 from .titles import TitleRef, endpoints, resolve_titles, RunStopped, SourceUnavailable
-from .crawl import Crawl, crawl_title_meta, _utcnow
+from .crawl import Crawl, crawl_title_meta
 from .comments import crawl_comments
 
 # %% auto #0
@@ -102,11 +102,11 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
         closing.callback(lambda: con is not None and con.close())
         if con is not None:
             ensure_bronze(con)
-            if not refresh and _already_done(con, run_date):
+            if not refresh and already_done(con, run_date):
                 return IngestSummary(run_id, run_date.isoformat(), s.run.source, "skipped")
             # the day so far was read while it was not over: its first pages have moved on since, so the day is read again
             # (as --refresh does) rather than resumed, or what came after that run would be skipped as done for good
-            refresh = refresh or _read_before_over(con, run_date)
+            refresh = refresh or read_before_over(con, run_date)
         with endpoints(s, run_date, in_process) as ep:
             async with TraktClient(s, transport=ep.transport, base_url=ep.base_url, tmdb_base_url=ep.tmdb_base_url, **shared) as client:
                 try: refs, summaries, trending_pages, cache = first if first is not None and con is None else await resolve_titles(s, client, con)
@@ -116,7 +116,7 @@ async def ingest_async(s: Settings, run_date: dt.date, *, full: bool = False, re
                 if con is None: con = ensure_bronze(crawl_connection(s))
                 # we hold the lock: a run still 'running' was killed; it ends as failed (this run resumes its work)
                 con.execute("""UPDATE bronze.runs SET status = 'failed', finished_at = $1, summary = $2 WHERE status = 'running'""",
-                            [_utcnow(), '{"message": "ended without finishing (killed); a later run resumed its work"}'])
+                            [utcnow(), '{"message": "ended without finishing (killed); a later run resumed its work"}'])
                 start_run(con, run_id, run_date, s.run.source)
                 writer = BronzeWriter(con, run_id, run_date, batch_pages=s.storage.write_batch_pages)
                 cr = Crawl(s, run_date, client, writer, con, refresh)
@@ -193,7 +193,7 @@ def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None
     if s.storage.warehouse.exists():
         con = connect(s, read_only=True)
         try:
-            if table_exists(con, "bronze", "runs") and _already_done(con, run_date): return  # bronze holds that day: no API call
+            if table_exists(con, "bronze", "runs") and already_done(con, run_date): return  # bronze holds that day: no API call
         finally: con.close()
     raise UserError(f"Trakt's API has no time travel, so {run_date} cannot be crawled as it was, and bronze holds no live crawl of that day; "
                     f"run the live source for today (--date {today}), or use the replay source for past days.")

@@ -20,8 +20,8 @@ from .bronze import PAGE_COLUMNS, connect, table_exists, transaction
 from .lock import warehouse_lock
 
 # %% auto #0
-__all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'PUBLISH_CHUNK_BYTES', 'Lake', 'IcebergLake', 'DeltaLake',
-           'open_lake', 'published_load_id', 'publish_bronze']
+__all__ = ['LAKE_FORMATS', 'BRONZE_PAGES', 'PUBLISHED_LOAD_ID', 'PUBLISH_CHUNK_BYTES', 'sql_literal', 'Lake', 'IcebergLake',
+           'DeltaLake', 'open_lake', 'published_load_id', 'outbox_pages', 'prune_outbox', 'publish_bronze']
 
 # %% ../../notebooks/09_lake.ipynb #1bd2e214
 LAKE_FORMATS = ("iceberg", "delta")
@@ -68,7 +68,8 @@ def _may_match(stats: dict, conds) -> bool:
     return True
 
 # %% ../../notebooks/09_lake.ipynb #44250139
-def _sql_literal(v) -> str:
+def sql_literal(v) -> str:
+    "`v` (text, a date or time, a bool or a number) written as a SQL literal."
     if isinstance(v, str): return "'" + v.replace("'", "''") + "'"
     if isinstance(v, (dt.date, dt.datetime)): return f"'{v.isoformat()}'"
     if isinstance(v, bool): return "true" if v else "false"
@@ -263,7 +264,7 @@ class DeltaLake(Lake):
         "Replace the rows whose `column` equals `value` by `arrow`, atomically (an overwrite with a predicate)."
         from deltalake import write_deltalake
         if not self.exists(name): return self.append(name, arrow, props)
-        write_deltalake(str(self._path(name)), arrow, mode="overwrite", predicate=f"{column} = {_sql_literal(value)}",
+        write_deltalake(str(self._path(name)), arrow, mode="overwrite", predicate=f"{column} = {sql_literal(value)}",
                         schema_mode="merge", commit_properties=self._commit(props))
 
     def overwrite(self, name, arrow, props=None):
@@ -275,7 +276,7 @@ class DeltaLake(Lake):
 
     def delete_in(self, name, column, values, props=None):
         "Delete the rows whose `column` is one of `values`, in one commit carrying `props` (data files rewritten)."
-        if values: self._dt(name).delete(f"{column} IN ({', '.join(_sql_literal(v) for v in values)})", commit_properties=self._commit(props))
+        if values: self._dt(name).delete(f"{column} IN ({', '.join(sql_literal(v) for v in values)})", commit_properties=self._commit(props))
 
     def to_arrow(self, name, where=None, columns=None):
         "The table (rows matching `where`, only `columns` if given) as Arrow."
@@ -321,7 +322,8 @@ def published_load_id(lake: Lake) -> int:
     return int(lake.props(BRONZE_PAGES).get(PUBLISHED_LOAD_ID, 0))
 
 # %% ../../notebooks/09_lake.ipynb #021eac45
-def _outbox_pages(con, since: int, top: int) -> pa.Table:
+def outbox_pages(con, since: int, top: int) -> pa.Table:
+    "The bronze pages with a load_id in (`since`, `top`], as Arrow, each with the UTC day it was fetched."
     cols = ", ".join("payload::VARCHAR AS payload" if c == "payload" else c for c in PAGE_COLUMNS)
     return con.execute(f"""SELECT {cols}, (fetched_at AT TIME ZONE 'UTC')::DATE AS fetched_day FROM bronze.trakt_pages
                            WHERE load_id > $1 AND load_id <= $2 ORDER BY load_id, fetched_at""", [since, top]).to_arrow_table()
@@ -343,7 +345,7 @@ def _chunks(con, since: int, top: int, limit: int | None = None) -> list[tuple[i
     return out
 
 # %% ../../notebooks/09_lake.ipynb #00f22e6b
-def _prune_outbox(con, published: int) -> int:
+def prune_outbox(con, published: int) -> int:
     "Delete published pages from DuckDB, keeping the two newest run dates and the newest load."
     with transaction(con):
         n = con.execute("""DELETE FROM bronze.trakt_pages WHERE load_id <= $1
@@ -363,10 +365,10 @@ def _publish(lake: Lake, con, prune: bool) -> dict:
         raise UserError(f"The lake {lake.root} already holds bronze loads up to {since} but the warehouse's newest is {top}: "
                         "this warehouse is not the one that fed this lake; point [storage] warehouse or lake at the matching pair.")
     for lo, hi in _chunks(con, since, top):  # each chunk one lake commit carrying its own top load: exactly once, bounded memory
-        pages = _outbox_pages(con, lo, hi)
+        pages = outbox_pages(con, lo, hi)
         lake.append(BRONZE_PAGES, pages, props={PUBLISHED_LOAD_ID: hi}, partition_by=["fetched_day"])
         out.update(published_pages=out["published_pages"] + pages.num_rows, published_load_id=hi)
-    if prune: out["pruned_pages"] = _prune_outbox(con, out["published_load_id"])
+    if prune: out["pruned_pages"] = prune_outbox(con, out["published_load_id"])
     get_logger("trakt_nb.land.lake").info("bronze_published", format=lake.format, **out)
     return out
 

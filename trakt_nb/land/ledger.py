@@ -11,30 +11,30 @@ from typing import Any, Mapping
 import duckdb
 import orjson
 
-from ..config import Settings
-from .bronze import LEDGER_STATES, RUN_STATUSES, _as_date, _now, _rows, connect, table_exists
+from ..config import Settings, utcnow
+from .bronze import LEDGER_STATES, RUN_STATUSES, as_date, fetch_rows, connect, table_exists
 
 # %% auto #0
 __all__ = ['done_units', 'unit_state', 'ledger_summary', 'start_run', 'finish_run', 'last_runs', 'get_state', 'set_state',
-           'end_of_day', 'missing_pages', 'incomplete_message', 'day_incomplete']
+           'end_of_day', 'missing_pages', 'incomplete_message', 'day_incomplete', 'already_done', 'read_before_over']
 
 # %% ../../notebooks/07c_ledger.ipynb #4318b3af
 def done_units(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> set[str]:
     "The unit keys of `run_date` whose state is done."
     return {r[0] for r in con.execute("SELECT unit_key FROM bronze.ingest_ledger WHERE run_date = $1 AND state = 'done'",
-                                      [_as_date(run_date)]).fetchall()}
+                                      [as_date(run_date)]).fetchall()}
 
 # %% ../../notebooks/07c_ledger.ipynb #87d947c7
 def unit_state(con: duckdb.DuckDBPyConnection, run_date: dt.date | str, unit_key: str) -> str | None:
     "The ledger state of one unit (planned, done, failed), or None if unknown."
-    r = con.execute("SELECT state FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_key = $2", [_as_date(run_date), unit_key]).fetchone()
+    r = con.execute("SELECT state FROM bronze.ingest_ledger WHERE run_date = $1 AND unit_key = $2", [as_date(run_date), unit_key]).fetchone()
     return r[0] if r else None
 
 # %% ../../notebooks/07c_ledger.ipynb #838aff7b
 def ledger_summary(con: duckdb.DuckDBPyConnection, run_date: dt.date | str) -> dict:
     "Unit counts of `run_date`: total, per state, and per resource and state."
     rows = con.execute("SELECT coalesce(resource_kind, '?'), state, count(*) FROM bronze.ingest_ledger WHERE run_date = $1 GROUP BY ALL ORDER BY ALL",
-                       [_as_date(run_date)]).fetchall()
+                       [as_date(run_date)]).fetchall()
     out = {"total": 0, "by_state": {s: 0 for s in LEDGER_STATES}, "by_resource": {}}
     for res, state, n in rows:
         out["total"] += n
@@ -47,20 +47,20 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, run_date: dt.date | s
     "Record that run `run_id` started (or resumed) now."
     con.execute("""INSERT INTO bronze.runs (run_id, run_date, source, started_at, status) VALUES ($1, $2, $3, $4, 'running')
                    ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, source = excluded.source""",
-                [run_id, _as_date(run_date), source, _now()])
+                [run_id, as_date(run_date), source, utcnow()])
 
 # %% ../../notebooks/07c_ledger.ipynb #50384262
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, summary: Mapping | None = None):
     "Record how run `run_id` ended: succeeded, failed or stopped, with a JSON summary."
     if status not in RUN_STATUSES[1:]: raise ValueError(f"status {status!r} is not one of {RUN_STATUSES[1:]}")
     n = con.execute("UPDATE bronze.runs SET status = $2, finished_at = $3, summary = $4 WHERE run_id = $1 RETURNING run_id",
-                    [run_id, status, _now(), orjson.dumps(summary or {}, default=str).decode()]).fetchall()
+                    [run_id, status, utcnow(), orjson.dumps(summary or {}, default=str).decode()]).fetchall()
     if not n: raise ValueError(f"there is no run {run_id!r} to finish; call start_run first")
 
 # %% ../../notebooks/07c_ledger.ipynb #2ff70420
 def last_runs(con: duckdb.DuckDBPyConnection, n: int = 10) -> list[dict]:
     "The `n` latest runs, newest first, summaries decoded."
-    rows = _rows(con, "SELECT * FROM bronze.runs ORDER BY started_at DESC, run_id DESC LIMIT $1", [n])
+    rows = fetch_rows(con, "SELECT * FROM bronze.runs ORDER BY started_at DESC, run_id DESC LIMIT $1", [n])
     for r in rows: r["summary"] = orjson.loads(r["summary"]) if r["summary"] is not None else None
     return rows
 
@@ -74,7 +74,7 @@ def set_state(con: duckdb.DuckDBPyConnection, key: str, value: Any):
     "Store a JSON-serialisable `value` under `key` (replacing any previous one)."
     try: text = orjson.dumps(value).decode()
     except TypeError as e: raise ValueError(f"state {key!r} must be JSON-serialisable: {e}") from None
-    con.execute("INSERT OR REPLACE INTO bronze.state (key, value, updated_at) VALUES ($1, $2, $3)", [key, text, _now()])
+    con.execute("INSERT OR REPLACE INTO bronze.state (key, value, updated_at) VALUES ($1, $2, $3)", [key, text, utcnow()])
 
 # %% ../../notebooks/07c_ledger.ipynb #df509864
 def end_of_day(day: dt.date) -> dt.datetime:
@@ -120,14 +120,14 @@ def day_incomplete(s: Settings, run_date: dt.date, command: str) -> str | None:
     finally: con.close()
 
 # %% ../../notebooks/07c_ledger.ipynb #c03149a9
-def _already_done(con, run_date: dt.date) -> bool:
+def already_done(con, run_date: dt.date) -> bool:
     "A day is done when an ingest of it succeeded after it was over and nothing of it is missing (a re-run retries what failed, not what succeeded)."
     ok = con.execute("SELECT count(*) FROM bronze.runs WHERE run_date = $1 AND status = 'succeeded' AND started_at > $2",
                      [run_date, end_of_day(run_date)]).fetchone()[0]
     return bool(ok) and not missing_pages(con, run_date)
 
 # %% ../../notebooks/07c_ledger.ipynb #ce77a41e
-def _read_before_over(con, run_date: dt.date) -> bool:
+def read_before_over(con, run_date: dt.date) -> bool:
     "Whether the day's pages were last read whole while it was not over (`--date today`): they are the day so far, read again."
     before, after = con.execute("""SELECT count(*) FILTER (started_at <= $2), count(*) FILTER (started_at > $2) FROM bronze.runs
                                    WHERE run_date = $1 AND status = 'succeeded'""", [run_date, end_of_day(run_date)]).fetchone()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import Settings, UserError
-from .bronze import _warehouse_path, write_seal
+from .bronze import warehouse_path, write_seal
 
 # %% auto #0
 __all__ = ['warehouse_lock']
@@ -41,7 +41,7 @@ def warehouse_lock(path: Settings | str | Path,  # the warehouse (Settings or pa
                    suffix: str = ".lock",  # the lock file is `<warehouse><suffix>` (the daily runner holds `.run.lock` as well)
                   ) -> Iterator[Path | None]:
     "Hold an exclusive OS lock on `<warehouse>.lock` while the block runs."
-    wh = _warehouse_path(path)
+    wh = warehouse_path(path)
     if wh is None:
         yield None
         return

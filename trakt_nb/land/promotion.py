@@ -15,10 +15,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..config import UserError
-from .contracts import (PROMOTABLE_TYPES, Contract, Contracts, _FIELD_PATH, _PATH_SEGMENT, _load_resource,
-                                _main_type, _read_schema, _short, as_field_path, load_contracts, promoted_fields,
+from .contracts import (PROMOTABLE_TYPES, Contract, Contracts, FIELD_PATH, PATH_SEGMENT, load_resource,
+                                main_type, read_schema_file, shorten, as_field_path, load_contracts, promoted_fields,
                                 reserved_columns, silver_column)
-from .drift import _branches, _deref, _ref_target, json_type
+from .drift import schema_branches, deref, ref_target, json_type
 
 # %% auto #0
 __all__ = ['DRIFT_REPORT_COLUMNS', 'COMMENT_PAGE_KINDS', 'promote', 'promote_from_drift', 'drift_report']
@@ -28,7 +28,7 @@ def _resolve_mut(node: dict, root: dict) -> dict:
     "The dict that `node` points to through local `$ref`s (the real node inside `root`, to be edited in place)."
     for _ in range(32):
         if not (isinstance(node, dict) and "$ref" in node): return node
-        node = _ref_target(node["$ref"], root)
+        node = ref_target(node["$ref"], root)
     raise UserError(f"Schema {root.get('$id')} has a $ref cycle; break the cycle.")
 
 # %% ../../notebooks/07b_promotion.ipynb #b80d0f75
@@ -88,7 +88,7 @@ def _tree_schema(tree: dict, path: str, since: int, columns: list, top_type: str
         node["items"]["type"] = [t for t in node["items"]["type"] if t != "null"] + ["null"]
     scalar = lambda ks: len(ks) == 1 and next(iter(ks)) in PROMOTABLE_TYPES
     items = node.get("items")
-    if _FIELD_PATH.fullmatch(path) and (scalar(kinds) or (kinds == {"array"} and items is not None and not items.get("properties") and not items.get("items")
+    if FIELD_PATH.fullmatch(path) and (scalar(kinds) or (kinds == {"array"} and items is not None and not items.get("properties") and not items.get("items")
                                                            and scalar(set(items["type"]) - {"null"}))):
         node["x-promoted"] = {"since": since, "json_path": path, "silver_column": silver_column(path)}
         columns.append(node["x-promoted"]["silver_column"])
@@ -118,7 +118,7 @@ def _choose_type(resource: str, path: str, seen: set[str], json_type: str | None
 def promote(resource: str, field_path: str, json_type: str | None = None, schemas_dir: Path | str | None = None, *,
             con=None, settings=None) -> Path:
     "Declare a drifted field (a leaf, an object or an array, with what was recorded below it) in `schemas/<resource>/v<N+1>.json`, marked for silver; returns the new file."
-    contracts = _load_resource(schemas_dir, resource)
+    contracts = load_resource(schemas_dir, resource)
     latest = contracts[resource]
     path = as_field_path(field_path)
     if _is_declared(latest, path):
@@ -152,13 +152,13 @@ def promote(resource: str, field_path: str, json_type: str | None = None, schema
     _parent_object(schema, path, resource)["properties"][path.rsplit(".", 1)[1]] = node
     try: Draft202012Validator.check_schema(schema)
     except SchemaError as e:
-        raise UserError(f"Promoting {path} would give an invalid schema ({_short(e.message, 120)}); fix {resource} v{latest.version} first.") from None
+        raise UserError(f"Promoting {path} would give an invalid schema ({shorten(e.message, 120)}); fix {resource} v{latest.version} first.") from None
     out = Path(contracts.schemas_dir) / resource / f"v{n}.json"
     try:
         with open(out, "x", encoding="utf-8") as f: f.write(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
     except FileExistsError:
         raise UserError(f"{out} already exists; remove it or promote from the latest version.") from None
-    try: _read_schema(out, resource, n)
+    try: read_schema_file(out, resource, n)
     except UserError:
         out.unlink(); raise
     return out
@@ -185,7 +185,7 @@ DRIFT_REPORT_COLUMNS = ["change", "resource", "json_path", "json_type", "count",
 _CHANGE_ORDER = {"new": 0, "missing": 1, "type_change": 2, "invalid": 3}
 COMMENT_PAGE_KINDS = ("comments", "replies")
 _ERROR_LINE = re.compile(r"(?:item -?\d+: )?(\$[^:]*): (.*)", re.S)
-_REQUIRED = re.compile(rf"'({_PATH_SEGMENT})' is a required property")
+_REQUIRED = re.compile(rf"'({PATH_SEGMENT})' is a required property")
 
 # %% ../../notebooks/07b_promotion.ipynb #b3551f14
 def _contract_of(resource_kind: str | None, title_kind: str | None) -> str:
@@ -201,13 +201,13 @@ def _optional_paths(node, root: dict, path: str = "$", depth: int = 0) -> dict[s
     "Declared object keys below `node` that are not required by their parent: json_path -> main JSON type."
     out: dict[str, str] = {}
     if depth > 16: return out
-    branches = _branches(node, root)
+    branches = schema_branches(node, root)
     required = set().union(*[set(b.get("required", [])) for b in branches]) if branches else set()
     for b in branches:
         for k, sub in b.get("properties", {}).items():
             p = f"{path}.{k}"
-            if not _FIELD_PATH.fullmatch(p): continue
-            if k not in required: out.setdefault(p, _main_type(_deref(sub, root)))
+            if not FIELD_PATH.fullmatch(p): continue
+            if k not in required: out.setdefault(p, main_type(deref(sub, root)))
             for q, t in _optional_paths(sub, root, p, depth + 1).items(): out.setdefault(q, t)
     return out
 
@@ -223,7 +223,7 @@ def _undeclared_top(contract: Contract, path: str) -> str | None:
     "The outermost undeclared object key on `path` (what to promote to declare it), or None when it sits inside an array."
     for m in re.finditer(r"\.[^.\[]+", path):
         head = path[: m.end()]
-        if not _is_declared(contract, head): return head if _FIELD_PATH.fullmatch(head) else None
+        if not _is_declared(contract, head): return head if FIELD_PATH.fullmatch(head) else None
     return None
 
 # %% ../../notebooks/07b_promotion.ipynb #e15bf9a3
@@ -279,7 +279,7 @@ def _invalid_fields(con, run_date: dt.date) -> list[dict]:
             key = (change, resource, re.sub(r"\[\d+\]", "[*]", path))
             if key in done: continue
             done.add(key)
-            detail = f"required field absent: {{n}} payloads quarantined" if req else _short(msg, 160)
+            detail = f"required field absent: {{n}} payloads quarantined" if req else shorten(msg, 160)
             g = groups.setdefault(key, dict(change=change, resource=resource, json_path=key[2], types=set(), count=0,
                                             first_seen=fetched, last_seen=fetched, detail=detail))
             g["count"] += 1; g["last_seen"] = max(g["last_seen"], fetched); g["first_seen"] = min(g["first_seen"], fetched)

@@ -13,10 +13,10 @@ import msgspec
 
 from ..config import UserError  # first: it keeps jsonschema's slow IRI checker out (see 00_config)
 from jsonschema import FormatChecker
-from .drift import _ref_target
+from .drift import ref_target
 
 # %% auto #0
-__all__ = ['typed_decoders']
+__all__ = ['FAST_FORMATS', 'typed_decoders']
 
 # %% ../../notebooks/06b_typed.ipynb #da8f0af6
 def _format_fn(name: str):
@@ -26,7 +26,8 @@ def _format_fn(name: str):
         except raises: return False
     return check
 
-_FAST_FORMATS = {name: _format_fn(name) for name in FormatChecker().checkers}
+# the format checks of the typed path, by format name: a function of the text, true when it conforms
+FAST_FORMATS = {name: _format_fn(name) for name in FormatChecker().checkers}
 
 # %% ../../notebooks/06b_typed.ipynb #6b80bc99
 _TRAKT_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -40,7 +41,7 @@ def _fast_datetime(reference):
         return reference(value)
     return check
 
-_FAST_FORMATS["date-time"] = _fast_datetime(_format_fn("date-time"))
+FAST_FORMATS["date-time"] = _fast_datetime(_format_fn("date-time"))
 
 # %% ../../notebooks/06b_typed.ipynb #9ee4f8ed
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description", "x-version", "examples", "default",
@@ -73,7 +74,7 @@ def _typed(node, root: dict, name: str, depth: int = 0) -> tuple[Any, str | None
     if not isinstance(node, dict): raise _Untyped("a boolean schema")
     if "$ref" in node:
         if set(node) - _ANNOTATIONS - {"$ref"}: raise _Untyped("keywords beside $ref")
-        return _typed(_ref_target(node["$ref"], root), root, name, depth + 1)
+        return _typed(ref_target(node["$ref"], root), root, name, depth + 1)
     if set(node) - _ANNOTATIONS - _TYPED_KEYWORDS: raise _Untyped(f"keywords {sorted(set(node) - _ANNOTATIONS - _TYPED_KEYWORDS)}")
     kinds = node.get("type")
     if kinds is None:  # constraints without a type apply to some types only
@@ -84,7 +85,7 @@ def _typed(node, root: dict, name: str, depth: int = 0) -> tuple[Any, str | None
     for k in dict.fromkeys(kinds):
         if k == "string":
             members.append(_with(str, _meta(node, {"minLength": "min_length", "maxLength": "max_length", "pattern": "pattern"})))
-            if node.get("format") in _FAST_FORMATS: fmt = node["format"]  # formats jsonschema does not know are annotations
+            if node.get("format") in FAST_FORMATS: fmt = node["format"]  # formats jsonschema does not know are annotations
         elif k == "integer": members.append(_with(int, _meta(node, _BOUNDS)))
         elif k == "number": members.append(_with(float, _meta(node, _BOUNDS)))
         elif k == "boolean": members.append(bool)
@@ -109,7 +110,7 @@ def _record(node: dict, root: dict, name: str, depth: int):
         t, fmt = _typed(props.get(key, True), root, f"{name}_{i}", depth)
         f = f"f{i}"  # any key can be a JSON key; the Python names are f0, f1, …
         rename[f] = key
-        if fmt: formats.append((f, key, fmt, _FAST_FORMATS[fmt]))
+        if fmt: formats.append((f, key, fmt, FAST_FORMATS[fmt]))
         fields.append((f, t) if key in required else (f, t, None))
     ns = {}
     if formats:

@@ -19,8 +19,8 @@ from .engagement import TITLE_KEY, as_date
 from .silver import end_of_day
 
 # %% auto #0
-__all__ = ['LN2', 'FIT_STATUSES', 'fit_decays', 'fit_decay', 'refit_revivals', 'fit_titles', 'half_life', 'cohort_trend',
-           'half_life_cohort_trend']
+__all__ = ['LN2', 'FIT_STATUSES', 'HALF_LIFE_SCHEMA', 'fit_decays', 'fit_decay', 'refit_revivals', 'fit_titles', 'half_life',
+           'cohort_trend', 'half_life_cohort_trend']
 
 # %% ../../notebooks/22_half_life.ipynb #df2b2bff
 LN2 = math.log(2)
@@ -243,7 +243,8 @@ def refit_revivals(t: np.ndarray, title: np.ndarray, T: np.ndarray,  # as for `f
     return out
 
 # %% ../../notebooks/22_half_life.ipynb #7824f6fa
-_HL_SCHEMA = pa.schema([
+# the columns of the half-life table, and their Arrow types
+HALF_LIFE_SCHEMA = pa.schema([
     ("as_of_date", pa.date32()), ("title_kind", pa.string()), ("title_id_trakt", pa.int64()), ("first_comment_day", pa.date32()),
     ("onset_day", pa.date32()), ("onset_source", pa.string()), ("pre_onset_comments", pa.int64()), ("top_level_comments", pa.int64()),
     ("observed_days", pa.float64()), ("fit_status", pa.string()),
@@ -306,7 +307,7 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
     out = out.assign(first_comment_day=days[first] if m else np.empty(0, "int64"), onset_day=onset, onset_source=np.where(has_release, "release", "peak"),
                      pre_onset_comments=np.bincount(g[~after], minlength=m), top_level_comments=n, observed_days=T, fit_status="insufficient_data")
     fit = (n >= min_comments) & (T >= min_days)
-    cols = [c for c in _HL_SCHEMA.names if c not in out.columns and c not in ("as_of_date", "cohort")]
+    cols = [c for c in HALF_LIFE_SCHEMA.names if c not in out.columns and c not in ("as_of_date", "cohort")]
     for c in cols: out[c] = np.nan
     if fit.any():
         sel = after & fit[g]
@@ -316,7 +317,7 @@ def fit_titles(times: pd.DataFrame,  # title_kind, title_id_trakt, created (epoc
         ok = (f.fit_status == "ok").to_numpy()
         for c in cols: out.loc[fit, c] = np.where(ok, f[c].to_numpy(), np.nan) if c in _ESTIMATES else f[c].to_numpy()
         out.loc[fit, "fit_status"] = f.fit_status.to_numpy()
-    df = out[[c for c in _HL_SCHEMA.names if c not in ("as_of_date", "cohort")]].copy()
+    df = out[[c for c in HALF_LIFE_SCHEMA.names if c not in ("as_of_date", "cohort")]].copy()
     df.insert(0, "as_of_date", as_of)
     for c in ("first_comment_day", "onset_day"): df[c] = pd.to_datetime(df[c], unit="D").dt.date
     df["cohort"] = pd.to_datetime(df.onset_day).dt.year.astype("string")
@@ -339,7 +340,7 @@ def half_life(comments: ir.Table,  # comment versions: title key, comment_id, is
     times = times.set_column(0, "title_kind", times["title_kind"].dictionary_encode()).to_pandas()  # kinds as categories: cheap to number
     rel = releases.select(*TITLE_KEY, "release_date").to_pyarrow().to_pandas() if releases is not None else None
     df = fit_titles(times, as_of, rel, min_comments=min_comments, min_days=min_days, p_threshold=p_threshold)
-    return ibis.memtable(pa.Table.from_pandas(df, schema=_HL_SCHEMA, preserve_index=False)).order_by(TITLE_KEY)
+    return ibis.memtable(pa.Table.from_pandas(df, schema=HALF_LIFE_SCHEMA, preserve_index=False)).order_by(TITLE_KEY)
 
 # %% ../../notebooks/22_half_life.ipynb #9dedab04
 _TREND_SCHEMA = pa.schema([

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ..config import get_logger
 from ..land.bronze import table_exists
-from ..land.lake import Lake, _sql_literal
+from ..land.lake import Lake, sql_literal
 from .silver import DELETED, SILVER
 from .marts import MARTS
 
@@ -51,7 +51,7 @@ def serve_lake(con,                    # a DuckDB connection to the warehouse fi
             con.execute(f'DROP TABLE {schema}."{table}"')
             get_logger("trakt_nb.model.lake_build").warning("duckdb_table_replaced_by_lake_view", table=name)
         files = lake.data_files(name)
-        body = (f"SELECT * FROM read_parquet([{', '.join(_sql_literal(str(f)) for f in files)}], union_by_name = true)" if files
+        body = (f"SELECT * FROM read_parquet([{', '.join(sql_literal(str(f)) for f in files)}], union_by_name = true)" if files
                 else _empty_select(con, lake.to_arrow(name)))
         con.execute(f'CREATE OR REPLACE VIEW {schema}."{table}" AS {body}')
         made.append(name)

@@ -19,8 +19,9 @@ from ..land.bronze import transaction
 
 # %% auto #0
 __all__ = ['TESTS_PATH', 'KINDS', 'OPS', 'SEVERITIES', 'RESULTS_DDL', 'TestSpec', 'parse_tests', 'load_tests', 'TestResult',
-           'failures', 'weekday_profile', 'volume_zscore', 'poisson_tail', 'run_test', 'run_quality', 'write_results',
-           'QualityFailed', 'raise_for_errors', 'check_day', 'results_frame']
+           'failures', 'weekday_profile', 'volume_zscore', 'poisson_tail', 'table_columns', 'where_clause',
+           'counts_by_day', 'run_test', 'run_quality', 'write_results', 'QualityFailed', 'raise_for_errors',
+           'check_day', 'results_frame']
 
 # %% ../../notebooks/32_quality.ipynb #4a9fe0e7
 TESTS_PATH = resource("schemas", "quality", "tests.yml")
@@ -161,7 +162,8 @@ def poisson_tail(x: int, expected: float) -> float:
     return cdf(x) if x < lam else 1.0 - cdf(x - 1)
 
 # %% ../../notebooks/32_quality.ipynb #42b4590c
-def _columns(con, table: str) -> dict[str, str] | None:
+def table_columns(con, table: str) -> dict[str, str] | None:
+    "The columns of `table` (`schema.name`) with their types, or None when there is no such table."
     schema, name = table.split(".")
     rows = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2", [schema, name]).fetchall()
     return {c: t for c, t in rows} or None
@@ -175,7 +177,7 @@ def _q(col: str, cols: dict) -> str:
 def _tq(table: str) -> str: return ".".join(f'"{p}"' for p in table.split("."))
 
 # %% ../../notebooks/32_quality.ipynb #78c01383
-def _filters(t: TestSpec, cols: dict, as_of: dt.date) -> tuple[str, list]:
+def where_clause(t: TestSpec, cols: dict, as_of: dt.date) -> tuple[str, list]:
     "The WHERE clause (conditions and as-of scope) and its parameters."
     parts, params = [], []
     if t.as_of_column:
@@ -214,7 +216,7 @@ def _accepted(con, t, cols, w, p, as_of):
 # %% ../../notebooks/32_quality.ipynb #2ef63fd5
 def _relationships(con, t, cols, w, p, as_of):
     to = t.params["to"]
-    if not (isinstance(to, str) and len(to.split(".")) == 2) or (tcols := _columns(con, to)) is None: raise LookupError(to)
+    if not (isinstance(to, str) and len(to.split(".")) == 2) or (tcols := table_columns(con, to)) is None: raise LookupError(to)
     src, dst = t.params["columns"], t.params.get("to_columns") or t.params["columns"]
     on = " AND ".join(f"r.{_q(b, tcols)} = s.{_q(a, cols)}" for a, b in zip(src, dst))
     notnull = " AND ".join(f"s.{_q(a, cols)} IS NOT NULL" for a in src)
@@ -246,7 +248,8 @@ def _freshness(con, t, cols, w, p, as_of):
         (f"newest {ts} {got}" if ts else f"{got} rows") if ok else f"newest {t.params['date_column']} {newest}"
 
 # %% ../../notebooks/32_quality.ipynb #fe713a39
-def _daily_counts(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, int]:
+def counts_by_day(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, int]:
+    "Rows (or distinct values) of test `t`'s table per day of its date column, `since` to `as_of`, under the WHERE clause `w` with parameters `p`."
     d = _q(t.params["date_column"], cols)
     what = f"count(DISTINCT {_q(t.params['distinct'], cols)})" if t.params.get("distinct") else "count(*)"
     conds = [f"{d} >= ?", f"{d} <= ?"]
@@ -263,7 +266,7 @@ def _volume(con, t, cols, w, p, as_of, z_threshold=None):
     trailing, weeks, min_hist = int(P.get("trailing_days", 14)), int(P.get("profile_weeks", 8)), int(P.get("min_history_days", 7))
     thr = float(z_threshold if z_threshold is not None else P.get("z_threshold", 3.0))
     since = as_of - dt.timedelta(days=max(trailing, 7 * weeks))
-    counts = _daily_counts(con, t, cols, w, p, as_of, since)
+    counts = counts_by_day(con, t, cols, w, p, as_of, since)
     # a day with a run but no new comment counts 0; days before the first day with data are no history
     first = min(counts, default=as_of)
     counts = {first + dt.timedelta(days=i): counts.get(first + dt.timedelta(days=i), 0) for i in range((as_of - first).days + 1)}
@@ -305,12 +308,12 @@ _RUNNERS = {"unique": _unique, "not_null": _not_null, "accepted_values": _accept
 def run_test(con, t: TestSpec, as_of: dt.date, z_threshold: float | None = None) -> TestResult:
     "Run one declared test as of `as_of`."
     r = TestResult(t.name, t.table, t.kind, t.severity, "pass")
-    cols = _columns(con, t.table)
+    cols = table_columns(con, t.table)
     if cols is None:
         r.status, r.observed, r.message = "fail", "table missing", f"{t.table} does not exist."
         return r
     try:
-        w, p = _filters(t, cols, as_of)
+        w, p = where_clause(t, cols, as_of)
         kw = {"z_threshold": z_threshold} if t.kind == "volume_anomaly" else {}
         out = _RUNNERS[t.kind](con, t, cols, w, p, as_of, **kw)
     except KeyError as e:

@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 from ..config import UserError, load_settings, configure_logging
-from .commands import (EXIT_CODES, EXIT_FAILED, EXIT_USAGE, _with_source, cmd_backfill, cmd_forget, cmd_ingest,
+from .commands import (EXIT_CODES, EXIT_FAILED, EXIT_USAGE, with_source, cmd_backfill, cmd_forget, cmd_ingest,
                                    cmd_metrics_list, cmd_model, cmd_query, cmd_replay_serve, cmd_replay_summary, cmd_run,
                                    cmd_schema_drift, cmd_schema_promote, cmd_slo_check, cmd_status, cmd_titles)
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--date", help=f"the run date to remove: {DATE_FORMS} (a day run by mistake, even one still to come); silver and gold are rebuilt")
     fg.add_argument("--user", help="a user's slug: every comment and reply they wrote is removed from every layer")
     fg.add_argument("--source", choices=["replay", "trakt"], help="override [run] source (whose warehouse)")
-    fg.set_defaults(func=lambda a, s: cmd_forget(a, _with_source(a, s)))
+    fg.set_defaults(func=lambda a, s: cmd_forget(a, with_source(a, s)))
     st = sub.add_parser("status", help="service levels over the trailing window, last runs, breaches")
     st.add_argument("--last", type=int, default=10, help="how many recent runs to list")
     st.set_defaults(func=cmd_status)

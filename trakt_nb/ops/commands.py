@@ -16,9 +16,9 @@ from ..config import UserError, Settings
 
 # %% auto #0
 __all__ = ['TRAKT_FIRST_DAY', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INCOMPLETE', 'EXIT_STOPPED', 'EXIT_CODES', 'parse_day',
-           'metric_lines', 'cmd_titles', 'run_date_arg', 'cmd_replay_serve', 'cmd_replay_summary', 'cmd_ingest',
-           'cmd_model', 'cmd_run', 'cmd_backfill', 'cmd_forget', 'cmd_status', 'cmd_slo_check', 'cmd_schema_promote',
-           'cmd_schema_drift', 'cmd_metrics_list', 'cmd_query']
+           'metric_lines', 'cmd_titles', 'run_date_arg', 'cmd_replay_serve', 'cmd_replay_summary', 'with_source',
+           'cmd_ingest', 'cmd_model', 'cmd_run', 'cmd_backfill', 'cmd_forget', 'cmd_status', 'cmd_slo_check',
+           'cmd_schema_promote', 'cmd_schema_drift', 'cmd_metrics_list', 'cmd_query']
 
 # %% ../../notebooks/49_commands.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
@@ -141,7 +141,8 @@ def _incomplete(s: Settings, day: dt.date, command: str) -> int:
     return EXIT_INCOMPLETE
 
 # %% ../../notebooks/49_commands.ipynb #bcb734cf
-def _with_source(args, s: Settings) -> Settings:
+def with_source(args, s: Settings) -> Settings:
+    "`s` with the run's source that `--source` names (if given), for this process and the steps' kernels alike."
     if not getattr(args, "source", None): return s
     os.environ["TRAKT_NB_RUN_SOURCE"] = args.source  # the steps' kernels read their settings too: the same source, so the same paths
     return s.replace(run={"source": args.source})
@@ -151,7 +152,7 @@ def cmd_ingest(args, s: Settings) -> int:
     "Crawl one day into bronze."
     from trakt_nb.land.ingest import ingest
     from trakt_nb.land.titles import RunStopped
-    s, day = _with_source(args, s), run_date_arg(args.date)
+    s, day = with_source(args, s), run_date_arg(args.date)
     try: summary = ingest(s, day, full=args.full, refresh=args.refresh, progress=_progress_bar(args.quiet))
     except RunStopped as e:
         print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_STOPPED
@@ -173,7 +174,7 @@ def cmd_run(args, s: Settings) -> int:
     "Run the daily pipeline for one day: the pipeline notebooks under papermill, then the reports."
     from trakt_nb.ops.run import run_day, StepFailed
     from trakt_nb.land.titles import RunStopped
-    s, day = _with_source(args, s), run_date_arg(args.date)
+    s, day = with_source(args, s), run_date_arg(args.date)
     try: res = run_day(s, day, echo=_echo)
     except StepFailed as e:
         print(f"trakt-nb: {e}", file=sys.stderr); return EXIT_FAILED
@@ -188,7 +189,7 @@ def cmd_backfill(args, s: Settings) -> int:
     "Run every day of a date range that has not succeeded yet, in order."
     from trakt_nb.ops.run import backfill, StepFailed
     from trakt_nb.land.titles import RunStopped
-    s = _with_source(args, s)
+    s = with_source(args, s)
     start, end = run_date_arg(args.start), run_date_arg(args.end)
     try: runs = backfill(s, start, end, echo=_echo)
     except StepFailed as e:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..config import Settings, UserError, load_settings, trakt_client_id
+from ..config import Settings, UserError, load_settings, trakt_client_id, utcnow
 from ..land.bronze import connect, table_exists
 from ..land.ledger import last_runs
 from ..land.lock import warehouse_lock
 from ..land.ingest import preflight
 from ..model.quality import TestResult, TestSpec, load_tests
 from .observe import quality_rows
-from .run import (RunResult, StepResult, done_days, finish_run, _day_has_pages, _quality_step, _stop_names, _user_error_names)
+from .run import (RunResult, StepResult, done_days, finish_run, day_has_pages, quality_step, stop_names, user_error_names)
 from .steps import REPORTS, STEPS, execute_step, step_error
 from .slo import completeness_of, freshness_deadline, read_runs
 from .commands import TRAKT_FIRST_DAY
@@ -58,7 +58,7 @@ def run_step(context, s: Settings, day: dt.date, name: str) -> Path:
     nb = out / f"{name}.ipynb"
     if err is not None:
         meta = {"notebook": dg.MetadataValue.path(str(nb))}
-        if err.ename in _user_error_names() | _stop_names():
+        if err.ename in user_error_names() | stop_names():
             raise dg.Failure(str(err.evalue).splitlines()[0] if err.evalue else step_error(name, err), metadata=meta)
         raise dg.Failure(f"{step_error(name, err)}; see {nb}, fix it and materialise the partition again to resume.", metadata=meta)
     context.log.info(f"{name} for {day}: {seconds:.1f}s, executed notebook {nb}")
@@ -92,9 +92,6 @@ def bronze_metadata(s: Settings, day: dt.date, since: str) -> dict:
             "retries": stat("retries"), "rate_limited": stat("rate_limited"), "already_done": not runs,
             "completeness_min": c.get("min"), "completeness_median": c.get("median"), "titles": c.get("titles", 0)}
 
-# %% ../../notebooks/55_dagster.ipynb #29e27031
-def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat()
-
 # %% ../../notebooks/55_dagster.ipynb #2ba6283c
 @dg.multi_asset(specs=[dg.AssetSpec("bronze_pages", skippable=True, group_name=GROUP, kinds={"duckdb"},
                                     description="The day's crawl into bronze (pipeline notebook 10_ingest): append-only pages, resume tokens, quarantine.")],
@@ -105,10 +102,10 @@ def bronze_pages(context):
         context.log.info(f"{day}: already done (a succeeded run is recorded); skipped as `trakt-nb backfill` skips it")
         return
     preflight_or_fail(s, day)
-    since = _now()
+    since = utcnow().isoformat()
     with warehouse_lock(s, suffix=".run.lock"):  # one run per warehouse at a time, `trakt-nb run` included
         nb = run_step(context, s, day, "10_ingest")
-        if not _day_has_pages(s, day):  # no report pretends to be of a day without data
+        if not day_has_pages(s, day):  # no report pretends to be of a day without data
             raise dg.Failure(f"The ingest of {day} got no page, so nothing is modelled for that day; when the API answers, "
                              f"run `trakt-nb ingest --date {day} --refresh`, then materialise the partition again.")
     yield dg.MaterializeResult(asset_key="bronze_pages", metadata={**bronze_metadata(s, day, since), "notebook": dg.MetadataValue.path(str(nb))})
@@ -150,7 +147,7 @@ def model(context):
     s, day = partition_day(context)
     with warehouse_lock(s, suffix=".run.lock"):
         nb = run_step(context, s, day, "20_model")
-        q = _quality_step(s, day)  # the model's kernel is gone: the data tests may write (as the runner does)
+        q = quality_step(s, day)  # the model's kernel is gone: the data tests may write (as the runner does)
     if q.error: context.log.warning(q.error)
     yield dg.MaterializeResult(asset_key="silver", metadata=rows_metadata(layer_rows(s, "silver"), nb))
     yield dg.MaterializeResult(asset_key="gold", metadata=rows_metadata(layer_rows(s, "gold", day), nb))
@@ -199,7 +196,7 @@ def data_tests_check(tests: list[TestSpec] | None = None) -> dg.AssetChecksDefin
         s, day = partition_day(context)
         stored = stored_results(s, day)
         if not stored:
-            with warehouse_lock(s, suffix=".run.lock"): _quality_step(s, day)
+            with warehouse_lock(s, suffix=".run.lock"): quality_step(s, day)
             stored = stored_results(s, day)
         by_name = {r.test: r for r in stored}
         for t in tests:  # the checks selected (a run of some assets selects their checks only)
@@ -234,7 +231,7 @@ def step_results(s: Settings, day: dt.date) -> list[StepResult]:
         if not (out / f"{name}.ipynb").exists(): continue
         pm = json.loads((out / f"{name}.ipynb").read_text(encoding="utf-8"))["metadata"].get("papermill", {})
         steps.append(StepResult(name, "failed" if pm.get("exception") else "succeeded", round(pm.get("duration") or 0.0, 3), started_at=_started(pm)))
-        if name == "20_model": steps.append(_quality_step(s, day, stored_results(s, day)))
+        if name == "20_model": steps.append(quality_step(s, day, stored_results(s, day)))
     return steps
 
 # %% ../../notebooks/55_dagster.ipynb #3701ca9a
@@ -245,7 +242,7 @@ def step_results(s: Settings, day: dt.date) -> list[StepResult]:
 def day_run(context):
     s, day = partition_day(context)
     steps = step_results(s, day)
-    res = RunResult(day.isoformat(), "running", min(st.started_at for st in steps) if steps else _now(), steps=steps,
+    res = RunResult(day.isoformat(), "running", min(st.started_at for st in steps) if steps else utcnow().isoformat(), steps=steps,
                     backfill="dagster/backfill" in context.run.tags)
     out = s.storage.reports_dir / day.isoformat()
     with warehouse_lock(s, suffix=".run.lock"): finish_run(s, out, res, echo=context.log.info)

@@ -133,9 +133,9 @@ def forget_day(s: Settings, day: dt.date) -> dict:
     removed["reports"] = folder.is_dir()
     shutil.rmtree(folder, ignore_errors=True)
     if s.storage.reports_dir.is_dir():
-        from trakt_nb.ops.run import write_index, _refresh_latest, _runs
-        if not any(r["status"] == "succeeded" for r in _runs(s)): shutil.rmtree(s.storage.reports_dir / "latest", ignore_errors=True)
-        _refresh_latest(s); write_index(s)
+        from trakt_nb.ops.run import write_index, refresh_latest, recorded_runs
+        if not any(r["status"] == "succeeded" for r in recorded_runs(s)): shutil.rmtree(s.storage.reports_dir / "latest", ignore_errors=True)
+        refresh_latest(s); write_index(s)
     removed["rebuilt_as_of"] = None
     if any(removed.values()) and modelled and latest is not None:
         from trakt_nb.model.build import build_model

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .observe import _slo
+from .observe import manifest_slo
 
 
 # %% auto #0
@@ -64,7 +64,7 @@ def health_body(manifest: Mapping, quality: list[Mapping] | None, slo=None, line
     "The HTML body of `reports/D/health.html`: run facts, data tests, SLOs, anomalies and the lineage graph."
     from trakt_nb.ops.pages import render
     m = manifest
-    sl = _slo(slo, {k: m["completeness"]["target"] if k == "completeness" else (m.get("slo") or {}).get("slos", {}).get(k, {}).get("target", 0.99)
+    sl = manifest_slo(slo, {k: m["completeness"]["target"] if k == "completeness" else (m.get("slo") or {}).get("slos", {}).get(k, {}).get("target", 0.99)
                     for k in ("freshness", "completeness")}) if slo is not None else m.get("slo")
     ing, comp, q = m.get("ingest") or {}, m["completeness"], quality or []
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"

@@ -20,7 +20,8 @@ from ..land.bronze import table_exists
 from ..config import Settings, checkout_root
 
 # %% auto #0
-__all__ = ['MANIFEST_VERSION', 'LAYERS', 'INGEST_KEYS', 'quality_rows', 'build_manifest', 'write_manifest', 'warehouse_namespace']
+__all__ = ['MANIFEST_VERSION', 'LAYERS', 'INGEST_KEYS', 'parse_utc', 'manifest_steps', 'quality_rows', 'manifest_slo',
+           'build_manifest', 'write_manifest', 'warehouse_namespace']
 
 # %% ../../notebooks/33_observe.ipynb #b4c0032a
 MANIFEST_VERSION = 1
@@ -29,7 +30,7 @@ INGEST_KEYS = ("run_id", "status", "calls", "pages", "rate_limited", "retries", 
                "comments_seen", "new_comments", "edited_comments", "duration_s", "message")
 
 # %% ../../notebooks/33_observe.ipynb #7f58c759
-def _ts(s: str | None) -> dt.datetime | None:
+def parse_utc(s: str | None) -> dt.datetime | None:
     "An ISO timestamp as an aware UTC datetime (None stays None)."
     if not s: return None
     t = dt.datetime.fromisoformat(str(s))
@@ -39,9 +40,9 @@ def _ts(s: str | None) -> dt.datetime | None:
 def _iso(t: dt.datetime | None) -> str | None: return t.isoformat(timespec="seconds") if t else None
 
 # %% ../../notebooks/33_observe.ipynb #0236b20f
-def _steps(run: Mapping) -> list[dict]:
+def manifest_steps(run: Mapping) -> list[dict]:
     "Steps with start and end: run.json keeps durations, steps run back to back from the run's start."
-    t = _ts(run.get("started_at"))
+    t = parse_utc(run.get("started_at"))
     out = []
     for st in run.get("steps") or []:
         end = t + dt.timedelta(seconds=float(st.get("duration_s") or 0)) if t else None
@@ -53,9 +54,9 @@ def _steps(run: Mapping) -> list[dict]:
 # %% ../../notebooks/33_observe.ipynb #10e836ec
 def _ingest(con, run_date: dt.date) -> tuple[dict, dict]:
     "Stats of the date's latest ingest run and the completeness of its latest successful one."
-    from trakt_nb.land.bronze import _rows
+    from trakt_nb.land.bronze import fetch_rows
     if not table_exists(con, "bronze", "runs"): return {}, {}
-    rows = _rows(con, "SELECT run_id, status, summary FROM bronze.runs WHERE run_date = $1 ORDER BY started_at DESC, run_id DESC", [run_date])
+    rows = fetch_rows(con, "SELECT run_id, status, summary FROM bronze.runs WHERE run_date = $1 ORDER BY started_at DESC, run_id DESC", [run_date])
     for r in rows: r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
     stats = {}
     if rows:
@@ -106,7 +107,7 @@ def _quality(rows: list[dict]) -> dict:
             "failing": [{k: r.get(k) for k in ("test", "table_name", "severity", "message")} for r in failing]}
 
 # %% ../../notebooks/33_observe.ipynb #e1a5bbaa
-def _slo(slo, targets: Mapping) -> dict | None:
+def manifest_slo(slo, targets: Mapping) -> dict | None:
     "An SLO status (a dict, a dataclass or None) in the manifest's shape: per-SLO ratio, target and ok."
     if slo is None: return None
     keys = ("ok", "window_days", "breaches") + tuple(f"{n}_{k}" for n in ("freshness", "completeness") for k in ("ratio", "ok", "target"))
@@ -146,14 +147,14 @@ def build_manifest(s: Settings, run: Mapping, con,  # settings, run.json as a di
     ingest, completeness = _ingest(con, run_date)
     vals = list(completeness.values())
     targets = {"freshness": s.slo.freshness_target, "completeness": s.slo.completeness_target}
-    finished = _ts(run.get("finished_at"))
+    finished = parse_utc(run.get("finished_at"))
     end_of_day = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), ZoneInfo(s.slo.timezone)).astimezone(dt.timezone.utc)
     quarantined = (con.execute("SELECT count(*) FROM bronze.quarantine WHERE run_date = ?", [run_date]).fetchone()[0]
                    if table_exists(con, "bronze", "quarantine") else 0)
     return {
         "manifest_version": MANIFEST_VERSION, "run_date": run["run_date"], "status": run["status"],
         "started_at": run.get("started_at"), "finished_at": run.get("finished_at") or None, "duration_s": run.get("duration_s"),
-        "steps": _steps(run), "warehouse": warehouse_namespace(s), "source": s.run.source,
+        "steps": manifest_steps(run), "warehouse": warehouse_namespace(s), "source": s.run.source,
         "ingest": ingest, "quarantined_payloads": quarantined,
         "completeness": {"titles": dict(sorted(completeness.items())), "min": min(vals) if vals else None,
                          "median": statistics.median(vals) if vals else None, "target": targets["completeness"],
@@ -164,7 +165,7 @@ def build_manifest(s: Settings, run: Mapping, con,  # settings, run.json as a di
         "versions": {"code": run.get("version") or trakt_nb.__version__, "git_commit": _git_commit(), "schemas": _schema_versions(),
                      "python": platform.python_version(), "duckdb": duckdb.__version__},
         "quality": _quality(quality_rows(con, run_date)),
-        "slo": _slo(slo, targets),
+        "slo": manifest_slo(slo, targets),
     }
 
 # %% ../../notebooks/33_observe.ipynb #314a5f7a

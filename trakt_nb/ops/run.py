@@ -15,13 +15,14 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import trakt_nb
-from ..config import Settings, UserError, get_logger
+from ..config import Settings, UserError, get_logger, utcnow
 from .pages import page, render
 from .steps import REPORTS, STEPS, StepKernel, execute_step, step_error, step_imports, step_stages
 from .slo import completeness_of, freshness_deadline, slo_status, summary_line
 
 # %% auto #0
-__all__ = ['notebook_body', 'render_notebook', 'StepResult', 'RunResult', 'StepFailed', 'run_day', 'finish_run', 'write_index',
+__all__ = ['notebook_body', 'render_notebook', 'StepResult', 'RunResult', 'StepFailed', 'run_day', 'day_has_pages', 'finish_run',
+           'user_error_names', 'stop_names', 'quality_step', 'recorded_runs', 'write_index', 'refresh_latest',
            'done_days', 'backfill']
 
 # %% ../../notebooks/45_run.ipynb #d1f992d5
@@ -74,9 +75,6 @@ class RunResult:
 class StepFailed(Exception):
     "A pipeline notebook failed; the message names it and the cell."
 
-# %% ../../notebooks/45_run.ipynb #b4b82204
-def _utcnow() -> dt.datetime: return dt.datetime.now(dt.timezone.utc)
-
 # %% ../../notebooks/45_run.ipynb #ae9470af
 def run_day(s: Settings, run_date: dt.date, steps: tuple = STEPS, echo=print, backfill: bool = False) -> RunResult:
     "Run the pipeline notebooks for `run_date` into `reports/D/`, render pages, update the index."
@@ -107,7 +105,7 @@ def _write_text(path: Path, text: str):
 # %% ../../notebooks/45_run.ipynb #88b953ce
 def _unwritable(s: Settings, run_date: dt.date, e: OSError, backfill: bool = False) -> StepFailed:
     "The run could not write its files: run.json says so (or, if even that does not fit, no run.json claims the day), in one sentence."
-    out, now = s.storage.reports_dir / run_date.isoformat(), _utcnow().isoformat(timespec="seconds")
+    out, now = s.storage.reports_dir / run_date.isoformat(), utcnow().isoformat(timespec="seconds")
     where, why = e.filename or out, e.strerror or str(e)
     res = RunResult(run_date.isoformat(), "failed", now, finished_at=now, backfill=backfill,
                     steps=[StepResult("reports", "failed", 0.0, f"could not write {where} ({why})", started_at=now)])
@@ -118,7 +116,7 @@ def _unwritable(s: Settings, run_date: dt.date, e: OSError, backfill: bool = Fal
     return StepFailed(f"Could not write {where} ({why}); free space or fix the permissions there, then run the same command again to resume.")
 
 # %% ../../notebooks/45_run.ipynb #68ca44ef
-def _day_has_pages(s: Settings, run_date: dt.date) -> bool:
+def day_has_pages(s: Settings, run_date: dt.date) -> bool:
     "Whether bronze holds any page fetched for `run_date` (a crawl that got nothing leaves none)."
     from trakt_nb.land.bronze import connect, table_exists
     if not s.storage.warehouse.exists(): return False
@@ -133,7 +131,7 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
     out = s.storage.reports_dir / run_date.isoformat()
     created = [p for p in (s.storage.reports_dir, out) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    t0, started, stopped = time.monotonic(), _utcnow(), None
+    t0, started, stopped = time.monotonic(), utcnow(), None
     res = RunResult(run_date.isoformat(), "running", started.isoformat(timespec="seconds"), backfill=backfill)
     render = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trakt-nb-render")  # pages' bodies, while later steps run
     bodies = {}
@@ -152,17 +150,17 @@ def _run_day(s: Settings, run_date: dt.date, steps: tuple, echo, backfill: bool 
             else:  # the reports only read the day's gold: each in its own kernel, at the same time
                 with concurrent.futures.ThreadPoolExecutor(len(stage), thread_name_prefix="trakt-nb-step") as pool: ran = list(pool.map(execute, stage))
             for name, (err, seconds, step_start) in zip(stage, ran):
-                if err is not None and err.ename in _stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
-                if err is not None and err.ename in _user_error_names():  # bad input (an unknown title, a rejected key)
+                if err is not None and err.ename in stop_names(): stopped = str(err.evalue).splitlines()[0] if err.evalue else "the run stopped"
+                if err is not None and err.ename in user_error_names():  # bad input (an unknown title, a rejected key)
                     raise refuse(str(err.evalue).splitlines()[0] if err.evalue else f"step {name} was refused") from None
-                if err is None and name == "10_ingest" and not _day_has_pages(s, run_date):  # no report pretends to be of a day without data
+                if err is None and name == "10_ingest" and not day_has_pages(s, run_date):  # no report pretends to be of a day without data
                     raise refuse(f"The ingest of {run_date} got no page from {where}, so no report is written for that day; when the API answers, "
                                  f"run `trakt-nb ingest --date {run_date} --refresh`, then this command again.")
                 bodies[name] = render.submit(notebook_body, (out / f"{name}.ipynb").resolve())
                 if len(bodies) == 1 and set(steps) & set(REPORTS): render.submit(_vega_head)  # ready before the first report is done
                 if err is None:
                     res.steps.append(StepResult(name, "succeeded", seconds, started_at=step_start))
-                    if name == "20_model": res.steps.append(_quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
+                    if name == "20_model": res.steps.append(quality_step(s, run_date))  # the model's kernel is gone: the data tests may write
                 else:
                     res.steps.append(StepResult(name, "failed", seconds, step_error(name, err), started_at=step_start))
                     res.status = "failed"
@@ -188,7 +186,7 @@ def finish_run(s: Settings, out: Path, res: RunResult, t0: float | None = None, 
     deadline = freshness_deadline(s, run_date)
     res.deadline, res.completeness = deadline.isoformat(timespec="seconds"), completeness_of(s, run_date)
     def stamp():  # a run is finished when its gold and its pages are written
-        finished = _utcnow()
+        finished = utcnow()
         res.finished_at = finished.isoformat(timespec="seconds")
         res.duration_s = round(time.monotonic() - t0 if t0 is not None else (finished - started).total_seconds(), 3)
         res.fresh = res.status == "succeeded" and finished <= deadline
@@ -196,7 +194,7 @@ def finish_run(s: Settings, out: Path, res: RunResult, t0: float | None = None, 
     _write_text(out / "run.json", json.dumps(res.as_dict(), indent=2))
     _observe(s, out, res, echo)
     write_index(s)
-    if res.status == "succeeded": _refresh_latest(s)
+    if res.status == "succeeded": refresh_latest(s)
     return res
 
 # %% ../../notebooks/45_run.ipynb #8e7f34f7
@@ -205,7 +203,7 @@ def _vega_head() -> str:
     return vega_bundle_script()
 
 # %% ../../notebooks/45_run.ipynb #e75ac867
-def _user_error_names() -> set[str]:
+def user_error_names() -> set[str]:
     "Names of the exceptions that mean the user must fix something (UserError and its kinds)."
     from trakt_nb.source import client
     from trakt_nb.model import quality
@@ -222,16 +220,16 @@ def _kind_names(base: type) -> set[str]:
     return names
 
 # %% ../../notebooks/45_run.ipynb #45cbcb6a
-def _stop_names() -> set[str]:
+def stop_names() -> set[str]:
     "Names of the exceptions that mean the run stopped cleanly and the same command resumes it later (RunStopped and its kinds)."
     from trakt_nb.land.titles import RunStopped
     return _kind_names(RunStopped)
 
 # %% ../../notebooks/45_run.ipynb #00e7b1c4
-def _quality_step(s: Settings, run_date: dt.date, results: list | None = None) -> StepResult:
+def quality_step(s: Settings, run_date: dt.date, results: list | None = None) -> StepResult:
     "The data tests of the day (stored in quality.test_results; or their `results`, already run); errors fail the run once its reports are written."
     from trakt_nb.model.quality import check_day, failures
-    t1, start = time.monotonic(), _utcnow().isoformat(timespec="seconds")
+    t1, start = time.monotonic(), utcnow().isoformat(timespec="seconds")
     try:
         bad = failures(check_day(s, run_date, run_id=run_date.isoformat()) if results is None else results, "error")
         err = ("data tests failed: " + "; ".join(f"{r.test} ({r.message})" for r in bad[:5]))[:600] if bad else ""
@@ -299,7 +297,8 @@ def _observe(s: Settings, out: Path, res: RunResult, echo=print):
         echo(f"warning: manifest/metrics/lineage/health were not all written ({type(e).__name__}: {e})")
 
 # %% ../../notebooks/45_run.ipynb #a679f1e4
-def _runs(s: Settings) -> list[dict]:
+def recorded_runs(s: Settings) -> list[dict]:
+    "The runs recorded in the reports folder (each day's run.json), newest first."
     root = s.storage.reports_dir
     runs = []
     for p in sorted(root.glob("*/run.json")):
@@ -319,7 +318,7 @@ def _index_row(s: Settings, r: dict) -> dict:
 # %% ../../notebooks/45_run.ipynb #f4a68a74
 def write_index(s: Settings) -> Path:
     "Rewrite `reports/index.html`: every run with its status, duration, freshness and completeness."
-    runs = _runs(s)
+    runs = recorded_runs(s)
     p = s.storage.reports_dir / "index.html"
     p.parent.mkdir(parents=True, exist_ok=True)
     source = "live Trakt" if s.run.source == "trakt" else "the replay API (synthetic data)"  # each source has its own reports folder
@@ -330,8 +329,9 @@ def write_index(s: Settings) -> Path:
     return p
 
 # %% ../../notebooks/45_run.ipynb #149be741
-def _refresh_latest(s: Settings):
-    ok = [r for r in _runs(s) if r["status"] == "succeeded"]
+def refresh_latest(s: Settings):
+    "Make `reports/latest` a copy of the newest succeeded run's reports (replaced whole)."
+    ok = [r for r in recorded_runs(s) if r["status"] == "succeeded"]
     if not ok: return
     src, dst = s.storage.reports_dir / ok[0]["run_date"], s.storage.reports_dir / "latest"
     tmp = dst.with_name("latest.tmp")
@@ -343,7 +343,7 @@ def _refresh_latest(s: Settings):
 # %% ../../notebooks/45_run.ipynb #d0e1da75
 def done_days(s: Settings) -> set[str]:
     "The run dates whose recorded run succeeded: what a backfill skips."
-    return {r["run_date"] for r in _runs(s) if r["status"] == "succeeded"}
+    return {r["run_date"] for r in recorded_runs(s) if r["status"] == "succeeded"}
 
 # %% ../../notebooks/45_run.ipynb #ac92d524
 def backfill(s: Settings, start: dt.date, end: dt.date, echo=print) -> list[RunResult]:

@@ -18,10 +18,10 @@ import httpx
 import orjson
 
 import trakt_nb
-from ..config import Settings, UserError, get_logger, trakt_client_id
+from ..config import Settings, UserError, get_logger, trakt_client_id, utcnow
 from ..config import tmdb_token as _tmdb_token_from_env
 from .http import (CLOUDFLARE_STATUSES, AiohttpTransport, Response, is_cloudflare, parse_ratelimit,
-                                  parse_retry_after, utcnow)
+                                  parse_retry_after)
 from .rate_limit import RateLimiter, backoff_s
 
 # %% auto #0

@@ -17,14 +17,10 @@ import httpx
 import httpx_aiohttp
 import orjson
 
-# %% auto #0
-__all__ = ['CLOUDFLARE_STATUSES', 'utcnow', 'Response', 'parse_retry_after', 'parse_ratelimit', 'is_cloudflare',
-           'AiohttpTransport']
+from ..config import utcnow
 
-# %% ../../notebooks/03_http.ipynb #abf20327
-def utcnow() -> datetime:
-    "The current time, UTC, timezone-aware."
-    return datetime.now(timezone.utc)
+# %% auto #0
+__all__ = ['CLOUDFLARE_STATUSES', 'Response', 'parse_retry_after', 'parse_ratelimit', 'is_cloudflare', 'AiohttpTransport']
 
 # %% ../../notebooks/03_http.ipynb #48dddd7f
 _UNSET = object()

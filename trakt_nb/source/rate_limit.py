@@ -13,7 +13,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
-from .http import utcnow
+from ..config import utcnow
 
 # %% auto #0
 __all__ = ['MIN_WAIT_S', 'backoff_s', 'RateLimiter', 'FakeTime']

@@ -18,7 +18,8 @@ from ..config import Settings
 from .replay_text import LANGUAGES, LANGUAGE_SHARES, build_corpora
 
 # %% auto #0
-__all__ = ['DECAY_SHAPES', 'GENRES', 'DAY_S', 'WorldSpec', 'to_epoch', 'iso_ms', 'slugify', 'burst_delays', 'World', 'get_world']
+__all__ = ['DECAY_SHAPES', 'GENRES', 'DAY_S', 'NEVER', 'WorldSpec', 'to_epoch', 'iso_ms', 'slugify', 'burst_delays', 'World',
+           'get_world']
 
 # %% ../../notebooks/01_replay_world.ipynb #8f0109ac
 DECAY_SHAPES = ("exponential", "biexponential", "stretched", "power_law")
@@ -202,7 +203,7 @@ def _comment_times(rng: np.random.Generator, t: pd.DataFrame, spec: WorldSpec) -
     return np.concatenate(times), np.concatenate(owner)
 
 # %% ../../notebooks/01_replay_world.ipynb #9494e12a
-_NEVER = np.iinfo(np.int64).max
+NEVER = np.iinfo(np.int64).max  # the time of what never happens (a comment never edited)
 
 # %% ../../notebooks/01_replay_world.ipynb #f0269f45
 @dataclass
@@ -350,7 +351,7 @@ def _build_comments(rng, spec, titles, users, top_t, top_title) -> dict:
     c["depth"] = depth[order]
     c["id"] = 100_000 + np.cumsum(rng.integers(1, 4, len(order))).astype(np.int64)
     c["user"] = rng.choice(len(users), len(order), p=(users["weight"] / users["weight"].sum()).to_numpy()).astype(np.int32)
-    c["edit_at"] = np.where(c.pop("edit_delay") >= 0, c["created"] + attrs["edit_delay"][order], _NEVER)
+    c["edit_at"] = np.where(c.pop("edit_delay") >= 0, c["created"] + attrs["edit_delay"][order], NEVER)
     # a hidden comment hides its whole thread: no listing reaches the replies under it
     hidden = c["hidden"]
     for r in np.flatnonzero(c["parent"] >= 0):  # parents come before their replies

@@ -86,6 +86,27 @@ def serve():
     for s in servers: s.stop()
 
 
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory, worker_id):
+    """One `trakt-nb run` of test_run's DAY on its small world (test_run.small_settings, the marker key in the environment),
+    made once per test session: the first worker to ask runs it under a lock, the other reads the same folder. Its
+    users only read it (they copy it before writing). Returns the run's settings (the paths inside its folder)."""
+    import shutil
+    from filelock import FileLock
+    from test_run import DAY, kernel_children, small_settings
+    from trakt_nb.ops.run import run_day
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "clean_run"
+    with FileLock(str(root) + ".lock"), pytest.MonkeyPatch.context() as mp:
+        s = small_settings(root, mp)
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a run that failed half-way is run again
+            res = run_day(s, DAY, echo=lambda m: None)
+            assert res.status == "succeeded" and kernel_children() == []  # every step's kernel has ended
+            (root / "done").touch()
+    return s
+
 # files that share a session fixture too costly to build on both workers (reliability's `clean`: a whole `trakt-nb run`)
 SHARED_UNITS = {"tests/reliability/test_matrix.py": "tests/reliability (clean run)",
                 "tests/reliability/test_no_silent_loss.py": "tests/reliability (clean run)"}

@@ -3,6 +3,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ import pytest
 
 from trakt_nb.land.bronze import connect
 from trakt_nb.config import UserError, load_settings
+from trakt_nb.land.ingest import ingest
+from trakt_nb.model.build import build_model
 from trakt_nb.ops.run import StepFailed, backfill, run_day
 from trakt_nb.ops.steps import STEPS
 
@@ -52,13 +55,13 @@ def secret_hits(s, root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
-    s = small_settings(tmp_path, monkeypatch)
-    res = run_day(s, DAY)
-    assert res.status == "succeeded" and [st.name for st in res.steps] == ["10_ingest", "20_model", "quality", "30_quadrants", "31_half_life"]
-    assert kernel_children() == []  # every step's kernel has ended
-    assert res.completeness["min"] == 1.0 and res.completeness["titles"] == 6
+def test_run_day_end_to_end(clean_run, tmp_path, monkeypatch):
+    "One day's run (conftest's `clean_run`: `run_day` of DAY into a fresh warehouse, the marker key in the environment), then the same date again."
+    s, root = clean_run, clean_run.storage.warehouse.parent
     out = s.storage.reports_dir / DAY.isoformat()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "succeeded" and [st["name"] for st in run["steps"]] == ["10_ingest", "20_model", "quality", "30_quadrants", "31_half_life"]
+    assert run["completeness"]["min"] == 1.0 and run["completeness"]["titles"] == 6
     for step in STEPS:
         assert (out / f"{step}.ipynb").exists() and (out / f"{step}.html").exists()
     manifest = json.loads((out / "manifest.json").read_text())
@@ -67,8 +70,7 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
     prom = (s.storage.state_dir / "metrics" / "trakt_nb.prom").read_text()
     assert "trakt_nb_run_success 1.0" in prom
     assert list((s.storage.state_dir / "lineage").glob("*.ndjson"))
-    run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "succeeded" and run["fresh"] is False  # D is months past: its 09:00 Chicago deadline on D+1 has gone
+    assert run["fresh"] is False  # D is months past: its 09:00 Chicago deadline on D+1 has gone
     index = (s.storage.reports_dir / "index.html").read_text()
     assert f'{DAY.isoformat()}/30_quadrants.html' in index
     assert sorted(p.name for p in (s.storage.reports_dir / "latest").iterdir()) == sorted(p.name for p in out.iterdir())
@@ -78,13 +80,15 @@ def test_run_day_end_to_end(tmp_path, monkeypatch, capsys):
     for nb in out.glob("*.ipynb"):
         params = json.loads(nb.read_text())["metadata"]["papermill"]["parameters"]
         assert MARKER not in json.dumps(params) and params["run_date"] == DAY.isoformat()
-    assert secret_hits(s, tmp_path) == []
-    # same date again: ingest makes no call, gold is unchanged
+    assert secret_hits(s, root) == []
+    # same date again, in a copy: ingest makes no call, gold is unchanged
+    shutil.copytree(root, tmp_path / "again", symlinks=True)
+    s = small_settings(tmp_path / "again", monkeypatch)
     con = connect(s, read_only=True); before = con.sql("SELECT * FROM gold.mart_title_quadrant ORDER BY ALL").df(); con.close()
-    run_day(s, DAY)
+    run_day(s, DAY, steps=("10_ingest", "20_model"), echo=lambda m: None)
     con = connect(s, read_only=True); after = con.sql("SELECT * FROM gold.mart_title_quadrant ORDER BY ALL").df(); con.close()
     assert before.equals(after)
-    assert "already done" in (out / "10_ingest.html").read_text()
+    assert "already done" in (s.storage.reports_dir / DAY.isoformat() / "10_ingest.html").read_text()
 
 
 def _model_step_doing(tmp_path, monkeypatch, code: str):
@@ -149,7 +153,9 @@ def test_backfill_runs_each_day_once_and_resumes(tmp_path, monkeypatch):
     # the same days run one by one, into another warehouse, end with the same silver and gold (the two steps that
     # write them: the report steps only read)
     daily = small_settings(tmp_path / "daily", monkeypatch)
-    for d in days: run_day(daily, d, steps=("10_ingest", "20_model"))
+    for d in days:  # what the two steps' notebooks call, in this process
+        ingest(daily, d, in_process=True, progress=False)
+        build_model(daily, d)
     assert tables_content(s) == tables_content(daily)
 
 

@@ -56,10 +56,11 @@ run: setup
 
 ## every check CI runs
 ## (each notebook runs once: the library notebooks under nbval, which executes every cell nbdev-test would; the pipeline
-##  notebooks under papermill with their parameters, as the daily run executes them, in tests/test_run.py;
+##  notebooks under papermill with their parameters, as the daily run executes them, in tests/test_run.py; explore.ipynb
+##  under papermill in tests/test_explore.py, once on each of its paths (no warehouse yet, then the daily one);
 ##  two workers, one per core: a test file runs whole on one of them, the notebooks together in order — tests/conftest.py)
 test: test-setup java browser check-sync check-clean check-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax --ignore=notebooks/pipeline
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --no-loadscope-reorder -m "not reliability_full" tests notebooks --nbval-lax --ignore=notebooks/pipeline --ignore=notebooks/explore.ipynb
 
 ## the library must be exactly the export of the notebooks
 check-sync: dev-setup

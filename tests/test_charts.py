@@ -5,8 +5,6 @@ import datetime as dt
 import json
 import re
 
-import altair as alt
-import pandas as pd
 import pytest
 import vl_convert as vlc
 

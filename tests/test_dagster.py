@@ -16,7 +16,6 @@ import pytest
 
 dg = pytest.importorskip("dagster", reason="the dagster extra is not installed (pip install -e '.[dagster]'; `make test` installs it)")
 
-from trakt_nb.config import load_settings
 from trakt_nb.land.bronze import connect
 from trakt_nb.land.ledger import end_of_day
 

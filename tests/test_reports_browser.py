@@ -5,7 +5,6 @@ no script may run from data (an injected `alert` would open a dialog), and every
 must lead to a page that exists. Screenshots land in reports/screenshots/ for people to look at.
 Each page is opened once, in one browser, and the tests read the open pages (none of them changes a page).
 The same run's report notebooks, executed under papermill with a key in the environment, are checked here too."""
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -13,9 +12,8 @@ from urllib.parse import urlparse, unquote
 
 import pytest
 
-from test_run import DAY, MARKER, small_settings
+from test_run import DAY, MARKER
 from trakt_nb.ops import vega
-from trakt_nb.ops.run import run_day
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "reports" / "screenshots"
@@ -27,13 +25,9 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is missin
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    tmp = tmp_path_factory.mktemp("browser")
-    s = small_settings(tmp, mp)
-    run_day(s, DAY)
-    yield s.storage.reports_dir
-    mp.undo()
+def reports(clean_run):
+    "The reports of the session's one clean run (conftest `clean_run`: `run_day` with a key in the environment); only read here."
+    return clean_run.storage.reports_dir
 
 
 @pytest.fixture(scope="module")

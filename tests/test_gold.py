@@ -18,6 +18,7 @@ from trakt_nb.model.marts import gold_marts, half_life_of
 
 BASE = dt.date(2025, 1, 1)
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS_COSTLY = settings(PROPS, max_examples=12)  # the properties whose every example costs ~0.5-1 s of DuckDB queries
 QUAD = {(True, True): "Phenomenon", (True, False): "Mainstream", (False, True): "Cult", (False, False): "Quiet"}
 
 event = st.tuples(st.sampled_from(["movie", "show"]), st.integers(1, 3), st.integers(0, 60), st.sampled_from("abcde"),
@@ -58,7 +59,7 @@ def test_daily_engagement_sums_and_zero_fill(rows, as_of_off):
 
 
 @pytest.mark.slow
-@PROPS
+@PROPS_COSTLY
 @given(events_st, st.integers(0, 70), st.integers(1, 4))
 def test_quadrant_labels_follow_thresholds(rows, as_of_off, min_comments):
     as_of = BASE + dt.timedelta(days=as_of_off)
@@ -104,7 +105,7 @@ def test_half_lives_are_positive_with_intervals_or_null(rows, as_of_off, min_com
     assert trend.titles.sum() == len(hl)
 
 
-@PROPS
+@PROPS_COSTLY
 @given(events_st, st.integers(0, 70))
 def test_hold_up_needs_an_ok_fit(rows, as_of_off):
     as_of = BASE + dt.timedelta(days=as_of_off)
@@ -240,7 +241,7 @@ def _history(comments) -> ibis.Table:
 
 
 @pytest.mark.slow
-@PROPS
+@PROPS_COSTLY
 @given(st.lists(version, min_size=1, max_size=25), st.integers(0, 30), st.integers(0, 8))
 def test_engagement_changes_bring_the_fact_up_to_date(comments, since_off, days):
     "The series as of `since` with `engagement_changes` applied equals the series computed in full as of a later day: late, edited and new comments, new titles, moved first days."

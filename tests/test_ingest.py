@@ -249,9 +249,10 @@ def test_daily_run_call_efficiency(tmp_path, serve):
 
 @pytest.mark.slow
 def test_rate_limit_adherence(tmp_path, serve):
-    limit = {"rate_limit_calls": 20, "rate_limit_period_s": 1}
+    calls = 40  # per 1 s window (whole seconds: the x-ratelimit header the client follows counts its period in seconds)
+    limit = {"rate_limit_calls": calls, "rate_limit_period_s": 1}
     s0 = make_settings(tmp_path)
-    srv = serve(replay_app(s0, end_of_day(D), rate_limit_calls=20, rate_limit_period_s=1))
+    srv = serve(replay_app(s0, end_of_day(D), **limit))
     s = make_settings(tmp_path, url=srv.url, replay=limit, tmdb={"enrich": False}, client={"comments_limit": 30})
     t0 = time.monotonic()
     summary = ingest(s, D, progress=False)
@@ -262,11 +263,11 @@ def test_rate_limit_adherence(tmp_path, serve):
     srv2 = serve(replay_app(s0, end_of_day(D)))
     s2 = make_settings(tmp_path, url=srv2.url, name="w2.duckdb", tmdb={"enrich": False}, client={"comments_limit": 30})
     t0 = time.monotonic(); free = ingest(s2, D, progress=False); free_wall = time.monotonic() - t0
-    bursts = math.ceil(n / 20)
+    bursts = math.ceil(n / calls)
     fastest = (bursts - 1) + free_wall  # full windows, then setup plus the last burst (bounded by the whole unthrottled run)
-    print(f"rate limit 20/s: {n} calls in {wall:.2f}s; fastest allowed {fastest:.2f}s (unthrottled {free_wall:.2f}s); "
+    print(f"rate limit {calls}/s: {n} calls in {wall:.2f}s; fastest allowed {fastest:.2f}s (unthrottled {free_wall:.2f}s); "
           f"ratio {wall / fastest:.3f}; by status {st['by_status']}")
-    assert summary.status == "succeeded" and summary.pages == free.pages and summary.calls == n and n >= 60
+    assert summary.status == "succeeded" and summary.pages == free.pages and summary.calls == n and n >= 3 * calls
     assert st["by_status"] == {"200": n}  # zero 429s
     assert wall >= bursts - 1  # the limit was honoured
     # how close to the fastest allowed pace the crawl came is a speed figure: printed above, not asserted
@@ -319,18 +320,18 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
         con = connect(load_settings(ini, env={}), read_only=True) if wh.exists() else None
         done_after.append(con.execute("SELECT count(*) FROM bronze.ingest_ledger WHERE state = 'done'").fetchone()[0] if con else 0)
         if con: con.close()
+    httpx.post(srv.url + "/_replay/faults", json={})  # the slow answers only gave the kills time to land mid-run
     p = _spawn(ini)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err.decode()
     total_killed = state(srv.url)["requests"]
     s = load_settings(ini, env={})
-    # an uninterrupted run into another warehouse, same server
+    # an uninterrupted run into another warehouse, same server (in this process: the reference needs no kill)
     httpx.post(srv.url + "/_replay/reset", json={})
     clean_ini = _ini_for(tmp_path, srv.url, tmp_path / "clean.duckdb", "clean.ini")
-    p = _spawn(clean_ini); p.communicate(timeout=120)
-    assert p.returncode == 0
-    clean_calls = state(srv.url)["requests"]
     c = load_settings(clean_ini, env={})
+    assert ingest(c, D, progress=False).status == "succeeded"
+    clean_calls = state(srv.url)["requests"]
     rows, dup, (done, distinct_done) = _pages(s)
     clean_rows, _, _ = _pages(c)
     print(f"killed at {kills} requests (done units after each kill {done_after}); all attempts {total_killed} requests "
@@ -345,14 +346,27 @@ def test_sigkill_three_times_then_resume(tmp_path, serve):
 
 # -- the crawl's connection -------------------------------------------------------------------------
 
+BUSY = {"comments_per_title": 1500}  # busy enough for replies to replies within a few days
+
+
+@pytest.fixture(scope="module")
+def busy_first_day(tmp_path_factory) -> Path:
+    "A warehouse after the full crawl of day D of the busy world (each test works on its own copy)."
+    s = make_settings(tmp_path_factory.mktemp("busy"), replay=BUSY)
+    ingest(s, D, in_process=True, progress=False)
+    return s.storage.warehouse
+
+
 @pytest.mark.parametrize("days", [1, 4], ids=["full crawl", "incremental day"])
-def test_resume_after_a_thread_finished_still_follows_its_nested_threads(tmp_path, days):
+def test_resume_after_a_thread_finished_still_follows_its_nested_threads(tmp_path, days, busy_first_day):
     "Killed after a reply thread's done mark committed but before the threads nested in it: the resumed run finds them again."
-    s = make_settings(tmp_path, replay={"comments_per_title": 1500})  # busy enough for replies to replies within a few days
+    import shutil
+    s = make_settings(tmp_path, replay=BUSY)
+    shutil.copy(busy_first_day, s.storage.warehouse)  # day D crawled in full, as the first run of the loop below would
     q = "SELECT parent_comment_id, payload FROM bronze.trakt_pages WHERE resource_kind = 'replies' AND run_date = $1"
     for i in range(days + 6):  # from the `days`-th day on, the first day whose crawl read a reply to a reply
         day = D + i * DAY
-        ingest(s, day, in_process=True, progress=False)
+        if i: ingest(s, day, in_process=True, progress=False)
         con = connect(s)
         rows = con.execute(q, [day]).fetchall()
         reply_ids = {o["id"] for _, p in rows for o in orjson.loads(p)}

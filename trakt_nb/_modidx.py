@@ -46,6 +46,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'trakt_nb.land.bronze.ensure_bronze': ('bronze.html#ensure_bronze', 'trakt_nb/land/bronze.py'),
                                       'trakt_nb.land.bronze.fetch_rows': ('bronze.html#fetch_rows', 'trakt_nb/land/bronze.py'),
                                       'trakt_nb.land.bronze.migrate_bronze': ('bronze.html#migrate_bronze', 'trakt_nb/land/bronze.py'),
+                                      'trakt_nb.land.bronze.missing_bronze_columns': ( 'bronze.html#missing_bronze_columns',
+                                                                                       'trakt_nb/land/bronze.py'),
                                       'trakt_nb.land.bronze.seal_path': ('bronze.html#seal_path', 'trakt_nb/land/bronze.py'),
                                       'trakt_nb.land.bronze.sealed': ('bronze.html#sealed', 'trakt_nb/land/bronze.py'),
                                       'trakt_nb.land.bronze.table_exists': ('bronze.html#table_exists', 'trakt_nb/land/bronze.py'),

@@ -21,7 +21,8 @@ from ..config import Settings, UserError, get_logger, utcnow
 __all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES', 'UNIT_KEYS',
            'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'seal_path',
            'write_seal', 'sealed', 'verify_warehouse', 'warehouse_path', 'connect', 'unit_key', 'bronze_arrow',
-           'ensure_bronze', 'migrate_bronze', 'as_date', 'as_utc', 'transaction', 'fetch_rows', 'table_exists']
+           'ensure_bronze', 'missing_bronze_columns', 'migrate_bronze', 'as_date', 'as_utc', 'transaction',
+           'fetch_rows', 'table_exists']
 
 # %% ../../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -140,6 +141,10 @@ def connect(target: Settings | str | Path = ":memory:",  # Settings, a path, or 
         if check: get_logger("trakt_nb.land.bronze").info("warehouse_verified", path=str(path), **verify_warehouse(con, path))
         if not read_only and con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'bronze'").fetchone()[0]:
             migrate_bronze(con)  # a warehouse an earlier version wrote gets the columns declared since (below)
+        if read_only and missing_bronze_columns(con):  # such a warehouse opened only to read (`trakt-nb status`, say): migrated first, once
+            con.close()
+            connect(path).close()
+            con = duckdb.connect(str(path), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # no progress widgets in notebooks and logs
     return con
@@ -240,12 +245,16 @@ def _backfill_ledger(con: duckdb.DuckDBPyConnection):
                    WHERE unit_kind = 'comment_deleted' AND confirmed_at IS NULL""")
 
 # %% ../../notebooks/07_bronze.ipynb #e84f1cd8
-def migrate_bronze(con: duckdb.DuckDBPyConnection):
-    "Give the bronze tables of an older warehouse the declared columns they lack, and fill the ledger's typed columns from its keys."
+def missing_bronze_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    "The declared columns (table, column, type without NOT NULL) that the existing bronze tables of `con` lack."
     have = set(con.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'bronze'").fetchall())
     tables = {t for t, _ in have}
-    missing = [(t, c, sql.replace(" NOT NULL", "")) for t, cols in BRONZE_TABLES.items() if t in tables
-               for c, (sql, _) in cols.items() if (t, c) not in have]
+    return [(t, c, sql.replace(" NOT NULL", "")) for t, cols in BRONZE_TABLES.items() if t in tables
+            for c, (sql, _) in cols.items() if (t, c) not in have]
+
+def migrate_bronze(con: duckdb.DuckDBPyConnection):
+    "Give the bronze tables of an older warehouse the declared columns they lack, and fill the ledger's typed columns from its keys."
+    missing = missing_bronze_columns(con)
     if not missing: return con
     with transaction(con):
         for t, c, sql in missing: con.execute(f"ALTER TABLE bronze.{t} ADD COLUMN {c} {sql}")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from .conftest import D, SECRETS, Site, make_app, record
+from trakt_nb.source.replay_serve import serve_in_thread
 
 BAD_INPUT_REASON = ("A user error raised inside a pipeline notebook (unknown title, no key in live mode) reaches `trakt-nb run` as a "
                     "failed step: exit 1, a multi-part 'step 10_ingest failed in cell N (UserError: …)' message, and reports/D/ "
@@ -63,16 +64,12 @@ def _live_env(site):
     return env
 
 
-def test_missing_key_in_live_mode_stops_before_any_call(site):
-    p = site.cli("run", "--source", "trakt", "--date", D.isoformat(), env=_live_env(site), timeout=120)
-    assert p.returncode != 0 and "export TRAKT_CLIENT_ID" in p.stderr and "Traceback" not in p.stderr
-    assert not site.warehouse.exists()
-    record("missing key in live mode", "source = trakt, no TRAKT_CLIENT_ID", f"exit {p.returncode}, names the fix", 0, 0)
-
-
 def test_missing_key_in_live_mode_exit_2_nothing_written(site):
+    "Stops before any call (nothing listens at the url, nothing is written), in one sentence naming the fix."
     p = site.cli("run", "--source", "trakt", "--date", D.isoformat(), env=_live_env(site), timeout=120)
     assert p.returncode == 2 and one_sentence(p.stderr) and written(site) == [], (p.returncode, p.stderr, written(site))
+    assert "export TRAKT_CLIENT_ID" in p.stderr and not site.warehouse.exists(), p.stderr
+    record("missing key in live mode", "source = trakt, no TRAKT_CLIENT_ID", f"exit {p.returncode}, names the fix", 0, 0)
 
 
 FULL = pytest.mark.reliability_full
@@ -156,11 +153,20 @@ def _ingest_peak_rss(site: Site) -> tuple[int, int, str]:
     return p.returncode, peak[0], err
 
 
-@pytest.mark.parametrize("kind", ["huge", "nested"])
-def test_hostile_body_is_refused_within_memory(tmp_path, serve, world, kind):
-    base = Site(tmp_path / "base", url=serve(make_app(world)).url, client={"max_response_mb": 1})
-    code, base_rss, err = _ingest_peak_rss(base)
+@pytest.fixture(scope="module")
+def clean_ingest_rss(world, tmp_path_factory) -> int:
+    "Peak RSS in MB of a clean `trakt-nb ingest` of D with a 1 MB cap (the yardstick of both hostile bodies, which only read it)."
+    srv = serve_in_thread(make_app(world))
+    try:
+        code, base_rss, err = _ingest_peak_rss(Site(tmp_path_factory.mktemp("base"), url=srv.url, client={"max_response_mb": 1}))
+    finally: srv.stop()
     assert code == 0, err
+    return base_rss
+
+
+@pytest.mark.parametrize("kind", ["huge", "nested"])
+def test_hostile_body_is_refused_within_memory(tmp_path, serve, world, clean_ingest_rss, kind):
+    base_rss = clean_ingest_rss
     app = Hostile(make_app(world), kind)
     site = Site(tmp_path / "hostile", url=serve(app).url, client={"max_response_mb": 1})
     code, rss, err = _ingest_peak_rss(site)

@@ -4,7 +4,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from trakt_nb.config import load_settings
 from trakt_nb.land.ingest import crawl_connection, ingest
 from trakt_nb.land.ledger import end_of_day
 from trakt_nb.source.replay_api import ReplayAPI
-from trakt_nb.source.replay_world import WorldSpec, get_world, to_epoch
+from trakt_nb.source.replay_world import WorldSpec, get_world
 from trakt_nb.source.replay_as_of import ground_truth
 
 REPLAY = {"seed": 5, "movies": 3, "shows": 2, "users": 300, "comments_per_title": 300}
@@ -128,7 +127,6 @@ def test_full_then_daily_matches_ground_truth(tmp_path):
     print(f"{len(likes)} comments with likes updated in a later run, e.g. {likes[:3]}")
     assert likes and all(seen > D for _, _, _, seen in likes)
     # the updated counters match the world as of the day they were read
-    g = truth(s, D + 5 * DAY, ids).set_index("comment_id")
     cid, _, last, seen = max(likes, key=lambda r: r[3])
     assert last == int(truth(s, seen, ids).set_index("comment_id").likes[cid])
 

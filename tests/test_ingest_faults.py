@@ -1,5 +1,4 @@
 """Ingest under each replay fault scenario: retries win, quarantine is exactly what it should be, a long wait stops cleanly."""
-import datetime as dt
 
 import httpx
 import pytest

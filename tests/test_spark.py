@@ -1,7 +1,6 @@
 """Silver and gold computed by Spark (local[2]) equal DuckDB's by content, on a small replay world and the same dates;
 and, end to end, gold from DuckDB-on-file and Spark-on-Iceberg is the same (DuckDB-on-Iceberg's: tests/test_lake.py)."""
 import datetime as dt
-import importlib.util
 
 import numpy as np
 import pandas as pd

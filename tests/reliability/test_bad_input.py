@@ -1,15 +1,12 @@
 """Bad input to `trakt-nb run`: each answered with one clear sentence, exit code 2, nothing written — and hostile bodies refused
 without exhausting memory."""
-import os
 import re
-import subprocess
 import threading
 import time
 
-import httpx
 import pytest
 
-from .conftest import D, SECRETS, Site, make_app, record
+from .conftest import D, Site, make_app, record
 from trakt_nb.source.replay_serve import serve_in_thread
 
 BAD_INPUT_REASON = ("A user error raised inside a pipeline notebook (unknown title, no key in live mode) reaches `trakt-nb run` as a "

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from test_ingest import quarantined_ids
-from .conftest import (D, Site, bronze_pages_kept, ingest_and_model, make_app, page_keys, record, silver_vs_truth, end_of_day)
+from .conftest import (D, Site, bronze_pages_kept, ingest_and_model, make_app, page_keys, record, silver_vs_truth)
 
 FULL = pytest.mark.reliability_full
 SEED = int(os.environ.get("TRAKT_NB_RELIABILITY_SEED", "20261128"))

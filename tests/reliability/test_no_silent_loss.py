@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
-from .conftest import (D, SECRETS, Site, bronze_pages_kept, end_of_day, followed_indexes, ingest_and_model, make_app, record,
-                       servable_truth, silver_vs_truth)
+from .conftest import (D, Site, bronze_pages_kept, end_of_day, followed_indexes, ingest_and_model, make_app, record,
+                       silver_vs_truth)
 from trakt_nb.source.replay_as_of import ground_truth
 
 FULL = pytest.mark.reliability_full

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from .conftest import D, Site, make_app, record
-from .test_no_silent_loss import check_whole, last_line, no_traceback
+from .test_no_silent_loss import check_whole, no_traceback
 from trakt_nb.land.bronze import WarehouseDamaged, sealed, verify_warehouse
 
 FULL = pytest.mark.reliability_full
@@ -172,7 +172,6 @@ def test_full_disk_under_reports_then_space_freed(tmp_path, serve, world, clean)
 @FULL
 def test_today_is_the_day_so_far_then_the_whole_day(tmp_path, serve):
     "Run the day so far against a replay serving up to the current instant, then the same day once the API serves all of it."
-    from trakt_nb.source.replay_api import ReplayAPI
     from trakt_nb.source.replay_world import World, WorldSpec
     from .conftest import REPLAY, end_of_day, followed_indexes, servable_truth
     now = dt.datetime.now(dt.timezone.utc)

@@ -12,6 +12,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 import duckdb
+import msgspec
 import orjson
 import pyarrow as pa
 
@@ -21,7 +22,7 @@ from .bronze import (BRONZE_TABLES, PAGE_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE
 from .ledger import set_state
 
 # %% auto #0
-__all__ = ['BronzeWriter']
+__all__ = ['UnitDetail', 'unit_detail_json', 'BronzeWriter']
 
 # %% ../../notebooks/07a_writer.ipynb #979ee573
 def _payload_bytes(payload) -> bytes:
@@ -89,6 +90,31 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
+# %% ../../notebooks/07a_writer.ipynb #c3a1d0e2
+class UnitDetail(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    "What the ledger keeps about a unit (`bronze.ingest_ledger.detail`), each key optional."
+    valid: bool | None = None  # a page: every item passed its contract (false: the next run fetches it again)
+    page_count: int | None = None  # a page: Trakt's pagination headers
+    item_count: int | None = None
+    n: int | None = None  # a page: its items
+    max_created: str | None = None  # a page or a finished crawl: the newest comment's created_at
+    min_created_epoch: int | None = None  # a page: the oldest comment's created_at, epoch seconds
+    replies: dict[str, int] | int | None = None  # a page: the reply counter of each comment on it that has replies (ids as text:
+                                                 # JSON keys); a finished reply thread: its count when read
+    ids: list[int] | None = None  # a page read to confirm deletions: the comment ids listed
+    mode: str | None = None  # a finished crawl: full | incremental
+    pages_announced: int | None = None  # a finished crawl: pages it had to read, and read valid
+    pages_valid: int | None = None
+    max_created_epoch: int | None = None  # a finished crawl: the watermark of the next incremental crawl
+    last_seen: str | None = None  # a deleted comment: when it was last seen listed
+    known: bool | None = None  # a TMDb record: false when TMDb does not know the title
+    confirmed_at: str | None = None  # a deleted comment, as ledgers before the typed column kept it
+
+def unit_detail_json(detail: Mapping) -> str:
+    "`detail` checked against `UnitDetail`, as the ledger stores it (JSON without the empty keys)."
+    try: return msgspec.json.encode(msgspec.convert(dict(detail), UnitDetail)).decode()
+    except msgspec.ValidationError as e: raise ValueError(f"ledger detail: {e}") from None
+
 # %% ../../notebooks/07a_writer.ipynb #ee7ee512
 _UNIT_COLUMNS = tuple(c for c in BRONZE_TABLES["ingest_ledger"] if c not in ("run_date", "unit_key", "state", "attempts", "detail", "updated_at"))
 _LEDGER_UPSERT = f"""
@@ -133,7 +159,7 @@ class BronzeWriter:
         if state not in LEDGER_STATES: raise ValueError(f"unit state {state!r} is not one of {LEDGER_STATES}")
         _check_kinds(unit, "unit")
         e = {"run_date": self.run_date, "unit_key": key, "state": state, "attempts": 0 if state == "planned" else 1,
-             "detail": None if unit.get("detail") is None else orjson.dumps(unit["detail"]).decode(), "updated_at": utcnow()}
+             "detail": None if unit.get("detail") is None else unit_detail_json(unit["detail"]), "updated_at": utcnow()}
         for c in _UNIT_COLUMNS: e[c] = unit.get(c, row.get(c) if c in ("title_kind", "title_id_trakt", "resource_kind", "page") else None)
         return e
 

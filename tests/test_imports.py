@@ -33,3 +33,20 @@ def test_one_way_imports_are_no_cycle(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert cycles("flow_pkg") == []
     assert describe("flow_pkg") == (0, "import cycles in flow_pkg: 0")
+
+
+def test_notebooks_read_in_order():
+    "Each module of the library imports only modules whose notebooks come before its own (by file name), so the notebooks read as a book."
+    import re
+    from pathlib import Path
+    import grimp
+    root = Path(__file__).resolve().parents[1]
+    notebook = {}  # module -> the notebook it is exported from (named in the header nbdev writes)
+    for py in (root / "trakt_nb").rglob("*.py"):
+        m = re.search(r"File to edit: \S*notebooks/([^/\s]+)\.ipynb", py.read_text())
+        if m: notebook[".".join(py.relative_to(root).with_suffix("").parts)] = m.group(1)
+    assert len(notebook) > 50
+    g = grimp.build_graph("trakt_nb", cache_dir=None)
+    backwards = sorted((notebook[m], m, notebook[i], i) for m in notebook for i in g.find_modules_directly_imported_by(m)
+                       if i in notebook and notebook[i] > notebook[m])
+    assert backwards == [], "\n".join(f"{a} ({m}) imports {i} from the later {b}" for a, m, b, i in backwards)

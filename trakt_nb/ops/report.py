@@ -50,9 +50,9 @@ def _cell_text(v, fmt: str | None) -> str:
         n = int(digits or 0)
         if kind == "percent": return f"{float(v) * 100:,.{n}f}%"
         if kind == "days": return f"{float(v):,.{n}f} days"
-        if kind == "integer" or float(v).is_integer(): return f"{round(float(v)):,}"  # breadth 11, not 11.0
-        if kind == "decimal": return f"{float(v):,.{n}f}"
-        return f"{float(v):,.2f}"
+        places = n if kind == "decimal" else 2
+        if kind == "integer" or round(float(v), places).is_integer(): return f"{round(float(v)):,}"  # breadth 11, not 11.0; 1.998 s to two places is 2, not 2.00
+        return f"{float(v):,.{places}f}"
     if isinstance(v, (int, np.integer)): return _cell_text(float(v), fmt)
     return str(v)
 

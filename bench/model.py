@@ -462,6 +462,8 @@ def _run_variant(kind: str, db: str, as_of: dt.date) -> dict:
     from trakt_nb.model.silver import build_silver
     import trakt_nb.model.half_life as ghl
     settings = load_settings()
+    from trakt_nb.land.bronze import write_seal
+    write_seal(Path(db))  # the file as a clean stop leaves it (this script wrote it, whole): opening it does not read it all to verify it
     con = connect(db)
     if os.environ.get("BENCH_MEMORY_LIMIT"): con.execute(f"SET memory_limit = '{os.environ['BENCH_MEMORY_LIMIT']}'")
     fit = {"fit_s": 0.0, "fit_cpu_s": 0.0}

@@ -80,13 +80,12 @@ def _incremental_since(store: Store, as_of: dt.date) -> dt.date | None:
 
 # %% ../../notebooks/26_model.ipynb #99c80e8c
 def _engagement(store: Store, history: ir.Table, since: dt.date | None, as_of: dt.date, m) -> tuple[ir.Table, ir.Table]:
-    "The engagement as of `as_of` and the comment events the marts read: in full, or the stored fact's changes since `since` applied."
+    "The engagement as of `as_of` (an expression: in full, or the stored fact with its changes since `since` applied) and the comment events the marts read."
     if since is None:
         events = store.cache("_gold_events", comment_events_as_of(history, as_of))
-        return store.cache("_gold_engagement", daily_engagement(events, as_of)), events
+        return daily_engagement(events, as_of), events
     prev = store.table(GOLD_FACT).drop("as_of_date")
-    changes = store.cache("_gold_changes", engagement_changes(prev, history, since, as_of))
-    eng = store.cache("_gold_engagement", apply_engagement_changes(prev, changes))
+    eng = apply_engagement_changes(prev, store.cache("_gold_changes", engagement_changes(prev, history, since, as_of)))
     recent = as_of - dt.timedelta(days=7 + m.quadrant_window_days - 1)  # the comments of the quadrant's windows
     return eng, store.cache("_gold_events", comment_events_as_of(_created_since(history, recent), as_of))
 
@@ -101,6 +100,8 @@ def build_gold(store: Store, as_of: dt.date, s: Settings) -> dict[str, int]:
             if since is not None or newest is None or newest <= as_of:  # the fact keeps the newest as-of date only
                 state = None if mark is None else {AS_OF: as_of.isoformat(), SILVER_LOAD: mark[0], SILVER_WRITTEN: mark[1]}
                 store.write(GOLD_FACT, eng.mutate(as_of_date=ibis.literal(as_of, type="date")), state)
+                eng = store.table(GOLD_FACT).drop("as_of_date")  # the marts read the fact as stored: it is not computed twice nor held in memory
+            else: eng = store.cache("_gold_engagement", eng)
             releases = store.table(SILVER["dim_title"]) if store.exists(SILVER["dim_title"]) else None
             hl = store.cache("_gold_half_life", half_life_of(history, releases, as_of, m))
             for name, expr in gold_marts(eng, events, hl, store.table(SILVER["rating_dist"]), as_of, m).items():

@@ -21,9 +21,9 @@ import structlog
 
 # %% auto #0
 __all__ = ['SCHEMA', 'ENV_PREFIX', 'ENV_OTHER', 'RESOURCES', 'REPLAY_DEV_KEY', 'REPLAY_TMDB_TOKEN', 'SECRET_ENV',
-           'SECRET_PATTERNS', 'UserError', 'utcnow', 'Key', 'parse_value', 'Section', 'Settings', 'source_path',
-           'find_settings', 'load_settings', 'checkout_root', 'resource', 'trakt_client_id', 'tmdb_token',
-           'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
+           'SECRET_PATTERNS', 'UserError', 'utcnow', 'as_date', 'as_utc', 'Key', 'parse_value', 'Section', 'Settings',
+           'source_path', 'find_settings', 'load_settings', 'checkout_root', 'resource', 'trakt_client_id',
+           'tmdb_token', 'secret_values', 'redact', 'redact_secrets', 'configure_logging', 'get_logger']
 
 # %% ../notebooks/00_config.ipynb #e0740b45
 if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -36,6 +36,22 @@ class UserError(Exception):
 def utcnow() -> dt.datetime:
     "The current time, UTC, timezone-aware."
     return dt.datetime.now(dt.timezone.utc)
+
+# %% ../notebooks/00_config.ipynb #6581908a
+def as_date(value, what: str | None = None) -> dt.date:
+    "`value` (a date, a datetime or YYYY-MM-DD text) as a date; anything else is a `UserError` naming the form (and `what` it was given as)."
+    if isinstance(value, dt.datetime): return value.date()
+    if isinstance(value, dt.date): return value
+    try: return dt.date.fromisoformat(str(value).strip())
+    except ValueError: pass
+    raise UserError(f"{what + '=' if what else ''}{value!r} is not a date; write it as YYYY-MM-DD, such as 2026-11-28.")
+
+# %% ../notebooks/00_config.ipynb #f6e91e80
+def as_utc(value) -> dt.datetime | None:
+    "`value` (a datetime or ISO 8601 text; a naive time is UTC) as an aware UTC datetime; None or empty text is None, unreadable text a `ValueError`."
+    if value is None or value == "": return None
+    t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).strip())
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 # %% ../notebooks/00_config.ipynb #723d493f
 @dataclass(frozen=True)

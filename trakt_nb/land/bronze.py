@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import re
 import time
@@ -15,14 +14,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ..config import Settings, UserError, get_logger, utcnow
+from ..config import Settings, UserError, get_logger
 
 # %% auto #0
 __all__ = ['RESOURCE_KINDS', 'TITLE_KINDS', 'LEDGER_STATES', 'RUN_STATUSES', 'QUARANTINE_MAX_BYTES', 'BRONZE_TABLES', 'UNIT_KEYS',
            'UNIT_KINDS', 'BRONZE_DDL', 'PAGE_COLUMNS', 'QUARANTINE_COLUMNS', 'WarehouseDamaged', 'damaged', 'seal_path',
            'write_seal', 'sealed', 'verify_warehouse', 'warehouse_path', 'connect', 'unit_key', 'bronze_arrow',
-           'ensure_bronze', 'missing_bronze_columns', 'migrate_bronze', 'as_date', 'as_utc', 'transaction',
-           'fetch_rows', 'table_exists']
+           'ensure_bronze', 'missing_bronze_columns', 'migrate_bronze', 'transaction', 'fetch_rows', 'table_exists']
 
 # %% ../../notebooks/07_bronze.ipynb #f0be2c9d
 class WarehouseDamaged(UserError):
@@ -265,22 +263,6 @@ def migrate_bronze(con: duckdb.DuckDBPyConnection):
 # %% ../../notebooks/07_bronze.ipynb #fdcd86d5
 PAGE_COLUMNS = tuple(BRONZE_TABLES["trakt_pages"])
 QUARANTINE_COLUMNS = tuple(BRONZE_TABLES["quarantine"])
-_UTC = dt.timezone.utc
-
-# %% ../../notebooks/07_bronze.ipynb #621f3697
-def as_date(d) -> dt.date:
-    "`d` (a date, a datetime or YYYY-MM-DD text) as a date; anything else is a `UserError`."
-    if isinstance(d, dt.datetime): return d.date()
-    if isinstance(d, dt.date): return d
-    try: return dt.date.fromisoformat(str(d))
-    except ValueError: raise UserError(f"{d!r} is not a date; write it as YYYY-MM-DD.") from None
-
-# %% ../../notebooks/07_bronze.ipynb #ce1e10dd
-def as_utc(t) -> dt.datetime:
-    "`t` (a datetime, ISO text, or None for now) as an aware UTC datetime; a naive time is taken as UTC."
-    if t is None: return utcnow()
-    if isinstance(t, str): t = dt.datetime.fromisoformat(t)
-    return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
 
 # %% ../../notebooks/07_bronze.ipynb #1d04050c
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ import msgspec
 import orjson
 import pyarrow as pa
 
-from ..config import redact, secret_values, utcnow
+from ..config import as_date, as_utc, redact, secret_values, utcnow
 from .bronze import (BRONZE_TABLES, PAGE_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE_MAX_BYTES, RESOURCE_KINDS, TITLE_KINDS, UNIT_KINDS, LEDGER_STATES,
-                                  as_date, as_utc, bronze_arrow, transaction)
+                                  bronze_arrow, transaction)
 from .ledger import set_state
 
 # %% auto #0
@@ -64,7 +64,7 @@ def _page_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[str], 
     r["payload_sha256"] = row.get("payload_sha256") or hashlib.sha256(raw).hexdigest()
     r["run_id"] = row.get("run_id") or run_id
     r["run_date"] = as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = as_utc(row.get("fetched_at"))
+    r["fetched_at"] = as_utc(row.get("fetched_at")) or utcnow()
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
@@ -86,7 +86,7 @@ def _quarantine_row(row: Mapping, run_id: str, run_date: dt.date, secrets: list[
     r["errors"] = orjson.dumps([redact(str(x), secrets)[:2000] for x in list(errors)[:100]]).decode()
     r["run_id"] = row.get("run_id") or run_id
     r["run_date"] = as_date(row.get("run_date") or run_date)
-    r["fetched_at"] = as_utc(row.get("fetched_at"))
+    r["fetched_at"] = as_utc(row.get("fetched_at")) or utcnow()
     if r["request_path"] is not None: r["request_path"] = redact(r["request_path"], secrets)
     return r
 
@@ -198,7 +198,7 @@ class BronzeWriter:
 
     def add_drift(self, resource: str, counts: Mapping[tuple[str, str], int], seen_at: dt.datetime | None = None):
         "Buffer drift counts: `{(json_path, json_type): n}` seen in `resource` at `seen_at`."
-        t = as_utc(seen_at)
+        t = as_utc(seen_at) or utcnow()
         for (path, typ), n in counts.items():
             if not n: continue
             cur = self._drift.get((resource, path, typ))

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import duckdb
 import orjson
 
-from ..config import Settings, utcnow
-from .bronze import LEDGER_STATES, RUN_STATUSES, as_date, fetch_rows, connect, table_exists
+from ..config import Settings, as_date, utcnow
+from .bronze import LEDGER_STATES, RUN_STATUSES, fetch_rows, connect, table_exists
 
 # %% auto #0
 __all__ = ['done_units', 'unit_state', 'ledger_summary', 'start_run', 'finish_run', 'last_runs', 'get_state', 'set_state',

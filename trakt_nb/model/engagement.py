@@ -11,20 +11,16 @@ import ibis
 import ibis.expr.types as ir
 from ibis import _
 
+from ..config import as_date
+
 from .silver import comment_events_as_of, end_of_day
 
 # %% auto #0
-__all__ = ['TITLE_KEY', 'EVENT_SCHEMA', 'GOLD_EVENT_COLUMNS', 'as_date', 'events_memtable', 'daily_counts', 'zero_fill',
-           'daily_engagement', 'changed_title_days', 'engagement_changes', 'apply_engagement_changes']
+__all__ = ['TITLE_KEY', 'EVENT_SCHEMA', 'GOLD_EVENT_COLUMNS', 'events_memtable', 'daily_counts', 'zero_fill', 'daily_engagement',
+           'changed_title_days', 'engagement_changes', 'apply_engagement_changes']
 
-# %% ../../notebooks/20_engagement.ipynb #5e0353e1
+# %% ../../notebooks/20_engagement.ipynb #6323da8d
 TITLE_KEY = ["title_kind", "title_id_trakt"]
-
-def as_date(as_of: dt.date | dt.datetime | str) -> dt.date:
-    "The as-of day of `as_of` (a date, a datetime or an ISO `YYYY-MM-DD` string)."
-    if isinstance(as_of, dt.datetime): return as_of.date()
-    if isinstance(as_of, dt.date): return as_of
-    return dt.date.fromisoformat(str(as_of))
 
 # %% ../../notebooks/20_engagement.ipynb #0292f9b6
 EVENT_SCHEMA = ibis.schema({

@@ -6,7 +6,8 @@
 __all__ = []
 
 # %% ../../notebooks/29_gold.ipynb #9171f630
-from .engagement import TITLE_KEY, as_date, daily_engagement, engagement_changes, apply_engagement_changes
+from ..config import as_date
+from .engagement import TITLE_KEY, daily_engagement, engagement_changes, apply_engagement_changes
 from .quadrant import quadrant
 from .half_life import half_life, half_life_cohort_trend
 from .hold_up import hold_up

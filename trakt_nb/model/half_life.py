@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
-from .engagement import TITLE_KEY, as_date
+from ..config import as_date
+from .engagement import TITLE_KEY
 from .silver import end_of_day
 
 # %% auto #0

@@ -11,7 +11,8 @@ import ibis
 import ibis.expr.types as ir
 from ibis import _
 
-from .engagement import TITLE_KEY, as_date
+from ..config import as_date
+from .engagement import TITLE_KEY
 
 # %% auto #0
 __all__ = ['long_tail_of', 'hold_up']

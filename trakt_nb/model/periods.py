@@ -9,10 +9,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from ..config import UserError
+from ..config import UserError, as_date
 
 # %% auto #0
-__all__ = ['Period', 'as_day', 'period']
+__all__ = ['Period', 'period']
 
 # %% ../../notebooks/24f_periods.ipynb #a8df0ca1
 @dataclass(frozen=True)
@@ -33,16 +33,6 @@ class Period:
         return Period(self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1), self.kind)
     def __str__(self): return f"{self.start} … {self.end}"
 
-# %% ../../notebooks/24f_periods.ipynb #9b17246d
-def as_day(value, what: str = "date") -> dt.date:
-    "`value` (a date, a datetime or YYYY-MM-DD text) as a date, or one sentence naming the form."
-    if isinstance(value, dt.datetime): return value.date()
-    if isinstance(value, dt.date): return value
-    if isinstance(value, str):
-        try: return dt.date.fromisoformat(value.strip())
-        except ValueError: pass
-    raise UserError(f"{what}={value!r} is not a date; write it as YYYY-MM-DD such as 2026-11-28.")
-
 # %% ../../notebooks/24f_periods.ipynb #0cec529f
 def _month(value) -> Period:
     if isinstance(value, dt.date): y, m = value.year, value.month
@@ -55,7 +45,7 @@ def _month(value) -> Period:
 
 # %% ../../notebooks/24f_periods.ipynb #1a6458a3
 def _week(value) -> Period:
-    if isinstance(value, dt.date): start = as_day(value) - dt.timedelta(days=as_day(value).weekday())
+    if isinstance(value, dt.date): start = as_date(value) - dt.timedelta(days=as_date(value).weekday())
     else:
         hit = re.fullmatch(r"(\d{4})-?W(\d{1,2})", str(value).strip(), re.I)
         try: start = dt.date.fromisocalendar(int(hit[1]), int(hit[2]), 1) if hit else None
@@ -77,10 +67,10 @@ def period(between=None,           # (first, last) days, inclusive
     if between is not None:
         if isinstance(between, (str, bytes)) or not isinstance(between, (tuple, list)) or len(between) != 2:
             raise UserError(f"between={between!r} is not a pair of days; pass (first, last) such as ('2026-11-01', '2026-11-30').")
-        return Period(as_day(between[0], "between"), as_day(between[1], "between"), "between")
+        return Period(as_date(between[0], "between"), as_date(between[1], "between"), "between")
     if last_days is not None:
         if isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1:
             raise UserError(f"last_days={last_days!r} is not a positive whole number of days; pass for example last_days=28.")
-        end = as_day(end or dt.datetime.now(dt.timezone.utc).date(), "end")
+        end = as_date(end or dt.datetime.now(dt.timezone.utc).date(), "end")
         return Period(end - dt.timedelta(days=last_days - 1), end, "last_days")
     return _month(month) if month is not None else _week(week)

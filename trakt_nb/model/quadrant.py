@@ -17,7 +17,8 @@ from ibis import _
 from scipy import stats
 from statsmodels.discrete.discrete_model import NegativeBinomial
 
-from .engagement import TITLE_KEY, as_date
+from ..config import as_date
+from .engagement import TITLE_KEY
 
 # %% auto #0
 __all__ = ['place_titles', 'quadrant']

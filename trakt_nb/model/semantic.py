@@ -17,10 +17,10 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from ..config import UserError
+from ..config import UserError, as_date
 from .metric_grammar import compile_metric, compile_row
 from .metric_catalogue import DIM_TITLE, Catalogue, Metric, catalogue_table, load_metrics
-from .periods import Period, as_day, period
+from .periods import Period, period
 
 # %% auto #0
 __all__ = ['FROM_SILVER', 'PERIOD_BY', 'as_of_dates', 'query', 'create_period_macros', 'create_metric_views']
@@ -41,7 +41,7 @@ def _table(backend, name: str) -> ir.Table:
 # %% ../../notebooks/25_semantic.ipynb #5a675767
 def _as_of_value(as_of) -> dt.date | None:
     "`as_of` as a date (None stays None)."
-    return None if as_of is None else as_day(as_of, "as_of")
+    return None if as_of is None else as_date(as_of, "as_of")
 
 # %% ../../notebooks/25_semantic.ipynb #b5f20ca3
 def _check_request(cat: Catalogue, metrics: list[Metric], by: list[str], where: Mapping) -> None:
@@ -69,7 +69,7 @@ FROM_SILVER = {"gold.fct_title_daily_engagement": "silver.stg_trakt__comment_eve
 def as_of_dates(backend, model: str, as_of_column: str = "as_of_date") -> list[dt.date]:
     "The as-of dates stored in a gold table, oldest first."
     t = _table(_backend(backend), model)
-    return sorted(as_day(d) for d in t.select(t[as_of_column]).distinct().to_pandas()[as_of_column] if not pd.isna(d))
+    return sorted(as_date(d) for d in t.select(t[as_of_column]).distinct().to_pandas()[as_of_column] if not pd.isna(d))
 
 # %% ../../notebooks/25_semantic.ipynb #059736c3
 def _rows_as_of(backend, cat: Catalogue, model: str, as_of) -> ir.Table:
@@ -101,7 +101,7 @@ def _rows_as_of(backend, cat: Catalogue, model: str, as_of) -> ir.Table:
 def _coerce(value, typ, d: str):
     "A `where` value as the dimension's type, or one sentence naming the type wanted."
     if value is None: return None
-    if typ.is_date(): return as_day(value, f"where {d}")
+    if typ.is_date(): return as_date(value, f"where {d}")
     if typ.is_boolean():
         if isinstance(value, bool): return value
         raise UserError(f"where {d}={value!r} is not true or false; pass True or False.")

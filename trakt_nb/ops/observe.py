@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import trakt_nb
 from ..land.bronze import table_exists
-from ..config import Settings, checkout_root
+from ..config import Settings, as_utc, checkout_root
 
 # %% auto #0
-__all__ = ['MANIFEST_VERSION', 'LAYERS', 'INGEST_KEYS', 'parse_utc', 'manifest_steps', 'quality_rows', 'manifest_slo',
-           'build_manifest', 'write_manifest', 'warehouse_namespace']
+__all__ = ['MANIFEST_VERSION', 'LAYERS', 'INGEST_KEYS', 'manifest_steps', 'quality_rows', 'manifest_slo', 'build_manifest',
+           'write_manifest', 'warehouse_namespace']
 
 # %% ../../notebooks/33_observe.ipynb #b4c0032a
 MANIFEST_VERSION = 1
@@ -29,20 +29,13 @@ LAYERS = ("bronze", "silver", "gold", "metrics", "quality")  # schemas the manif
 INGEST_KEYS = ("run_id", "status", "calls", "pages", "rate_limited", "retries", "cloudflare", "quarantined", "drift_paths",
                "comments_seen", "new_comments", "edited_comments", "duration_s", "message")
 
-# %% ../../notebooks/33_observe.ipynb #7f58c759
-def parse_utc(s: str | None) -> dt.datetime | None:
-    "An ISO timestamp as an aware UTC datetime (None stays None)."
-    if not s: return None
-    t = dt.datetime.fromisoformat(str(s))
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
-
 # %% ../../notebooks/33_observe.ipynb #e039a83c
 def _iso(t: dt.datetime | None) -> str | None: return t.isoformat(timespec="seconds") if t else None
 
 # %% ../../notebooks/33_observe.ipynb #0236b20f
 def manifest_steps(run: Mapping) -> list[dict]:
     "Steps with start and end: run.json keeps durations, steps run back to back from the run's start."
-    t = parse_utc(run.get("started_at"))
+    t = as_utc(run.get("started_at"))
     out = []
     for st in run.get("steps") or []:
         end = t + dt.timedelta(seconds=float(st.get("duration_s") or 0)) if t else None
@@ -147,7 +140,7 @@ def build_manifest(s: Settings, run: Mapping, con,  # settings, run.json as a di
     ingest, completeness = _ingest(con, run_date)
     vals = list(completeness.values())
     targets = {"freshness": s.slo.freshness_target, "completeness": s.slo.completeness_target}
-    finished = parse_utc(run.get("finished_at"))
+    finished = as_utc(run.get("finished_at"))
     end_of_day = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time(0), ZoneInfo(s.slo.timezone)).astimezone(dt.timezone.utc)
     quarantined = (con.execute("SELECT count(*) FROM bronze.quarantine WHERE run_date = ?", [run_date]).fetchone()[0]
                    if table_exists(con, "bronze", "quarantine") else 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from .observe import parse_utc
+from ..config import as_utc
 
 
 # %% auto #0
@@ -33,7 +33,7 @@ def _registry(m: Mapping):
       {"run_date": m["run_date"], "status": m["status"], "version": m["versions"]["code"]})
     g("run_success", "1 if the run succeeded, else 0.", int(m["status"] == "succeeded"))
     g("run_duration_seconds", "Wall time of the run.", m.get("duration_s"))
-    fin = parse_utc(m.get("finished_at"))
+    fin = as_utc(m.get("finished_at"))
     g("run_finished_timestamp_seconds", "When the run finished (Unix time).", fin.timestamp() if fin else None)
     g("freshness_lag_seconds", "Run finished minus the end of the run date (in the SLO time zone).", m["freshness"]["lag_s"])
     g("fresh", "1 if the run finished by its freshness deadline, else 0.", None if m["freshness"]["fresh"] is None else int(bool(m["freshness"]["fresh"])))

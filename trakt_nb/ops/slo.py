@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from ..config import Settings, UserError
+from ..config import Settings, UserError, as_utc
 from ..land.bronze import connect
 from ..land.ledger import last_runs
 
@@ -55,12 +55,9 @@ def slo_window(s: Settings,
 
 # %% ../../notebooks/35_slo.ipynb #4a88b77a
 def _parse_ts(text) -> dt.datetime | None:
-    if not text: return None
-    if isinstance(text, dt.datetime): t = text
-    else:
-        try: t = dt.datetime.fromisoformat(str(text))
-        except ValueError: return None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+    "A time of a run.json as UTC, or None when it is missing or unreadable (a damaged file is reported, not fatal)."
+    try: return as_utc(text)
+    except ValueError: return None
 
 # %% ../../notebooks/35_slo.ipynb #ada3f1dc
 def read_runs(s: Settings) -> tuple[dict[dt.date, dict], list[str]]:

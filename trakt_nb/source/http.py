@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx
 import httpx_aiohttp
 import orjson
 
-from ..config import utcnow
+from ..config import as_utc, utcnow
 
 # %% auto #0
 __all__ = ['CLOUDFLARE_STATUSES', 'Response', 'parse_retry_after', 'parse_ratelimit', 'is_cloudflare', 'AiohttpTransport']
@@ -62,11 +62,6 @@ class Response:
 CLOUDFLARE_STATUSES = frozenset({520, 521, 522, 523, 524, 525, 526, 527, 530})
 _ORIGIN_MARKERS = ("x-runtime", "x-request-id")
 
-# %% ../../notebooks/03_http.ipynb #a1361a2c
-def _parse_utc(s: str) -> datetime:
-    d = datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-
 # %% ../../notebooks/03_http.ipynb #29e62092
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     "Seconds to wait from a `Retry-After` value (seconds or HTTP date), or None when absent or unreadable."
@@ -87,7 +82,7 @@ def parse_ratelimit(value: str | None) -> dict | None:
     out = dict(d)
     try: out["remaining"] = int(d["remaining"])
     except (KeyError, TypeError, ValueError): out["remaining"] = None
-    try: out["until"] = _parse_utc(d["until"])
+    try: out["until"] = as_utc(d["until"])
     except (KeyError, TypeError, ValueError, AttributeError): out["until"] = None
     return out
 

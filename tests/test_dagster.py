@@ -177,6 +177,18 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _wait_gone(pids: list[int], timeout: float = 30) -> None:
+    "Wait until each process has exited (gone, or a zombie no one has reaped yet: either way its files are closed)."
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try: state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError): break
+            if state in ("Z", "X"): break
+            time.sleep(0.02)
+        else: raise AssertionError(f"process {pid} still runs {timeout:.0f} s after SIGKILL")
+
+
 def _ingest_process(env: dict) -> subprocess.Popen:
     code = ("import dagster as dg; from trakt_nb.ops.dagster import bronze_pages; "
             f"r = dg.materialize([bronze_pages], partition_key='{DAY}', instance=dg.DagsterInstance.ephemeral()); raise SystemExit(0 if r.success else 1)")
@@ -215,10 +227,12 @@ def test_killed_ingest_materialisation_resumes(tmp_path, monkeypatch, serve):
     deadline = time.monotonic() + 120
     while (_requests(srv.url) or start) - start < 80 and p.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
     assert p.poll() is None, f"finished before the kill: {p.communicate()}"
-    for pid in [p.pid, *_descendants(p.pid)]:
+    killed = [p.pid, *_descendants(p.pid)]
+    for pid in killed:
         try: os.kill(pid, signal.SIGKILL)
         except ProcessLookupError: pass
     p.wait()
+    _wait_gone(killed[1:])  # the kernel lets go of the warehouse when it has exited, which may be a moment after the kill
     kept, _ = _pages(s)
     # the resumed and the uninterrupted crawls need no slow answers: the same world as of the same time, served at full speed
     extra["TRAKT_NB_REPLAY_URL"] = serve(replay_app(s, end_of_day(DAY))).url

@@ -188,7 +188,7 @@ def _finish(cr: Crawl, summary: IngestSummary, t0: float):
 def live_date_check(s: Settings, run_date: dt.date, today: dt.date | None = None) -> None:
     "Live Trakt answers only as of now: a past day is modelled from what bronze already holds of it, or refused with a sentence."
     if s.run.source != "trakt": return
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or utcnow().date()
     if run_date >= today: return
     if s.storage.warehouse.exists():
         con = connect(s, read_only=True)

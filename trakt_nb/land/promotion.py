@@ -14,7 +14,7 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from ..config import UserError
+from ..config import UserError, as_date
 from .contracts import (PROMOTABLE_TYPES, Contract, Contracts, FIELD_PATH, PATH_SEGMENT, load_resource,
                                 main_type, read_schema_file, shorten, as_field_path, load_contracts, promoted_fields,
                                 reserved_columns, silver_column)
@@ -293,7 +293,7 @@ def _invalid_fields(con, run_date: dt.date) -> list[dict]:
 def drift_report(con, run_date: dt.date, schemas_dir: Path | str | None = None):
     "Schema changes seen by run date `run_date`: new fields, fields gone missing, type changes (pandas DataFrame)."
     import pandas as pd
-    run_date = dt.date.fromisoformat(str(run_date)) if not isinstance(run_date, dt.date) else run_date
+    run_date = as_date(run_date)
     contracts = load_contracts(schemas_dir)
     rows = _new_fields(con, contracts) + _missing_fields(con, contracts["comment"], run_date) + _invalid_fields(con, run_date)
     rows.sort(key=lambda r: (_CHANGE_ORDER[r["change"]], r["resource"], r["json_path"]))

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ..config import Settings, UserError
+from ..config import Settings, UserError, utcnow
 from ..source.client import TraktClient, InvalidBody, RetriesExhausted
 from .ledger import get_state, end_of_day
 
@@ -39,7 +39,7 @@ def endpoints(s: Settings, run_date: dt.date, in_process: bool = False):
     from trakt_nb.source.replay_api import ReplayAPI
     from trakt_nb.source.replay_serve import serve_in_thread
     # today is not over: the replay serves nothing later than the current instant (`--date today` is the day so far)
-    app = ReplayAPI.from_settings(s, as_of=min(end_of_day(run_date), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)))
+    app = ReplayAPI.from_settings(s, as_of=min(end_of_day(run_date), utcnow().replace(microsecond=0)))
     if in_process:
         yield Endpoints("http://replay.local", "http://replay.local/3", httpx.ASGITransport(app=app)); return
     with serve_in_thread(app) as srv: yield Endpoints(srv.url, srv.url + "/3")

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from ..config import UserError, as_date
+from ..config import UserError, as_date, utcnow
 
 # %% auto #0
 __all__ = ['Period', 'period']
@@ -45,7 +45,7 @@ def _month(value) -> Period:
 
 # %% ../../notebooks/24f_periods.ipynb #1a6458a3
 def _week(value) -> Period:
-    if isinstance(value, dt.date): start = as_date(value) - dt.timedelta(days=as_date(value).weekday())
+    if isinstance(value, dt.date): start = as_date(value); start -= dt.timedelta(days=start.weekday())
     else:
         hit = re.fullmatch(r"(\d{4})-?W(\d{1,2})", str(value).strip(), re.I)
         try: start = dt.date.fromisocalendar(int(hit[1]), int(hit[2]), 1) if hit else None
@@ -71,6 +71,6 @@ def period(between=None,           # (first, last) days, inclusive
     if last_days is not None:
         if isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1:
             raise UserError(f"last_days={last_days!r} is not a positive whole number of days; pass for example last_days=28.")
-        end = as_date(end or dt.datetime.now(dt.timezone.utc).date(), "end")
+        end = as_date(end or utcnow().date(), "end")
         return Period(end - dt.timedelta(days=last_days - 1), end, "last_days")
     return _month(month) if month is not None else _week(week)

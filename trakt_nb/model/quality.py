@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import Settings, UserError, get_logger, resource
+from ..config import Settings, UserError, get_logger, resource, utcnow
 from ..land.bronze import transaction
 
 # %% auto #0
@@ -114,7 +114,7 @@ class TestResult:
     observed: str = ""
     expected: str = ""
     message: str = ""
-    checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    checked_at: dt.datetime = field(default_factory=utcnow)
     def as_dict(self) -> dict: return asdict(self)
     @property
     def failed(self) -> bool: return self.status == "fail"
@@ -258,7 +258,7 @@ def counts_by_day(con, t, cols, w, p, as_of, since: dt.date) -> dict[dt.date, in
     return {r[0]: int(r[1]) for r in con.execute(sql, p + [since, as_of]).fetchall()}
 
 # %% ../../notebooks/32_quality.ipynb #0f8132ec
-def _utc_today() -> dt.date: return dt.datetime.now(dt.timezone.utc).date()
+def _utc_today() -> dt.date: return utcnow().date()
 
 # %% ../../notebooks/32_quality.ipynb #e3409497
 def _volume(con, t, cols, w, p, as_of, z_threshold=None):

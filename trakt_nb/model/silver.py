@@ -13,7 +13,7 @@ import ibis.expr.datatypes as dt_
 import ibis.expr.types as ir
 from ibis import _
 
-from ..config import UserError, get_logger
+from ..config import UserError, get_logger, utcnow
 from ..land.contracts import EVENT_COLUMNS, latest_contract, promoted_fields, reserved_columns
 from ..land.lake import BRONZE_PAGES
 from ..land.store import Store
@@ -338,7 +338,7 @@ def build_silver(store: Store, full_refresh: bool = False, schemas_dir=None) -> 
             since = _since(store, name, tsig, full_refresh)
             if (since or 0) >= top: continue  # nothing new (or no bronze at all)
             if key == "history": out["loads"] = [(since or 0) + 1, top]
-            state = {LAST_LOAD_ID: top, CONTRACT: tsig, WRITTEN_AT: dt.datetime.now(dt.timezone.utc).isoformat()}
+            state = {LAST_LOAD_ID: top, CONTRACT: tsig, WRITTEN_AT: utcnow().isoformat()}
             out[key] = _merge_table(store, key, since, top, state, ctx)
     finally: store.release()
     get_logger("trakt_nb.model.silver").info("silver_built", **{k: v for k, v in out.items() if k != "loads"})

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import UserError, Settings
+from ..config import UserError, Settings, utcnow
 
 
 # %% auto #0
@@ -23,7 +23,7 @@ __all__ = ['TRAKT_FIRST_DAY', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INCOMPLETE', 'E
 # %% ../../notebooks/49_commands.ipynb #228d22ad
 def parse_day(text: str | None, today: dt.date | None = None) -> dt.date:
     "A run date from the command line, or a `UserError` naming the form."
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or utcnow().date()
     if text in (None, "", "today"): return today
     if text == "yesterday": return today - dt.timedelta(days=1)
     try: return dt.date.fromisoformat(text.strip())
@@ -79,7 +79,7 @@ TRAKT_FIRST_DAY = dt.date(2010, 1, 1)  # Trakt opened in 2010: there is no comme
 
 def run_date_arg(text: str | None, today: dt.date | None = None) -> dt.date:
     "The run date of `run`, `ingest`, `model`, `backfill` and `forget`: default the last complete UTC day; never a future day, nor one before Trakt."
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or utcnow().date()
     day = today - dt.timedelta(days=1) if text in (None, "") else parse_day(text, today)
     if day > today:
         raise UserError(f"{day} has not happened yet (today is {today} UTC); pick a day up to {today - dt.timedelta(days=1)} "

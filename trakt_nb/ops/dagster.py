@@ -220,7 +220,7 @@ REPORT_DEFS = [report_asset(step) for step in REPORTS]
 # %% ../../notebooks/55_dagster.ipynb #d9d868ea
 def _started(pm: dict) -> str:
     "Papermill's start time of a notebook as the runner writes times (UTC, seconds)."
-    t = dt.datetime.fromisoformat(pm["start_time"]) if pm.get("start_time") else dt.datetime.now(dt.timezone.utc)
+    t = dt.datetime.fromisoformat(pm["start_time"]) if pm.get("start_time") else utcnow()
     return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).isoformat(timespec="seconds")
 
 # %% ../../notebooks/55_dagster.ipynb #a7b2de7f
@@ -285,7 +285,7 @@ def overdue_days(s: Settings, now: dt.datetime) -> list[dt.date]:
 @dg.sensor(minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Flags each day not done by its freshness deadline (a failed done_by_deadline check of day_run).")
 def freshness_sensor(context):
-    s, now = load_settings(), dt.datetime.now(dt.timezone.utc)
+    s, now = load_settings(), utcnow()
     flagged = set(json.loads(context.cursor or "[]"))
     late = [d for d in overdue_days(s, now) if d.isoformat() not in flagged]
     if not late: return dg.SkipReason(f"every day due by {now:%Y-%m-%d %H:%M} UTC is done (or already flagged)")

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from ..config import Settings, UserError, as_utc
+from ..config import Settings, UserError, as_utc, utcnow
 from ..land.bronze import connect
 from ..land.ledger import last_runs
 
@@ -36,7 +36,7 @@ def completeness_of(s: Settings, run_date: dt.date) -> dict:
 
 # %% ../../notebooks/35_slo.ipynb #0dad9c14
 def _local_now(s: Settings, now: dt.datetime | None) -> dt.datetime:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or utcnow()
     if now.tzinfo is None: now = now.replace(tzinfo=dt.timezone.utc)
     return now.astimezone(ZoneInfo(s.slo.timezone))
 
@@ -49,7 +49,7 @@ def slo_window(s: Settings,
     if today is None: today = _local_now(s, now).date()
     elif now is None:  # a given day is judged as it stands at its end: every deadline in the window has passed
         now = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), ZoneInfo(s.slo.timezone))
-    now = (now or dt.datetime.now(dt.timezone.utc))
+    now = (now or utcnow())
     now = (now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
     return today - dt.timedelta(days=s.slo.window_days), today - dt.timedelta(days=1), now
 

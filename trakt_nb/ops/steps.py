@@ -12,7 +12,7 @@ from pathlib import Path
 import trakt_nb
 from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
-from ..config import Settings
+from ..config import Settings, utcnow
 
 # %% auto #0
 __all__ = ['PIPELINE_DIR', 'STEPS', 'REPORTS', 'step_parameters', 'step_stages', 'step_imports', 'StepKernel', 'execute_step',
@@ -78,7 +78,7 @@ def execute_step(s: Settings, run_date: dt.date, name: str, out: Path, km: StepK
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import DeadKernelError
-    t1, step_start, err = time.monotonic(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), None
+    t1, step_start, err = time.monotonic(), utcnow().isoformat(timespec="seconds"), None
     try:
         pm.execute_notebook(str(PIPELINE_DIR / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=step_parameters(s, run_date, name),
                             kernel_name="python3", progress_bar=False, log_output=False,
